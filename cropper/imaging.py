@@ -1,0 +1,158 @@
+"""Image work, with no Flask and no network: decode a download, keep its pixels, cut and encode crops.
+
+A decoded source is kept as a raw pixel file (a small header, then rows of pixels). A crop
+memory-maps it and touches only the rows it needs, so a second box of a cached image costs
+no PNG decode, and every Gunicorn worker shares the same pages through the page cache.
+"""
+
+import io
+import mmap
+import struct
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import BoxOutsideImageError, ImageTooLargeError, UpstreamError
+
+# FathomNet serves PNG framegrabs and JPEG photos; refusing other decoders keeps
+# Pillow's rarely used parsers away from bytes we did not make.
+SOURCE_FORMATS = ("PNG", "JPEG")
+BANDS = {"L": 1, "RGB": 3, "RGBA": 4}
+RAW_HEADER = struct.Struct("<4s8sII")  # magic, mode, width, height
+RAW_MAGIC = b"CRP1"
+CONTENT_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg", "png": "image/png"}
+EXIF_ORIENTATION = 0x0112
+
+
+def decode(file, max_pixels, reported_size):
+    """Decode a downloaded PNG or JPEG into an L, RGB or RGBA image the size FathomNet reports."""
+    try:
+        with Image.open(file, formats=SOURCE_FORMATS) as image:
+            if image.width * image.height > max_pixels:
+                raise _too_large(image.size, max_pixels)
+            image.load()
+            return normalise_mode(orient(image, reported_size))
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError(
+            f"The image is larger than this server decodes ({max_pixels} pixels).", max_pixels=max_pixels
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise UpstreamError(f"The image host sent something that is not a readable PNG or JPEG: {error}") from None
+
+
+def _too_large(size, max_pixels):
+    width, height = size
+    return ImageTooLargeError(
+        f"The image is {width}x{height}, over the {max_pixels} pixels this server decodes.",
+        width=width, height=height, max_pixels=max_pixels,
+    )
+
+
+def check_size(size, max_pixels):
+    """Refuse a source by its size alone, before anything is downloaded."""
+    if size[0] * size[1] > max_pixels:
+        raise _too_large(size, max_pixels)
+
+
+def check_box(box, size):
+    """Refuse a box that does not lie inside an image of this size (Pillow would pad it)."""
+    width, height = size
+    if not box.fits(width, height):
+        raise BoxOutsideImageError(
+            f"The box {list(box)} does not fit inside the {width}x{height} image.",
+            image_width=width, image_height=height,
+        )
+
+
+def orient(image, reported_size):
+    """Apply the EXIF orientation, unless only the stored grid matches the size FathomNet reports.
+
+    Annotators draw boxes on the image as a browser shows it (EXIF applied), and FathomNet's
+    width and height tell us which grid the boxes are in when the two disagree.
+    """
+    if image.getexif().get(EXIF_ORIENTATION, 1) == 1:
+        return image
+    turned = ImageOps.exif_transpose(image)
+    if image.size == tuple(reported_size) and turned.size != image.size:
+        return image
+    return turned
+
+
+def normalise_mode(image):
+    """Bring any PNG or JPEG mode to L, RGB or RGBA without losing what it shows."""
+    mode = image.mode
+    if "transparency" in image.info and mode in ("L", "RGB", "P"):
+        return image.convert("RGBA")  # a colour key (tRNS) is alpha too
+    if mode in BANDS:
+        return image
+    if mode.startswith("I"):
+        # 16-bit grayscale: scale 0..65535 onto 0..255 (rounded); a plain convert would clip to white.
+        return image.convert("I").point(lambda v: v * (1 / 257) + 0.5).convert("L")
+    if mode in ("LA", "La", "PA", "RGBa"):
+        return image.convert("RGBA")
+    if mode == "1":
+        return image.convert("L")
+    return image.convert("RGB")  # P without transparency, CMYK, YCbCr, ...
+
+
+def write_raw(image, out):
+    """Write an L, RGB or RGBA image as a raw pixel file."""
+    out.write(RAW_HEADER.pack(RAW_MAGIC, image.mode.encode(), image.width, image.height))
+    out.write(image.tobytes())
+
+
+class RawImage:
+    """A raw pixel file, memory-mapped; use as a context manager."""
+
+    def __init__(self, path):
+        with open(path, "rb") as f:
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # ValueError when empty
+        if len(self._map) < RAW_HEADER.size:
+            self.close()
+            raise ValueError(f"{path} is not a complete raw pixel file")
+        magic, mode, self.width, self.height = RAW_HEADER.unpack_from(self._map)
+        self.mode = mode.rstrip(b"\0").decode()
+        expected = RAW_HEADER.size + self.width * self.height * BANDS.get(self.mode, 0)
+        if magic != RAW_MAGIC or self.mode not in BANDS or len(self._map) != expected:
+            self.close()
+            raise ValueError(f"{path} is not a complete raw pixel file")
+
+    @property
+    def size(self):
+        return self.width, self.height
+
+    def crop(self, box):
+        """Return the pixels inside box as a new image, reading only its rows."""
+        check_box(box, self.size)
+        stride = self.width * BANDS[self.mode]
+        start = RAW_HEADER.size + box.y1 * stride
+        with memoryview(self._map)[start:start + box.height * stride] as rows:
+            strip = Image.frombuffer(self.mode, (self.width, box.height), rows, "raw", self.mode, 0, 1)
+            region = strip.crop((box.x1, 0, box.x2, box.height))
+            del strip  # it may share the map's memory, which must be released before closing
+        return region
+
+    def close(self):
+        self._map.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def encode(image, fmt, quality):
+    """Encode a crop as webp, jpeg or png bytes."""
+    if fmt == "jpeg" and image.mode == "RGBA":
+        # JPEG has no alpha: show transparent parts on white, as a browser page would.
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        image = background
+    out = io.BytesIO()
+    if fmt == "webp":
+        image.save(out, "WEBP", quality=quality)
+    elif fmt == "jpeg":
+        image.save(out, "JPEG", quality=quality)
+    else:
+        image.save(out, "PNG", compress_level=6)
+    return out.getvalue()

@@ -1,0 +1,80 @@
+"""HTTP routes: the only module that touches the request."""
+
+from marshmallow import ValidationError
+from flask import Blueprint, Request, current_app, jsonify, request, send_file
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+
+from .cache import crop_relpath, parse_crop_relpath
+from .errors import BoxOutsideImageError, CropNotFoundError
+from .imaging import CONTENT_TYPES
+
+bp = Blueprint("cropper", __name__)
+
+ONE_YEAR = 365 * 24 * 3600
+
+
+class JSONRequest(Request):
+    """A request whose JSON errors tell the client what to fix."""
+
+    def on_json_loading_failed(self, error):
+        if error is None:
+            raise UnsupportedMediaType("Send the body as JSON, with Content-Type: application/json.")
+        raise BadRequest(f"The body is not valid JSON: {error}")
+
+
+def crop_service():
+    return current_app.extensions["cropper"]
+
+
+def crop_schema():
+    return current_app.extensions["cropper.schema"]
+
+
+def request_for_path(relpath):
+    """The CropRequest a crop path names, held to the same limits as a POST; only canonical paths count."""
+    fields = parse_crop_relpath(relpath)
+    try:
+        req = crop_schema().load(fields or {})
+    except ValidationError:
+        req = None
+    if req is None or crop_relpath(req) != relpath:
+        raise CropNotFoundError("There is no crop at this path.")
+    return req
+
+
+def public_url(relpath):
+    """The absolute URL of a crop, from PUBLIC_URL or else from the request (after ProxyFix)."""
+    base = current_app.config["PUBLIC_URL"] or request.url_root
+    return f"{base.rstrip('/')}/crops/{relpath}"
+
+
+@bp.post("/cropper")
+@bp.post("/cropper/")
+def create_crop():
+    """Crop a FathomNet image and answer with the public URL of the cached file."""
+    req = crop_schema().load(request.get_json())
+    result = crop_service().get_or_create(req)
+    response = jsonify(result.to_json(public_url(result.relpath)))
+    response.headers["X-Cropper-Cache"] = "hit" if result.cached else "miss"
+    return response
+
+
+@bp.get("/crops/<path:relpath>")
+def get_crop(relpath):
+    """Serve a crop file, making it again first if it is gone (links never break)."""
+    try:
+        result = crop_service().get_or_create(request_for_path(relpath))
+    except BoxOutsideImageError:
+        raise CropNotFoundError("There is no crop at this path.") from None
+    req = result.request
+    response = send_file(result.path, mimetype=CONTENT_TYPES[req.format], max_age=ONE_YEAR, conditional=True)
+    response.cache_control.public = True
+    response.cache_control.immutable = True
+    response.headers["X-Cropper-Cache"] = "hit" if result.cached else "regenerated"
+    return response
+
+
+@bp.get("/healthz")
+def healthz():
+    """Liveness: the process answers."""
+    return {"status": "ok"}

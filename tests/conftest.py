@@ -1,0 +1,49 @@
+"""Shared fixtures: the FathomNet stand-in, settings pointed at it, the app and its test client."""
+
+import pytest
+
+from cropper import create_app
+from cropper.config import Settings
+from tests.standin import FathomNetStandIn
+
+
+@pytest.fixture(scope="session")
+def standin():
+    """One real FathomNet stand-in on 127.0.0.1 for the whole run (its images take a while to make)."""
+    with FathomNetStandIn(latency=0.0) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def fresh_standin(request):
+    """Every test starts with zeroed counters, no faults and no latency."""
+    if "standin" in request.fixturenames:
+        server = request.getfixturevalue("standin")
+        server.reset()
+        server.latency = 0.0
+
+
+@pytest.fixture
+def settings(tmp_path, standin):
+    """Settings for one test: its own cache, the stand-in as FathomNet, short timeouts."""
+    return Settings(
+        cache_dir=tmp_path / "cache",
+        fathomnet_api_url=standin.api_url,
+        allowed_image_hosts=("127.0.0.1",),
+        connect_timeout=1.0,
+        read_timeout=1.0,
+        download_timeout=3.0,
+        lock_timeout=5.0,
+        public_url="http://crops.test",
+        trusted_proxies=1,
+    ).checked()
+
+
+@pytest.fixture
+def app(settings):
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

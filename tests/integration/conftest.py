@@ -1,0 +1,29 @@
+"""Fixtures that run the real service: Gunicorn with several workers, against the stand-in."""
+
+import pytest
+
+from tests.servers import Gunicorn
+
+
+def service_env(standin, cache_dir, **extra):
+    """The service's environment for a test run: the stand-in as FathomNet, short timeouts."""
+    return {
+        "CACHE_DIR": cache_dir,
+        "FATHOMNET_API_URL": standin.api_url,
+        "ALLOWED_IMAGE_HOSTS": "127.0.0.1",
+        "CONNECT_TIMEOUT": "1",
+        "READ_TIMEOUT": "1",
+        "DOWNLOAD_TIMEOUT": "3",
+        "LOCK_TIMEOUT": "20",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def gunicorn(standin, tmp_path_factory):
+    """Real Gunicorn, 3 workers, with a cache folder of its own for the module."""
+    run_dir = tmp_path_factory.mktemp("gunicorn")
+    server = Gunicorn(service_env(standin, run_dir / "cache"), cwd=run_dir, workers=3)
+    with server:
+        server.cache_dir = run_dir / "cache"
+        yield server

@@ -1,0 +1,135 @@
+"""Start real servers (Gunicorn, later nginx) as subprocesses on free loopback ports, for tests and benches."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url, seconds=30, process=None):
+    """Poll url until it answers 200, failing early if process has died."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before {url} answered")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {seconds} s")
+
+
+def children(pid):
+    """Pids of the live child processes of pid, read from /proc (no procps needed)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+class Gunicorn:
+    """Real Gunicorn serving wsgi:app with gunicorn.conf.py; env holds the app's settings."""
+
+    def __init__(self, env, cwd, workers=2, port=None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "CACHE_", "FATHOMNET_"))},
+            "GUNICORN_BIND": f"127.0.0.1:{self.port}",
+            "GUNICORN_WORKERS": str(workers),
+            **{k: str(v) for k, v in env.items()},
+        }
+        self.cwd = Path(cwd)  # a folder without a .env, so a developer's own settings cannot leak in
+        self.log_path = self.cwd / "gunicorn.log"
+        self.process = None
+
+    def start(self):
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
+                 "--pythonpath", str(ROOT), "wsgi:app"],
+                env=self.env, cwd=self.cwd, stdout=log, stderr=log,
+            )
+        wait_for(f"{self.url}/healthz", process=self.process)
+        return self
+
+    def worker_pids(self):
+        return children(self.process.pid)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class StandInProcess:
+    """The FathomNet stand-in in its own process (so it does not share a GIL with the load generator)."""
+
+    def __init__(self, latency_ms=0, port=None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api_url = f"{self.url}/api"
+        self.latency_ms = latency_ms
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.standin", "--port", str(self.port), "--latency-ms", str(self.latency_ms)],
+            cwd=ROOT, stdout=subprocess.DEVNULL,
+        )
+        wait_for(f"{self.url}/_standin/catalog", process=self.process)
+        return self
+
+    def catalog(self):
+        return {item["name"]: item for item in requests.get(f"{self.url}/_standin/catalog", timeout=30).json()}
+
+    def counts(self, uuid=None):
+        params = {"uuid": uuid} if uuid else None
+        return requests.get(f"{self.url}/_standin/counts", params=params, timeout=5).json()
+
+    def reset(self):
+        requests.post(f"{self.url}/_standin/reset", timeout=5)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -1,0 +1,182 @@
+"""Settings: parsing the environment and `.env`, and refusing values the service cannot run with."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from cropper.config import ConfigError, Settings, describe
+
+VARIABLES = [f.name.upper() for f in dataclasses.fields(Settings)]
+NUMBERS = [f.name.upper() for f in dataclasses.fields(Settings) if f.type in (int, float)]
+
+
+@pytest.fixture
+def clean_environ(monkeypatch):
+    """No setting comes from the environment the tests happen to run in."""
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_an_empty_environment_gives_the_defaults():
+    assert Settings.from_env({}) == Settings()
+
+
+@pytest.mark.parametrize("variable, raw, field, expected", [
+    ("PUBLIC_URL", "  https://crops.example.org  ", "public_url", "https://crops.example.org"),
+    ("CACHE_DIR", "/srv/cache", "cache_dir", Path("/srv/cache")),
+    ("FATHOMNET_API_URL", "http://127.0.0.1:8001/api", "fathomnet_api_url", "http://127.0.0.1:8001/api"),
+    ("CONNECT_TIMEOUT", "0.5", "connect_timeout", 0.5),
+    ("READ_TIMEOUT", "2", "read_timeout", 2.0),
+    ("UPSTREAM_RETRIES", " 4 ", "upstream_retries", 4),
+    ("MAX_DOWNLOAD_BYTES", "1000", "max_download_bytes", 1000),
+    ("MAX_CROP_SIDE", "512", "max_crop_side", 512),
+    ("DEFAULT_FORMAT", "png", "default_format", "png"),
+    ("DEFAULT_FORMAT", " JPG ", "default_format", "jpeg"),  # the alias request bodies accept
+    ("QUALITY", "75", "quality", 75),
+    ("LOCK_TIMEOUT", "1.5", "lock_timeout", 1.5),
+    ("CORS_ORIGINS", "https://a.org,https://b.org", "cors_origins", ("https://a.org", "https://b.org")),
+    ("TRUSTED_PROXIES", "0", "trusted_proxies", 0),
+])
+def test_each_type_is_parsed(variable, raw, field, expected):
+    value = getattr(Settings.from_env({variable: raw}), field)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_cache_dir_expands_the_home_folder():
+    assert Settings.from_env({"CACHE_DIR": "~/crops"}).cache_dir == Path.home() / "crops"
+
+
+def test_allowed_image_hosts_is_a_lower_cased_comma_list():
+    settings = Settings.from_env({"ALLOWED_IMAGE_HOSTS": " Database.FathomNet.org, ,IMAGES.example.com ,"})
+    assert settings.allowed_image_hosts == ("database.fathomnet.org", "images.example.com")
+
+
+@pytest.mark.parametrize("variable", VARIABLES)
+def test_an_empty_string_means_the_default(variable):
+    assert Settings.from_env({variable: ""}) == Settings()
+
+
+def test_variable_names_are_upper_case_only():
+    assert Settings.from_env({"quality": "5"}).quality == Settings().quality
+
+
+@pytest.mark.parametrize("variable, raw", [
+    ("QUALITY", "abc"),
+    ("QUALITY", "1.5"),
+    ("QUALITY", " "),
+    ("QUALITY", "0"),
+    ("QUALITY", "101"),
+    ("UPSTREAM_RETRIES", "two"),
+    ("READ_TIMEOUT", "10s"),
+    ("MAX_DOWNLOAD_BYTES", "200MB"),
+    ("DEFAULT_FORMAT", "gif"),
+    ("PUBLIC_URL", "ftp://x"),
+    ("PUBLIC_URL", "crops.example.org"),
+])
+def test_a_bad_value_is_a_config_error_naming_the_variable(variable, raw):
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: raw})
+
+
+@pytest.mark.parametrize("variable", NUMBERS)
+def test_a_negative_number_is_a_config_error(variable):
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: "-1"})
+
+
+@pytest.mark.parametrize("variable", NUMBERS)
+def test_zero_is_refused_where_it_cannot_work(variable):
+    if variable in ("UPSTREAM_RETRIES", "TRUSTED_PROXIES"):
+        assert getattr(Settings.from_env({variable: "0"}), variable.lower()) == 0
+    else:
+        with pytest.raises(ConfigError, match=variable):
+            Settings.from_env({variable: "0"})
+
+
+@pytest.mark.parametrize("variable, raw", [
+    ("READ_TIMEOUT", "nan"),
+    ("CONNECT_TIMEOUT", "nan"),
+    ("READ_TIMEOUT", "inf"),
+    ("CONNECT_TIMEOUT", "1e400"),
+])
+def test_a_timeout_requests_cannot_use_is_a_config_error(variable, raw):
+    """checked() promises to refuse settings that would only fail later, per request: with an
+    infinite connect or read timeout every FathomNet call raises OverflowError (a 500)."""
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: raw})
+
+
+def test_replace_checks_the_new_settings():
+    settings = Settings()
+    assert settings.replace(quality=10).quality == 10
+    assert settings.quality == 90
+    with pytest.raises(ConfigError, match="QUALITY"):
+        settings.replace(quality=0)
+
+
+def test_settings_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().quality = 5
+
+
+# -- .env and the process environment
+
+
+def test_dotenv_file_is_read(tmp_path, clean_environ):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("QUALITY=42\nALLOWED_IMAGE_HOSTS=A.org,b.org\n# a comment\nPUBLIC_URL='https://x.org'\n")
+    settings = Settings.from_env(dotenv_path=dotenv)
+    assert settings.quality == 42
+    assert settings.allowed_image_hosts == ("a.org", "b.org")
+    assert settings.public_url == "https://x.org"
+
+
+def test_the_environment_wins_over_the_dotenv_file(tmp_path, clean_environ):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("QUALITY=42\nDEFAULT_FORMAT=png\n")
+    clean_environ.setenv("QUALITY", "7")
+    settings = Settings.from_env(dotenv_path=dotenv)
+    assert settings.quality == 7
+    assert settings.default_format == "png"
+
+
+def test_a_missing_dotenv_file_means_the_environment_alone(tmp_path, clean_environ):
+    clean_environ.setenv("QUALITY", "7")
+    assert Settings.from_env(dotenv_path=tmp_path / "missing.env") == Settings(quality=7)
+
+
+def test_a_bad_value_in_the_dotenv_file_is_a_config_error(tmp_path, clean_environ):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("LOCK_TIMEOUT=soon\n")
+    with pytest.raises(ConfigError, match="LOCK_TIMEOUT"):
+        Settings.from_env(dotenv_path=dotenv)
+
+
+# -- describe()
+
+
+def test_describe_yields_every_field_with_its_default_and_help():
+    described = {name: (default, help) for name, default, help in describe()}
+    assert list(described) == VARIABLES
+    defaults = Settings()
+    for field in dataclasses.fields(Settings):
+        default, help = described[field.name.upper()]
+        assert help and help == field.metadata["help"]
+        expected = getattr(defaults, field.name)
+        assert default == (",".join(expected) if isinstance(expected, tuple) else expected)
+
+
+def test_described_defaults_parse_back_to_the_defaults():
+    """So describe() can write a .env.example that means the same as no .env."""
+    environ = {name: str(default) for name, default, _ in describe()}
+    assert Settings.from_env(environ) == Settings()
+
+
+def test_env_example_documents_every_setting_with_its_default():
+    example = (Path(__file__).parent.parent / ".env.example").read_text()
+    documented = dict(line.split("=", 1) for line in example.splitlines() if line and not line.startswith("#"))
+    for name, default, _ in describe():
+        assert documented.get(name) == str(default), name
