@@ -17,7 +17,7 @@ from pathlib import Path
 import requests
 
 from bench.common import percentile, post_json, python_load, summary, timed, wrk
-from tests.servers import Gunicorn, StandInProcess
+from tests.servers import Gunicorn, NginxServer, StandInProcess
 
 LATENCY_MS = 50
 
@@ -45,7 +45,7 @@ class Bench:
         self.rows.append((name, stats, note))
         median = f"{stats['median_ms']:8.1f}" if "median_ms" in stats else " " * 8
         p95 = f"{stats['p95_ms']:8.1f}" if "p95_ms" in stats else " " * 8
-        print(f"{name:<48} {median} {p95}  {note}", flush=True)
+        print(f"{name:<60} {median} {p95}  {note}", flush=True)
 
     def warm_standin(self):
         """Have the stand-in generate its images before anything is timed."""
@@ -100,6 +100,57 @@ class Bench:
                     f"{load['rps']:.0f} req/s ({tool}; non-2xx {load['non_2xx']}; FathomNet calls {calls})")
         return load
 
+    def cached_get(self, seconds, nginx=None):
+        """GET requests/s for one cached crop: Gunicorn alone, and nginx from disk, same run."""
+        image = self.catalog["framegrab"]
+        url = post_json(self.session, self.crop_url, crop_body(image, (100, 100, 405, 400)))["url"]
+        path = "/crops/" + url.split("/crops/", 1)[1]
+        results = {}
+        for name, base in (("Gunicorn alone", self.app.url), ("nginx", nginx.url if nginx else None)):
+            if base is None:
+                continue
+            load = wrk(base + path, seconds=seconds)
+            if load is None:
+                load = python_load(lambda s: s.get(base + path, timeout=10).raise_for_status(), seconds=seconds)
+            results[name] = load["rps"]
+            self.report(f"cached crop GET via {name}, 8 concurrent clients", {},
+                        f"{load['rps']:.0f} req/s (non-2xx {load['non_2xx']})")
+        if len(results) == 2:
+            ratio = results["nginx"] / results["Gunicorn alone"]
+            self.report("  nginx / Gunicorn alone", {}, f"{ratio:.1f}x")
+        return results
+
+    def cached_during_slow_downloads(self, slow_clients=6, slow_seconds=1.0):
+        """Cached POST latency while other requests wait on a slow image host (head-of-line blocking)."""
+        cached = crop_body(self.catalog["framegrab"], (100, 100, 405, 400))
+        post_json(self.session, self.crop_url, cached)
+        slow_images = [self.catalog[f"framegrab-{i}"] for i in range(4, 4 + slow_clients)]
+        requests.post(f"{self.standin.url}/_standin/fault", timeout=5,
+                      json={"kind": "slow", "target": "image", "slow_seconds": slow_seconds})
+        stop = threading.Event()
+
+        def keep_busy(image):
+            session = requests.Session()
+            while not stop.is_set():
+                self.forget(image["uuid"])
+                session.post(self.crop_url, json=crop_body(image, (0, 0, 100, 100)), timeout=30)
+
+        busy = [threading.Thread(target=keep_busy, args=(image,)) for image in slow_images]
+        for thread in busy:
+            thread.start()
+        times = []
+        try:
+            threading.Event().wait(0.3)
+            for _ in range(self.runs * 4):
+                times.append(timed(lambda: post_json(self.session, self.crop_url, cached))[0])
+        finally:
+            stop.set()
+            for thread in busy:
+                thread.join()
+            requests.post(f"{self.standin.url}/_standin/fault", json={"kind": None}, timeout=5)
+        self.report(f"cached POST while {slow_clients} crops wait {slow_seconds:.0f} s on the image host",
+                    summary(times))
+
     def thundering_herd(self, clients=32):
         image = self.catalog["large"]
         body = crop_body(image, (640, 360, 1280, 720))
@@ -126,20 +177,45 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=15, help="timed repetitions per figure")
     parser.add_argument("--seconds", type=int, default=5, help="length of each load test")
     parser.add_argument("--quick", action="store_true", help="fewer runs, shorter loads")
+    parser.add_argument("--worker-classes", default="gthread",
+                        help="comma-separated Gunicorn worker classes to measure in turn, e.g. sync,gthread")
     args = parser.parse_args(argv)
     if args.quick:
         args.runs, args.seconds = 5, 2
     with tempfile.TemporaryDirectory() as tmp, StandInProcess(latency_ms=LATENCY_MS) as standin:
-        env = {"CACHE_DIR": f"{tmp}/cache", "FATHOMNET_API_URL": standin.api_url, "ALLOWED_IMAGE_HOSTS": "127.0.0.1"}
-        with Gunicorn(env, cwd=tmp, workers=int(os.environ.get("GUNICORN_WORKERS", 3))) as app:
-            bench = Bench(standin, app, f"{tmp}/cache", args.runs)
-            bench.warm_standin()
-            print(f"{'':<48} {'median':>8} {'p95':>8}  (ms; stand-in adds {LATENCY_MS} ms per request)")
-            bench.upstream_round_trip()
-            bench.cold_crop()
-            bench.second_box()
-            bench.cached_repeat(args.seconds)
-            bench.thundering_herd()
+        for worker_class in args.worker_classes.split(","):
+            cache = f"{tmp}/{worker_class}/cache"
+            env = {"CACHE_DIR": cache, "FATHOMNET_API_URL": standin.api_url, "ALLOWED_IMAGE_HOSTS": "127.0.0.1",
+                   "GUNICORN_WORKER_CLASS": worker_class}
+            os.makedirs(f"{tmp}/{worker_class}")
+            with Gunicorn(env, cwd=f"{tmp}/{worker_class}", workers=int(os.environ.get("GUNICORN_WORKERS", 3))) as app:
+                nginx = start_nginx(app, cache, f"{tmp}/{worker_class}")
+                try:
+                    bench = Bench(standin, app, cache, args.runs)
+                    bench.warm_standin()
+                    print(f"\nGunicorn {worker_class}, {app.workers} workers"
+                          f"{'' if nginx else ' (nginx not installed: no nginx figures)'}")
+                    print(f"{'':<60} {'median':>8} {'p95':>8}  (ms; stand-in adds {LATENCY_MS} ms per request)")
+                    bench.upstream_round_trip()
+                    bench.cold_crop()
+                    bench.second_box()
+                    bench.cached_repeat(args.seconds)
+                    bench.cached_get(args.seconds, nginx)
+                    bench.cached_during_slow_downloads()
+                    bench.thundering_herd()
+                finally:
+                    if nginx:
+                        nginx.stop()
+
+
+def start_nginx(app, cache_dir, run_dir):
+    """nginx in front of app, with rate limits far above the load, or None when nginx is missing."""
+    from cropper.serve import find_nginx
+
+    if find_nginx() is None:
+        return None
+    limits = {"api_rate": "100000r/s", "api_burst": 100000, "regen_rate": "100000r/s", "regen_burst": 100000}
+    return NginxServer(app, cache_dir, run_dir, **limits).start()
 
 
 if __name__ == "__main__":

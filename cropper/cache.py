@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 import zlib
@@ -58,6 +59,17 @@ class FileCache:
         self.lock_timeout = lock_timeout
         for folder in (self.crops, self.sources, self.locks):
             folder.mkdir(parents=True, exist_ok=True)
+
+    def check_writable(self, min_free_bytes):
+        """Return None if a file can be written here and enough space is free, else why not."""
+        try:
+            self.write_bytes(self.locks / "ready-probe", b"ok")
+            usage = shutil.disk_usage(self.root)
+        except OSError as error:
+            return f"cannot write to {self.root}: {error.strerror}"
+        if usage.free < min_free_bytes:
+            return f"only {usage.free} bytes free, under the {min_free_bytes} required"
+        return None
 
     def crop_path(self, req):
         return self.crops / crop_relpath(req)

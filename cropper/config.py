@@ -7,6 +7,7 @@ Settings from `.env` plus the process environment and hands it to everything els
 import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def _csv(raw):
     return tuple(part.strip().lower() for part in raw.split(",") if part.strip())
 
 
-MAY_BE_ZERO = ("upstream_retries", "trusted_proxies")
+MAY_BE_ZERO = ("upstream_retries", "trusted_proxies", "gunicorn_workers")
 
 
 def setting(default, parse, help):
@@ -81,6 +82,31 @@ class Settings:
     cors_origins: tuple = setting(("*",), _csv, "Origins allowed to call the API from a browser, comma-separated.")
     trusted_proxies: int = setting(
         1, _int, "How many proxies in front set X-Forwarded-*; 0 when clients reach Gunicorn directly.")
+    min_free_bytes: int = setting(
+        512 * 1024 * 1024, _int, "Free space the cache's disk needs for /readyz to say ready.")
+    ready_timeout: float = setting(2.0, _float, "Seconds /readyz waits for FathomNet to answer.")
+
+    # Gunicorn (read by gunicorn.conf.py)
+    gunicorn_bind: str = setting("127.0.0.1:8000", _str, "Address Gunicorn listens on; nginx proxies to it.")
+    gunicorn_workers: int = setting(0, _int, "Gunicorn worker processes; 0: one per core plus one.")
+    gunicorn_worker_class: str = setting("gthread", _str, "sync or gthread; see gunicorn.conf.py for the measurements.")
+    gunicorn_threads: int = setting(4, _int, "Threads per worker with gthread.")
+    gunicorn_timeout: int = setting(
+        90, _int, "Seconds before a silent worker is replaced; must outlast DOWNLOAD_TIMEOUT plus a decode.")
+
+    # nginx, when run by `python -m cropper serve` (docker-compose.yml passes its own values)
+    nginx: str = setting(
+        "auto", _str, "auto: nginx in front when it is installed; off: Gunicorn alone; or the nginx binary's path.")
+    nginx_listen: str = setting("127.0.0.1:8080", _str, "Address nginx listens on for HTTP.")
+    access_log: Path = setting(Path("var/log/access.log"), _path, "nginx's JSON access log, the one to monitor.")
+    api_rate_limit: str = setting("50r/s", _str, "Per-client request rate for /cropper and /cropper-list.")
+    api_burst: int = setting(100, _int, "Requests a client may send above the API rate before getting 429.")
+    regen_rate_limit: str = setting(
+        "10r/s", _str, "Per-client rate for fetching crops missing on disk (each may mean a download).")
+    regen_burst: int = setting(20, _int, "Missing-crop fetches a client may send above that rate before 429.")
+    tls_listen: str = setting("127.0.0.1:8443", _str, "Address nginx listens on for HTTPS, when TLS is on.")
+    tls_cert_file: str = setting("", _str, "PEM certificate (chain) for HTTPS; with TLS_KEY_FILE turns TLS on.")
+    tls_key_file: str = setting("", _str, "PEM private key for HTTPS: readable by the user starting nginx, mode 600.")
 
     @classmethod
     def from_env(cls, environ=None, dotenv_path=".env"):
@@ -115,6 +141,11 @@ class Settings:
             raise ConfigError(f"DEFAULT_FORMAT must be webp, jpeg or png, not {self.default_format!r}")
         if not 1 <= self.quality <= 100:
             raise ConfigError(f"QUALITY must be between 1 and 100, not {self.quality}")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither")
+        for name in ("api_rate_limit", "regen_rate_limit"):
+            if not re.fullmatch(r"[1-9][0-9]*r/[sm]", getattr(self, name)):
+                raise ConfigError(f"{name.upper()} must look like 50r/s or 600r/m, not {getattr(self, name)!r}")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise ConfigError(f"PUBLIC_URL must start with http:// or https://, not {self.public_url!r}")
         return self
@@ -127,3 +158,13 @@ def describe():
         if isinstance(default, tuple):
             default = ",".join(default)
         yield f.name.upper(), default, f.metadata["help"]
+
+
+def env_example():
+    """The text of .env.example: every setting with its help and default (`python -m cropper env-example`)."""
+    lines = ["# Environment variable overrides for the crop service. Copy to .env and edit;",
+             "# a real environment variable wins over this file. Every value shown is the default.",
+             "# Made by `python -m cropper env-example > .env.example` from cropper/config.py.", ""]
+    for name, default, help in describe():
+        lines += [f"# {help}", f"{name}={default}", ""]
+    return "\n".join(lines)

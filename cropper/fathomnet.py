@@ -165,9 +165,13 @@ class FathomNetClient:
         )
 
     def ping(self, timeout):
-        """Return None if the API answers at all within timeout, else a short reason."""
+        """Return None if the API answers (any status under 500) within timeout, else why not."""
         try:
-            self.session.get(self.api_url, timeout=timeout)  # any HTTP answer means it is up
-            return None
+            # Plain requests, not the retrying session: a probe must answer within its timeout.
+            response = requests.get(self.api_url, timeout=timeout)
+        except requests.Timeout:
+            return f"no answer within {timeout} s"
         except requests.RequestException as error:
-            return type(error).__name__
+            return f"unreachable: {type(error).__name__}"
+        response.close()
+        return f"answered {response.status_code}" if response.status_code >= 500 else None

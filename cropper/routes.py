@@ -78,3 +78,18 @@ def get_crop(relpath):
 def healthz():
     """Liveness: the process answers."""
     return {"status": "ok"}
+
+
+@bp.get("/readyz")
+def readyz():
+    """Readiness: the cache folder is writable with space to spare, and FathomNet answers."""
+    checks = crop_service().readiness()
+    ready = all(check["ok"] for check in checks.values())
+    return {"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503
+
+
+@bp.after_app_request
+def no_sniffing(response):
+    """Browsers must take our content types at their word (a crop is never run as HTML)."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

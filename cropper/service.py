@@ -53,6 +53,15 @@ class CropService:
             self.cache.write_bytes(path, data)
         return CropResult(req, path, cached=False)
 
+    def readiness(self):
+        """Check what serving needs besides this process: the cache disk and FathomNet."""
+        problems = {
+            "cache": self.cache.check_writable(self.settings.min_free_bytes),
+            "fathomnet": self.fathomnet.ping(self.settings.ready_timeout),
+        }
+        return {name: {"ok": problem is None, **({"error": problem} if problem else {})}
+                for name, problem in problems.items()}
+
     def image_info(self, uuid):
         """The image's metadata: from disk when seen before, else from FathomNet (once)."""
         info = self._cached_info(uuid)

@@ -1,5 +1,6 @@
 """Start real servers (Gunicorn, later nginx) as subprocesses on free loopback ports, for tests and benches."""
 
+import json
 import os
 import signal
 import socket
@@ -34,6 +35,29 @@ def wait_for(url, seconds=30, process=None):
     raise RuntimeError(f"{url} did not answer within {seconds} s")
 
 
+def find_nginx_or_skip():
+    """nginx must be there in CI (.ci/run installs it); elsewhere its tests are skipped, loudly."""
+    from cropper.serve import find_nginx
+
+    if find_nginx() is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("nginx is not installed; .ci/run should have installed nginx-light")
+        import pytest
+
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+
+
+def read_log(path, until=lambda entries: True, seconds=5):
+    """The JSON lines of an access log, waiting (nginx buffers it for up to 1 s) until `until` holds."""
+    deadline = time.monotonic() + seconds
+    while True:
+        lines = Path(path).read_text().splitlines() if Path(path).exists() else []
+        entries = [json.loads(line) for line in lines if line.strip()]
+        if until(entries) or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.1)
+
+
 def children(pid):
     """Pids of the live child processes of pid, read from /proc (no procps needed)."""
     found = []
@@ -59,6 +83,7 @@ class Gunicorn:
             "GUNICORN_WORKERS": str(workers),
             **{k: str(v) for k, v in env.items()},
         }
+        self.workers = workers
         self.cwd = Path(cwd)  # a folder without a .env, so a developer's own settings cannot leak in
         self.log_path = self.cwd / "gunicorn.log"
         self.process = None
@@ -127,6 +152,37 @@ class StandInProcess:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class NginxServer:
+    """Real nginx from the project's templates (cropper.serve), in front of a running Gunicorn."""
+
+    def __init__(self, gunicorn, cache_dir, run_dir, **site_options):
+        from cropper.serve import Nginx, NginxSite
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.run_dir = Path(run_dir)
+        self.access_log = self.run_dir / "access.log"
+        site = NginxSite(listen=f"127.0.0.1:{self.port}", upstream=f"127.0.0.1:{gunicorn.port}",
+                         cache_dir=Path(cache_dir), access_log=self.access_log, **site_options)
+        self.nginx = Nginx(site, self.run_dir / "nginx")
+        self.log_path = self.run_dir / "nginx.log"
+
+    def start(self):
+        with open(self.log_path, "ab") as log:
+            self.nginx.start(log=log)
+        wait_for(f"{self.url}/healthz", process=self.nginx.process)
+        return self
+
+    def stop(self):
+        self.nginx.stop()
 
     def __enter__(self):
         return self.start()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cropper.config import ConfigError, Settings, describe
+from cropper.config import ConfigError, Settings, describe, env_example
 
 VARIABLES = [f.name.upper() for f in dataclasses.fields(Settings)]
 NUMBERS = [f.name.upper() for f in dataclasses.fields(Settings) if f.type in (int, float)]
@@ -89,7 +89,7 @@ def test_a_negative_number_is_a_config_error(variable):
 
 @pytest.mark.parametrize("variable", NUMBERS)
 def test_zero_is_refused_where_it_cannot_work(variable):
-    if variable in ("UPSTREAM_RETRIES", "TRUSTED_PROXIES"):
+    if variable in ("UPSTREAM_RETRIES", "TRUSTED_PROXIES", "GUNICORN_WORKERS"):  # 0: none, or automatic
         assert getattr(Settings.from_env({variable: "0"}), variable.lower()) == 0
     else:
         with pytest.raises(ConfigError, match=variable):
@@ -177,6 +177,6 @@ def test_described_defaults_parse_back_to_the_defaults():
 
 def test_env_example_documents_every_setting_with_its_default():
     example = (Path(__file__).parent.parent / ".env.example").read_text()
+    assert example == env_example(), "regenerate: python -m cropper env-example > .env.example"
     documented = dict(line.split("=", 1) for line in example.splitlines() if line and not line.startswith("#"))
-    for name, default, _ in describe():
-        assert documented.get(name) == str(default), name
+    assert documented == {name: str(default) for name, default, _ in describe()}

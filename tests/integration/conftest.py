@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.servers import Gunicorn
+from tests.servers import Gunicorn, NginxServer, find_nginx_or_skip
 
 
 def service_env(standin, cache_dir, **extra):
@@ -26,4 +26,12 @@ def gunicorn(standin, tmp_path_factory):
     server = Gunicorn(service_env(standin, run_dir / "cache"), cwd=run_dir, workers=3)
     with server:
         server.cache_dir = run_dir / "cache"
+        yield server
+
+
+@pytest.fixture(scope="module")
+def nginx(gunicorn, tmp_path_factory):
+    """Real nginx from nginx/templates in front of the module's Gunicorn, sharing its cache folder."""
+    find_nginx_or_skip()
+    with NginxServer(gunicorn, gunicorn.cache_dir, tmp_path_factory.mktemp("nginx")) as server:
         yield server
