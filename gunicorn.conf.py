@@ -10,9 +10,12 @@ import sys
 # The package sits beside this file; Gunicorn may be started from any folder.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from cropper.config import Settings  # noqa: E402
+from cropper.config import ConfigError, Settings  # noqa: E402
 
-settings = Settings.from_env()
+try:
+    settings = Settings.from_env()
+except ConfigError as error:
+    sys.exit(f"Cannot start: {error}")  # one clear line, not a traceback
 
 bind = settings.gunicorn_bind
 

@@ -8,6 +8,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import Settings
 from .errors import register_error_handlers
+from .eviction import Pruner
 from .routes import JSONRequest, bp
 from .schemas import CropSchema
 from .service import CropService
@@ -37,7 +38,9 @@ def register_proxy_fix(app, settings):
 
 
 def register_services(app, settings):
-    app.extensions["cropper"] = CropService(settings)
+    service = CropService(settings)
+    app.extensions["cropper"] = service
+    Pruner(service.cache, settings).run_in_background()
     app.extensions["cropper.schema"] = CropSchema(
         max_side=settings.max_crop_side, max_pixels=settings.max_crop_pixels, default_format=settings.default_format
     )

@@ -12,6 +12,7 @@ and a crop's parameters can be read back from its path.
 import errno
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -21,13 +22,18 @@ import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import imaging
 from .errors import BusyError
 
+log = logging.getLogger(__name__)
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 CROP_PATH = re.compile(
-    r"(?P<prefix>[0-9a-f]{2})/(?P<uuid>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/"
+    rf"(?P<prefix>[0-9a-f]{{2}})/(?P<uuid>{UUID})/"
     r"(?P<x1>0|[1-9]\d{0,8})_(?P<y1>0|[1-9]\d{0,8})_(?P<x2>0|[1-9]\d{0,8})_(?P<y2>0|[1-9]\d{0,8})"
     r"\.(?P<format>webp|jpeg|png)"
 )
+SOURCE_PATH = re.compile(rf"(?P<prefix>[0-9a-f]{{2}})/(?P<uuid>{UUID})\.(?P<suffix>json|pix)")
 # A fixed set of lock files: they never need deleting (deleting a lock file races with
 # its next user), and two keys sharing one only means they briefly wait for each other.
 LOCK_STRIPES = 1024
@@ -48,6 +54,21 @@ def parse_crop_relpath(relpath):
     fields = match.groupdict()
     del fields["prefix"]
     return {k: (v if k in ("uuid", "format") else int(v)) for k, v in fields.items()}
+
+
+# Refreshing atime at most this often keeps a hit to one stat in the common case. nginx's reads
+# refresh it too, under the usual relatime mount option, once a day at most.
+MARK_USED_EVERY = 3600
+
+
+def mark_used(path, stat):
+    """Record a use of path in its atime, which the pruner ranks files by."""
+    now = time.time()
+    if now - stat.st_atime > MARK_USED_EVERY:
+        try:
+            os.utime(path, (now, stat.st_mtime))
+        except OSError:  # gone meanwhile, or not ours to touch: only the ranking suffers
+            pass
 
 
 class FileCache:
@@ -74,6 +95,33 @@ class FileCache:
     def crop_path(self, req):
         return self.crops / crop_relpath(req)
 
+    def existing_crop(self, req):
+        """The crop's path if it is on disk (marking it used, for the pruner), else None."""
+        path = self.crop_path(req)
+        try:
+            mark_used(path, os.stat(path))
+        except FileNotFoundError:
+            return None
+        return path
+
+    def open_pixels(self, uuid):
+        """The image's raw pixels, memory-mapped, or None when not cached (or damaged).
+
+        The shared flock held while they are open tells the pruner they are being read.
+        """
+        path = self.source_path(uuid, ".pix")
+        try:
+            file = open(path, "rb")
+        except FileNotFoundError:
+            return None
+        fcntl.flock(file.fileno(), fcntl.LOCK_SH)
+        mark_used(path, os.fstat(file.fileno()))
+        try:
+            return imaging.RawImage(file)
+        except ValueError:
+            log.warning("%s is damaged; fetching the image again", path)
+            return None
+
     def source_path(self, uuid, suffix):
         return self.sources / uuid[:2] / f"{uuid}{suffix}"
 
@@ -98,8 +146,14 @@ class FileCache:
         Readers see the old file or the whole new one, never a part, even if this process is
         killed mid-write; a killed writer leaves only a *.tmp file for the pruner.
         """
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+        for attempt in range(3):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+                break
+            except FileNotFoundError:  # the pruner removed the (empty) folder in between
+                if attempt == 2:
+                    raise
         try:
             with os.fdopen(fd, "wb") as out:
                 yield out
@@ -115,8 +169,8 @@ class FileCache:
             raise
 
     @contextmanager
-    def lock(self, kind, key):
-        """Hold the cross-process lock for key, waiting at most lock_timeout, else BusyError.
+    def lock(self, kind, key, timeout=None):
+        """Hold the cross-process lock for key, waiting at most timeout (default lock_timeout), else BusyError.
 
         flock locks belong to an open file, so the kernel drops them when a holder dies,
         even by SIGKILL: a killed worker never blocks anyone.
@@ -124,13 +178,13 @@ class FileCache:
         stripe = zlib.crc32(key.encode()) % LOCK_STRIPES
         fd = os.open(self.locks / f"{kind}-{stripe:04d}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            self._acquire(fd, kind)
+            self._acquire(fd, kind, self.lock_timeout if timeout is None else timeout)
             yield
         finally:
             os.close(fd)  # closing the file releases the lock
 
-    def _acquire(self, fd, kind):
-        deadline = time.monotonic() + self.lock_timeout
+    def _acquire(self, fd, kind, timeout):
+        deadline = time.monotonic() + timeout
         pause = 0.002
         while True:
             try:
@@ -142,7 +196,7 @@ class FileCache:
             if time.monotonic() >= deadline:
                 raise BusyError(
                     f"Another request is still making this {kind}; try again shortly.",
-                    retry_after=max(1, round(self.lock_timeout / 10)),
+                    retry_after=max(1, round(timeout / 10)),
                 )
             time.sleep(pause)
             pause = min(pause * 2, 0.05)

@@ -43,7 +43,8 @@ def _csv(raw):
     return tuple(part.strip().lower() for part in raw.split(",") if part.strip())
 
 
-MAY_BE_ZERO = ("upstream_retries", "trusted_proxies", "gunicorn_workers")
+MAY_BE_ZERO = ("upstream_retries", "trusted_proxies", "gunicorn_workers", "cache_min_age", "cache_prune_interval",
+               "temp_grace")
 
 
 def setting(default, parse, help):
@@ -82,6 +83,18 @@ class Settings:
     cors_origins: tuple = setting(("*",), _csv, "Origins allowed to call the API from a browser, comma-separated.")
     trusted_proxies: int = setting(
         1, _int, "How many proxies in front set X-Forwarded-*; 0 when clients reach Gunicorn directly.")
+    cache_max_bytes: int = setting(2 * 1024**3, _int, "Disk space crops may take; over it, least recently used go.")
+    source_cache_max_bytes: int = setting(
+        2 * 1024**3, _int, "Disk space source images (decoded pixels, ~6 MB per 1920x1080) may take.")
+    cache_low_water: float = setting(
+        0.9, _float, "When over a budget, remove until under this fraction of it, so pruning is not constant.")
+    cache_min_age: float = setting(60.0, _float, "Files used within this many seconds are never removed.")
+    cache_prune_interval: float = setting(
+        60.0, _float, "Seconds between cache checks in the service (one worker at a time); 0: only by command.")
+    temp_grace: float = setting(600.0, _float, "Age in seconds after which a temp file left by a killed worker goes.")
+    batch_max_crops: int = setting(1000, _int, "Most crops one /cropper-list request may ask for; more is a 413.")
+    batch_concurrency: int = setting(
+        4, _int, "Downloads, decodes and crops one batch runs at once (Pillow's codecs use both cores).")
     min_free_bytes: int = setting(
         512 * 1024 * 1024, _int, "Free space the cache's disk needs for /readyz to say ready.")
     ready_timeout: float = setting(2.0, _float, "Seconds /readyz waits for FathomNet to answer.")
@@ -135,6 +148,8 @@ class Settings:
                 raise ConfigError(f"{f.name.upper()} must be a finite number more than 0, not {value}")
             if f.name in MAY_BE_ZERO and not value >= 0:
                 raise ConfigError(f"{f.name.upper()} must be 0 or more, not {value}")
+        if not 0 < self.cache_low_water <= 1:
+            raise ConfigError(f"CACHE_LOW_WATER must be more than 0 and at most 1, not {self.cache_low_water}")
         if not self.allowed_image_hosts:
             raise ConfigError("ALLOWED_IMAGE_HOSTS must name at least one host, or no image can be downloaded")
         if self.default_format not in ("webp", "jpeg", "png"):

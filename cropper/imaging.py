@@ -19,6 +19,7 @@ SOURCE_FORMATS = ("PNG", "JPEG")
 BANDS = {"L": 1, "RGB": 3, "RGBA": 4}
 RAW_HEADER = struct.Struct("<4s8sII")  # magic, mode, width, height
 RAW_MAGIC = b"CRP1"
+RAW_STRIP_ROWS = 256
 CONTENT_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg", "png": "image/png"}
 EXIF_ORIENTATION = 0x0112
 
@@ -97,24 +98,30 @@ def normalise_mode(image):
 def write_raw(image, out):
     """Write an L, RGB or RGBA image as a raw pixel file."""
     out.write(RAW_HEADER.pack(RAW_MAGIC, image.mode.encode(), image.width, image.height))
-    out.write(image.tobytes())
+    # In strips: one tobytes() of a 4K image would hold a second copy of all its pixels.
+    for top in range(0, image.height, RAW_STRIP_ROWS):
+        out.write(image.crop((0, top, image.width, min(top + RAW_STRIP_ROWS, image.height))).tobytes())
 
 
 class RawImage:
-    """A raw pixel file, memory-mapped; use as a context manager."""
+    """A raw pixel file, memory-mapped from an open binary file, which it closes; use as a context manager."""
 
-    def __init__(self, path):
-        with open(path, "rb") as f:
-            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # ValueError when empty
+    def __init__(self, file):
+        self._file = file
+        try:
+            self._map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)  # ValueError when empty
+        except ValueError:
+            file.close()
+            raise
         if len(self._map) < RAW_HEADER.size:
             self.close()
-            raise ValueError(f"{path} is not a complete raw pixel file")
+            raise ValueError(f"{file.name} is not a complete raw pixel file")
         magic, mode, self.width, self.height = RAW_HEADER.unpack_from(self._map)
-        self.mode = mode.rstrip(b"\0").decode()
+        self.mode = mode.rstrip(b"\0").decode(errors="replace")
         expected = RAW_HEADER.size + self.width * self.height * BANDS.get(self.mode, 0)
         if magic != RAW_MAGIC or self.mode not in BANDS or len(self._map) != expected:
             self.close()
-            raise ValueError(f"{path} is not a complete raw pixel file")
+            raise ValueError(f"{file.name} is not a complete raw pixel file")
 
     @property
     def size(self):
@@ -133,6 +140,7 @@ class RawImage:
 
     def close(self):
         self._map.close()
+        self._file.close()
 
     def __enter__(self):
         return self

@@ -5,7 +5,9 @@ from flask import Blueprint, Request, current_app, jsonify, request, send_file
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from .cache import crop_relpath, parse_crop_relpath
-from .errors import BoxOutsideImageError, CropNotFoundError
+from .errors import BoxOutsideImageError, CropNotFoundError, error_body
+from .schemas import CropRequest, batch_items
+from .service import CropFailure
 from .imaging import CONTENT_TYPES
 
 bp = Blueprint("cropper", __name__)
@@ -57,6 +59,37 @@ def create_crop():
     response = jsonify(result.to_json(public_url(result.relpath)))
     response.headers["X-Cropper-Cache"] = "hit" if result.cached else "miss"
     return response
+
+
+@bp.post("/cropper-list")
+@bp.post("/cropper-list/")
+def create_crops():
+    """Crop many boxes at once: one answer per item, in order; one bad item never fails the rest."""
+    items = batch_items(request.get_json(), current_app.config["SETTINGS"].batch_max_crops)
+    loaded = [load_item(item) for item in items]
+    results = iter(crop_service().get_or_create_many([x for x in loaded if isinstance(x, CropRequest)]))
+    return jsonify([batch_answer(next(results)) if isinstance(x, CropRequest) else x for x in loaded])
+
+
+def load_item(item):
+    """A batch item as a CropRequest, or its error answer when it is not valid."""
+    try:
+        return crop_schema().load(item)
+    except ValidationError as error:
+        fields = item if isinstance(item, dict) else {}
+        box = [fields.get(name) for name in ("x1", "y1", "x2", "y2")]
+        return failed_item(fields.get("uuid"), box, "validation_error", "This crop is not valid.", error.messages)
+
+
+def batch_answer(result):
+    if isinstance(result, CropFailure):
+        req, error = result.request, result.error
+        return failed_item(req.uuid, list(req.box), error.code, error.message, error.details)
+    return result.to_json(public_url(result.relpath))
+
+
+def failed_item(uuid, box, code, message, details):
+    return {"uuid": uuid, "box": box, **error_body(code, message, details)}
 
 
 @bp.get("/crops/<path:relpath>")

@@ -7,6 +7,8 @@ from typing import NamedTuple
 from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validates_schema
 from marshmallow.validate import OneOf
 
+from .errors import TooManyCropsError
+
 FORMATS = ("webp", "jpeg", "png")
 FORMAT_ALIASES = {"jpg": "jpeg"}
 MAX_DIGITS = 9  # no image is a billion pixels wide; longer numbers are refused before int() parses them
@@ -102,3 +104,30 @@ class CropSchema(Schema):
     def make_request(self, data, **kwargs):
         box = Box(data["x1"], data["y1"], data["x2"], data["y2"])
         return CropRequest(str(data["uuid"]), box, data.get("format", self.default_format))
+
+
+class BatchSchema(Schema):
+    """The object form of a batch: {"crops": [...], "format"?}; a bare list is accepted too."""
+
+    crops = fields.List(fields.Raw(), required=True)
+    format = fields.String(validate=OneOf(FORMATS, error="Must be one of: webp, jpeg, png."))
+
+    @pre_load
+    def accept_bare_list(self, data, **kwargs):
+        return {"crops": data} if isinstance(data, list) else data
+
+    normalise_format = CropSchema.normalise_format
+
+
+def batch_items(body, max_crops):
+    """Split a batch body into its raw items and its default format; the items are validated one by one."""
+    batch = BatchSchema().load(body)
+    if len(batch["crops"]) > max_crops:
+        raise TooManyCropsError(
+            f"A batch may ask for at most {max_crops} crops; this one asks for {len(batch['crops'])}.",
+            max_crops=max_crops, crops=len(batch["crops"]),
+        )
+    items = batch["crops"]
+    if "format" in batch:  # the batch's format for items that name none
+        items = [{"format": batch["format"], **item} if isinstance(item, dict) else item for item in items]
+    return items

@@ -36,6 +36,7 @@ def settings(tmp_path, standin):
         lock_timeout=5.0,
         public_url="http://crops.test",
         trusted_proxies=1,
+        cache_prune_interval=0,  # tests prune when they mean to
     ).checked()
 
 

@@ -15,6 +15,7 @@ import pytest
 from cropper.cache import FileCache, crop_relpath, parse_crop_relpath
 from cropper.errors import BusyError
 from cropper.schemas import Box, CropRequest
+from tests.processes import HeldInChild
 
 UUID = "f11816b8-1234-4abc-8def-0123456789ab"
 PATH = f"f1/{UUID}/100_0_405_400.webp"
@@ -154,55 +155,9 @@ def test_a_writer_killed_mid_write_leaves_the_old_file_and_only_a_temp(cache, ol
 # -- locks
 
 
-class LockHolder:
-    """A forked child that holds cache.lock(kind, key) until released, killed or the block ends."""
-
-    def __init__(self, cache, kind="crop", key="k"):
-        self.cache, self.kind, self.key = cache, kind, key
-
-    def __enter__(self):
-        ready_r, ready_w = os.pipe()
-        release_r, self._release_w = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:
-            code = 1
-            try:
-                os.close(ready_r)
-                os.close(self._release_w)
-                with self.cache.lock(self.kind, self.key):
-                    os.write(ready_w, b"1")
-                    os.read(release_r, 1)  # returns once the parent closes its end
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(ready_w)
-        os.close(release_r)
-        try:
-            taken = os.read(ready_r, 1) == b"1"  # b"" if the child died first
-        finally:
-            os.close(ready_r)
-        if not taken:
-            self.__exit__()
-            pytest.fail(f"the child could not take the lock (status {self.status})")
-        return self
-
-    def release(self):
-        if self._release_w is not None:
-            os.close(self._release_w)
-            self._release_w = None
-
-    def kill(self):
-        os.kill(self.pid, signal.SIGKILL)
-        self.wait()
-
-    def wait(self):
-        if self.pid:
-            _, self.status = os.waitpid(self.pid, 0)
-            self.pid = None
-
-    def __exit__(self, *exc):
-        self.release()
-        self.wait()
+def LockHolder(cache, kind="crop", key="k"):
+    """A forked child that holds cache.lock(kind, key)."""
+    return HeldInChild(lambda: cache.lock(kind, key))
 
 
 def test_a_second_process_waits_then_gets_busy_error(cache):
@@ -227,7 +182,7 @@ def test_a_waiter_gets_the_lock_once_the_holder_lets_go(tmp_path):
             waited = time.monotonic() - start
         timer.join()
     assert 0.25 <= waited < 3
-    assert os.WIFEXITED(holder.status) and os.WEXITSTATUS(holder.status) == 0
+    assert holder.exited_cleanly()
 
 
 def test_a_lock_of_a_killed_holder_is_free_at_once(tmp_path):

@@ -238,7 +238,7 @@ def raw(request, tmp_path):
 ])
 def test_raw_crop_is_exactly_pillows_crop(raw, box):
     original, path = raw
-    with imaging.RawImage(path) as source:
+    with imaging.RawImage(open(path, "rb")) as source:
         assert (source.mode, source.size) == (original.mode, original.size)
         assert_same_pixels(source.crop(box), original.crop(box))
 
@@ -246,7 +246,7 @@ def test_raw_crop_is_exactly_pillows_crop(raw, box):
 @pytest.mark.parametrize("box", [Box(0, 0, W + 1, H), Box(0, 0, W, H + 1), Box(W, 0, W + 1, 1), Box(0, H, 1, H + 1)])
 def test_a_box_outside_the_image_is_refused(raw, box):
     _, path = raw
-    with imaging.RawImage(path) as source:
+    with imaging.RawImage(open(path, "rb")) as source:
         with pytest.raises(BoxOutsideImageError) as info:
             source.crop(box)
     assert info.value.details == {"image_width": W, "image_height": H}
@@ -254,7 +254,7 @@ def test_a_box_outside_the_image_is_refused(raw, box):
 
 def test_a_crop_outlives_the_raw_file(raw):
     original, path = raw
-    with imaging.RawImage(path) as source:
+    with imaging.RawImage(open(path, "rb")) as source:
         crop = source.crop(Box(1, 1, 5, 5))
     assert_same_pixels(crop, original.crop((1, 1, 5, 5)))
 
@@ -266,14 +266,14 @@ def test_a_truncated_raw_file_is_refused(tmp_path, keep):
     data = path.read_bytes()
     path.write_bytes(data[:keep])
     with pytest.raises(ValueError):
-        imaging.RawImage(path)
+        imaging.RawImage(open(path, "rb"))
 
 
 def test_a_raw_file_with_extra_bytes_is_refused(raw):
     _, path = raw
     path.write_bytes(path.read_bytes() + b"\0")
     with pytest.raises(ValueError):
-        imaging.RawImage(path)
+        imaging.RawImage(open(path, "rb"))
 
 
 # -- encode

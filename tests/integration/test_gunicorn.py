@@ -191,3 +191,22 @@ def test_worker_killed_mid_crop_leaves_no_partial_file(gunicorn, standin):
     assert time.monotonic() - started < 10
     assert_image_equal(open_bytes(requests.get(response.json()["url"], timeout=10).content),
                        expected_crop(record, (10, 10, 300, 300)))
+
+
+def test_a_batch_of_100_crops_over_10_images_downloads_each_image_once(gunicorn, standin):
+    records = [standin.image(f"framegrab-{i}") for i in range(10)]
+    for record in records:
+        forget_image(gunicorn, record.uuid)
+    body = [{"uuid": r.uuid, "x1": 17 * j, "y1": 9 * j, "x2": 17 * j + 150, "y2": 9 * j + 100, "format": "png"}
+            for r in records for j in range(10)]
+    response = requests.post(f"{gunicorn.url}/cropper-list/", json=body, timeout=60)
+    assert response.status_code == 200
+    answers = response.json()
+    assert [a["box"] for a in answers] == [[b["x1"], b["y1"], b["x2"], b["y2"]] for b in body]
+    assert all(a["cached"] is False for a in answers)
+    assert standin.api_calls() == 1 and standin.downloads() == 10
+    pixel_files = [p for p in cache_files(gunicorn) if p.endswith(".pix") and any(r.uuid in p for r in records)]
+    assert len(pixel_files) == 10  # one decode per image: pixels are written only right after a download
+    sample = answers[37]
+    assert_image_equal(open_bytes(requests.get(sample["url"], timeout=10).content),
+                       expected_crop(records[3], sample["box"]))

@@ -1,0 +1,51 @@
+"""A bounded cache in the running service: it shrinks on its own, and evicted crops' links still work."""
+
+import os
+import time
+
+import requests
+
+from cropper.cache import FileCache
+from cropper.eviction import Usage, scan
+from tests.images import assert_image_equal, expected_crop, open_bytes
+from tests.integration.conftest import service_env
+from tests.servers import Gunicorn, NginxServer, find_nginx_or_skip
+
+CROP_BUDGET = 256 * 1024
+SOURCE_BUDGET = 8 * 1024 * 1024  # about one 1920x1080 source: filling it evicts sources too
+
+
+def test_the_cache_shrinks_under_its_budget_and_evicted_links_heal(standin, tmp_path):
+    find_nginx_or_skip()
+    cache_dir = tmp_path / "cache"
+    env = service_env(standin, cache_dir, CACHE_MAX_BYTES=CROP_BUDGET, SOURCE_CACHE_MAX_BYTES=SOURCE_BUDGET,
+                      CACHE_MIN_AGE="0", CACHE_PRUNE_INTERVAL="0.5")
+    records = [standin.image(name) for name in ("framegrab", "framegrab-1", "rgba")]
+    limits = {"regen_rate": "1000r/s", "regen_burst": 1000, "api_rate": "1000r/s", "api_burst": 1000}
+    with Gunicorn(env, cwd=tmp_path, workers=2) as app, NginxServer(app, cache_dir, tmp_path, **limits) as nginx:
+        made = []  # (record, box, url)
+        for record in records:
+            body = [{"uuid": record.uuid, "x1": 13 * j, "y1": 7 * j, "x2": 13 * j + 160, "y2": 7 * j + 120,
+                     "format": "png"} for j in range(15)]
+            answers = requests.post(f"{nginx.url}/cropper-list/", json=body, timeout=60).json()
+            made += [(record, a["box"], a["url"]) for a in answers]
+        cache = FileCache(cache_dir, 5)
+        assert Usage.total(scan(cache).crops) > CROP_BUDGET  # filled past the limit
+
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            usage = scan(cache)
+            if Usage.total(usage.crops) <= CROP_BUDGET and Usage.total(usage.sources) <= SOURCE_BUDGET:
+                break
+            time.sleep(0.2)
+        usage = scan(cache)
+        assert Usage.total(usage.crops) <= CROP_BUDGET
+        assert Usage.total(usage.sources) <= SOURCE_BUDGET
+
+        evicted = [(r, box, url) for r, box, url in made if not os.path.exists(cache_dir / url.split("/", 3)[3])]
+        assert evicted, "nothing was evicted"
+        for record, box, url in evicted:
+            served = requests.get(url, timeout=30)
+            assert served.status_code == 200, url
+            assert served.headers["X-Cropper-Cache"] in ("regenerated", "hit")
+            assert_image_equal(open_bytes(served.content), expected_crop(record, box))

@@ -1,0 +1,189 @@
+"""The operator commands, run as an operator would: `python -m cropper ...` in a fresh process.
+
+Each runs in a temp folder (so no .env of the repository is read) with an environment made from
+scratch (so no setting of the machine running the tests leaks in).
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cropper.cache import TEMP_SUFFIX, FileCache
+from cropper.imaging import write_raw
+from cropper.schemas import Box, CropRequest
+
+ROOT = Path(__file__).resolve().parents[1]
+UUID = "f11816b8-1234-4abc-8def-0123456789ab"
+OTHER = "9e140d51-2a43-5870-9337-eb66c5a4de6d"
+LONG_AGO = time.time() - 10 * 3600
+MIB = 1024**2
+
+
+def cropper(tmp_path, *args, **settings):
+    """Run `python -m cropper args` in tmp_path with only the given settings in the environment."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT),
+           "CACHE_DIR": str(tmp_path / "cache"), **{name.upper(): str(value) for name, value in settings.items()}}
+    return subprocess.run([sys.executable, "-m", "cropper", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=30)
+
+
+def mib(size):
+    return f"{size / MIB:,.1f} MiB"
+
+
+def allocated(*paths):
+    return sum(os.stat(path).st_blocks * 512 for path in paths)
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return FileCache(tmp_path / "cache", lock_timeout=2.0)
+
+
+def make_crop(cache, n, size=MIB, uuid=UUID):
+    path = cache.crop_path(CropRequest(uuid, Box(n, 0, n + 1, 1), "webp"))
+    cache.write_bytes(path, os.urandom(size))
+    os.utime(path, (LONG_AGO + n, LONG_AGO + n))
+    return path
+
+
+def make_source(cache, uuid):
+    paths = cache.source_path(uuid, ".json"), cache.source_path(uuid, ".pix")
+    cache.write_json(paths[0], {"uuid": uuid})
+    with cache.atomic_writer(paths[1]) as out:
+        write_raw(Image.new("RGB", (512, 512)), out)
+    for path in paths:
+        os.utime(path, (LONG_AGO, LONG_AGO))
+    return paths
+
+
+def make_temp(folder, age):
+    path = folder / f".1_0_2_1.webp.abc123{TEMP_SUFFIX}"
+    path.write_bytes(b"half")
+    os.utime(path, (time.time() - age, time.time() - age))
+    return path
+
+
+def when(timestamp):
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+# -- cache stats
+
+
+def test_stats_of_an_empty_cache(tmp_path):
+    result = cropper(tmp_path, "cache", "stats")
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"cache folder: {(tmp_path / 'cache').resolve()}"
+    assert lines[1].split() == ["crops:", "0", "files", "0.0", "MiB", "of", "2,048.0", "MiB", "(0%)"]
+    assert lines[2].split() == ["sources:", "0", "images", "0.0", "MiB", "of", "2,048.0", "MiB", "(0%)"]
+    assert lines[3] == "temp files: 0"
+    assert result.stderr == ""
+
+
+def test_stats_of_a_filled_cache(tmp_path, cache):
+    crops = [make_crop(cache, n) for n in range(3)]
+    sources = make_source(cache, OTHER)
+    make_temp(crops[0].parent, age=5)
+
+    result = cropper(tmp_path, "cache", "stats", cache_max_bytes=8 * MIB, source_cache_max_bytes=4 * MIB)
+
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    crop_line = next(line for line in out.splitlines() if line.startswith("crops:"))
+    source_line = next(line for line in out.splitlines() if line.startswith("sources:"))
+    crop_bytes, source_bytes = allocated(*crops), allocated(*sources)
+    assert crop_line.split()[1:3] == ["3", "files"]
+    assert f"{mib(crop_bytes)} of 8.0 MiB ({100 * crop_bytes / (8 * MIB):.0f}%)" in crop_line
+    assert f"least recently used {when(LONG_AGO)}, most {when(LONG_AGO + 2)}" in crop_line
+    assert source_line.split()[1:3] == ["1", "images"]
+    assert f"{mib(source_bytes)} of 4.0 MiB" in source_line
+    assert "temp files: 1" in out.splitlines()
+    assert all(path.exists() for path in crops + list(sources))  # stats only looks
+
+
+def test_settings_come_from_a_dotenv_in_the_working_folder_and_the_environment_wins(tmp_path):
+    (tmp_path / ".env").write_text(f"CACHE_DIR={tmp_path / 'from-dotenv'}\nCACHE_MAX_BYTES={4 * MIB}\n")
+
+    result = cropper(tmp_path, "cache", "stats", cache_max_bytes=MIB)
+
+    assert result.returncode == 0, result.stderr
+    # CACHE_DIR is set by cropper() too: the environment's folder is used, not the .env's
+    assert f"cache folder: {(tmp_path / 'cache').resolve()}" in result.stdout
+    assert "of 1.0 MiB" in result.stdout
+
+
+# -- cache prune
+
+
+def test_prune_removes_over_budget_files_and_says_what(tmp_path, cache):
+    crops = [make_crop(cache, n) for n in range(4)]
+    sources = make_source(cache, OTHER)
+    old_temp, young_temp = make_temp(crops[0].parent, age=3600), make_temp(sources[0].parent, age=5)
+    crop_bytes, source_bytes = allocated(*crops[:3]), allocated(*sources)
+
+    result = cropper(tmp_path, "cache", "prune", cache_max_bytes=int(1.5 * MIB), source_cache_max_bytes=1,
+                     cache_min_age=0, temp_grace=600)
+
+    assert result.returncode == 0, result.stderr
+    assert [path.exists() for path in crops] == [False, False, False, True]  # oldest first, to 0.9 * 1.5 MiB
+    assert not any(path.exists() for path in sources)
+    assert not old_temp.exists() and young_temp.exists()
+    assert result.stdout.splitlines()[0] == (f"removed 3 crops ({mib(crop_bytes)}), 1 sources ({mib(source_bytes)}), "
+                                             f"1 temp files; 0 in use were kept")
+    assert "crops:" in result.stdout and "temp files: 1" in result.stdout  # then the stats after
+
+
+def test_prune_keeps_recently_used_files(tmp_path, cache):
+    crop = make_crop(cache, 1)
+    os.utime(crop, None)  # used just now
+
+    result = cropper(tmp_path, "cache", "prune", cache_max_bytes=1, cache_min_age=60)
+
+    assert result.returncode == 0, result.stderr
+    assert crop.exists()
+    assert result.stdout.startswith("removed 0 crops (0.0 MiB), 0 sources (0.0 MiB), 0 temp files; 1 in use were kept")
+
+
+# -- bad settings
+
+
+@pytest.mark.parametrize("variable, value", [("CACHE_MAX_BYTES", "abc"), ("CACHE_LOW_WATER", "2"),
+                                             ("CACHE_MIN_AGE", "-1")])
+@pytest.mark.parametrize("action", ["stats", "prune"])
+def test_a_bad_setting_is_a_one_line_error_not_a_traceback(tmp_path, cache, action, variable, value):
+    crop = make_crop(cache, 1)
+
+    result = cropper(tmp_path, "cache", action, **{variable: value})
+
+    assert result.returncode != 0
+    assert variable in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stdout == ""
+    assert crop.exists()
+
+
+def test_an_unknown_cache_action_is_refused(tmp_path):
+    result = cropper(tmp_path, "cache", "purge")
+
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+
+
+# -- env-example
+
+
+def test_env_example_prints_the_committed_env_example(tmp_path):
+    result = cropper(tmp_path, "env-example")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (ROOT / ".env.example").read_text()
+    assert "CACHE_MAX_BYTES=" in result.stdout and "CACHE_PRUNE_INTERVAL=" in result.stdout

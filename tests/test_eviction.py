@@ -1,0 +1,480 @@
+"""The cache pruner: what scan() measures, who Pruner.prune() removes and who it must keep.
+
+Test data is written straight to disk and its times set with os.utime, so no network is needed.
+Tests that fork leave the child only through os._exit, so it never runs pytest code.
+"""
+
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+
+import pytest
+from PIL import Image
+
+import cropper.cache
+from cropper.cache import TEMP_SUFFIX, FileCache
+from cropper.config import Settings
+from cropper.eviction import Pruner, Usage, scan
+from cropper.imaging import write_raw
+from cropper.schemas import Box, CropRequest
+from tests.processes import HeldInChild
+
+UUID = "f11816b8-1234-4abc-8def-0123456789ab"
+OTHER = "9e140d51-2a43-5870-9337-eb66c5a4de6d"
+THIRD = "00000000-0000-4000-8000-000000000000"
+HOUR = 3600
+NOW = time.time()  # tests that pass now= explicitly set file times relative to this
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Huge budgets by default: each test lowers the one it is about."""
+    return Settings(cache_dir=tmp_path / "cache", lock_timeout=2.0, cache_prune_interval=0)
+
+
+@pytest.fixture
+def cache(settings):
+    return FileCache(settings.cache_dir, settings.lock_timeout)
+
+
+# -- helpers
+
+
+def crop_req(n, uuid=UUID, fmt="webp"):
+    return CropRequest(uuid, Box(n, 0, n + 1, 1), fmt)
+
+
+def make_crop(cache, n, uuid=UUID, size=4096, used=NOW - 10 * HOUR, modified=None):
+    """Write crop number n of uuid; its atime is `used`, its mtime `modified` (default: same)."""
+    path = cache.crop_path(crop_req(n, uuid))
+    cache.write_bytes(path, os.urandom(size))
+    set_times(path, used, modified)
+    return path
+
+
+def make_source(cache, uuid, side=64, used=NOW - 10 * HOUR, modified=None):
+    """Write a source's .json and .pix (side x side grayscale pixels), both with the given times."""
+    json_path, pix_path = cache.source_path(uuid, ".json"), cache.source_path(uuid, ".pix")
+    cache.write_json(json_path, {"uuid": uuid, "width": side, "height": side})
+    with cache.atomic_writer(pix_path) as out:
+        write_raw(Image.new("L", (side, side), 7), out)
+    for path in (json_path, pix_path):
+        set_times(path, used, modified)
+    return json_path, pix_path
+
+
+def make_temp(folder, name, age, now=NOW):
+    """Leave a temp file as a killed atomic_writer would, last written `age` seconds before now."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, path = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=TEMP_SUFFIX)
+    os.write(fd, b"half-written")
+    os.close(fd)
+    set_times(path, now - age)
+    return path
+
+
+def set_times(path, atime, mtime=None):
+    os.utime(path, (atime, atime if mtime is None else mtime))
+
+
+def allocated(*paths):
+    return sum(os.stat(path).st_blocks * 512 for path in paths)
+
+
+def crop_total(cache):
+    return Usage.total(scan(cache).crops)
+
+
+def source_total(cache):
+    return Usage.total(scan(cache).sources)
+
+
+def pruner(cache, settings, **changes):
+    """A Pruner whose settings differ from the fixture's by changes."""
+    return Pruner(cache, settings.replace(**changes))
+
+
+@contextmanager
+def in_child(enter):
+    """Hold `with enter():` in a forked child for the duration of the block; it must exit cleanly."""
+    with HeldInChild(enter) as child:
+        yield
+    assert child.exited_cleanly()
+
+
+# -- scan
+
+
+def test_scan_counts_crops_sources_and_temp_files(cache):
+    crops = [make_crop(cache, 1), make_crop(cache, 2), make_crop(cache, 1, uuid=OTHER)]
+    full = make_source(cache, OTHER)
+    json_only = cache.source_path(THIRD, ".json")
+    cache.write_json(json_only, {"uuid": THIRD})
+    temps = [make_temp(crops[0].parent, crops[0].name, age=5),
+             make_temp(full[1].parent, full[1].name, age=5)]
+
+    usage = scan(cache)
+
+    assert sorted(entry.key for entry in usage.crops) == sorted(str(path) for path in crops)
+    assert all(entry.paths == [entry.key] for entry in usage.crops)
+    sources = {entry.key: entry for entry in usage.sources}
+    assert sorted(sources) == sorted([OTHER, THIRD])
+    assert sorted(sources[OTHER].paths) == sorted(str(path) for path in full)
+    assert sources[THIRD].paths == [str(json_only)]
+    assert sorted(path for path, _ in usage.temp_files) == sorted(temps)
+
+
+def test_scan_ignores_files_the_service_never_makes(cache):
+    crop = make_crop(cache, 1)
+    for relpath in ["crops/README", "crops/.hidden", f"crops/f1/{UUID}/notes.txt",
+                    f"crops/f1/{UUID}/1_0_2_1.gif", f"crops/f1/{UUID}/1_0_2_1.webp.bak",
+                    f"crops/f1/{UUID}/1_0_2_1.jpg", f"crops/f1/{UUID}/x.tmp", f"crops/f1/{UUID}/sub/1_0_2_1.webp",
+                    f"sources/f1/{UUID}.txt", f"sources/f1/{UUID}.pix.bak", "locks/ready-probe"]:
+        (cache.root / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (cache.root / relpath).write_bytes(b"not ours")
+
+    usage = scan(cache)
+
+    assert [entry.key for entry in usage.crops] == [str(crop)]
+    assert usage.sources == [] and usage.temp_files == []
+
+
+@pytest.mark.parametrize("relpath", ["sources/f1/notes.json", "sources/index.json", "sources/f1/backup.pix"])
+def test_files_in_sources_not_named_after_a_uuid_are_neither_counted_nor_removed(cache, settings, relpath):
+    # Crops are matched against the exact names the service makes; sources should be too,
+    # or an operator's file in sources/ is counted against the budget and then deleted.
+    path = cache.root / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"{}")
+    set_times(path, NOW - 10 * HOUR)
+
+    pruner(cache, settings, source_cache_max_bytes=1, cache_min_age=0).prune(now=NOW)
+
+    assert path.exists()
+    assert scan(cache).sources == []
+
+
+def test_scan_sizes_are_allocated_bytes_not_file_lengths(cache):
+    crop = make_crop(cache, 1, size=10)
+    sparse = make_crop(cache, 2, size=0)
+    os.truncate(sparse, 1024 * 1024)  # a 1 MiB hole: long, but takes no disk
+    source = make_source(cache, OTHER)
+
+    usage = scan(cache)
+
+    sizes = {entry.key: entry.size for entry in usage.crops}
+    assert sizes[str(crop)] == allocated(crop) and allocated(crop) != 10
+    assert sizes[str(sparse)] == allocated(sparse) < os.stat(sparse).st_size
+    [entry] = usage.sources
+    assert entry.size == allocated(*source)
+
+
+def test_scan_ranks_by_the_later_of_atime_and_mtime(cache):
+    read_late = make_crop(cache, 1, used=NOW - 100, modified=NOW - 5000)
+    written_late = make_crop(cache, 2, used=NOW - 5000, modified=NOW - 200)
+    json_path, pix_path = make_source(cache, OTHER, used=NOW - 9000)
+    set_times(pix_path, NOW - 300, NOW - 9000)  # the pixels were read later than the metadata
+
+    usage = scan(cache)
+
+    used = {entry.key: entry.last_used for entry in usage.crops + usage.sources}
+    assert used[str(read_late)] == pytest.approx(NOW - 100)
+    assert used[str(written_late)] == pytest.approx(NOW - 200)
+    assert used[OTHER] == pytest.approx(NOW - 300)
+
+
+# -- budgets and least recently used
+
+
+def test_under_budget_nothing_is_removed(cache, settings):
+    paths = [make_crop(cache, n) for n in range(5)]
+    make_source(cache, OTHER)
+    total = crop_total(cache)
+
+    report = pruner(cache, settings, cache_max_bytes=total, source_cache_max_bytes=source_total(cache),
+                    cache_min_age=0).prune(now=NOW)
+
+    assert all(path.exists() for path in paths)
+    assert len(scan(cache).sources) == 1
+    assert (report.crops_removed, report.sources_removed, report.skipped_in_use) == (0, 0, 0)
+
+
+def test_over_budget_the_least_recently_used_crops_go_first(cache, settings):
+    # Crop n was read at NOW - 10 h + n minutes, but written in the opposite order,
+    # so ranking by mtime alone would remove the wrong ones.
+    paths = [make_crop(cache, n, uuid=[UUID, OTHER][n % 2], used=NOW - 10 * HOUR + 60 * n,
+                       modified=NOW - 20 * HOUR - 60 * n) for n in range(10)]
+    size = allocated(paths[0])
+    assert crop_total(cache) == 10 * size
+
+    report = pruner(cache, settings, cache_max_bytes=8 * size, cache_low_water=0.5, cache_min_age=0).prune(now=NOW)
+
+    assert [path.exists() for path in paths] == [False] * 6 + [True] * 4
+    assert crop_total(cache) <= 0.5 * 8 * size
+    assert (report.crops_removed, report.crop_bytes_removed) == (6, 6 * size)
+    assert (report.sources_removed, report.skipped_in_use) == (0, 0)
+
+
+def test_pruning_stops_at_the_low_water_mark(cache, settings):
+    paths = [make_crop(cache, n, used=NOW - 10 * HOUR + n) for n in range(10)]
+    size = allocated(paths[0])
+
+    pruner(cache, settings, cache_max_bytes=9 * size, cache_low_water=0.9, cache_min_age=0).prune(now=NOW)
+
+    # 10 > 9 is over budget; the target is 8.1 sizes, so exactly two go (not one, not all).
+    assert [path.exists() for path in paths] == [False] * 2 + [True] * 8
+
+
+def test_over_budget_the_least_recently_used_sources_go_whole(cache, settings):
+    sources = {uuid: make_source(cache, uuid, used=NOW - 10 * HOUR + 60 * n)
+               for n, uuid in enumerate([THIRD, UUID, OTHER])}
+    size = allocated(*sources[UUID])
+    crops = [make_crop(cache, n) for n in range(3)]
+
+    report = pruner(cache, settings, source_cache_max_bytes=int(2.5 * size), cache_low_water=0.5,
+                    cache_min_age=0).prune(now=NOW)
+
+    assert [path.exists() for uuid in (THIRD, UUID, OTHER) for path in sources[uuid]] == [False] * 4 + [True] * 2
+    assert source_total(cache) <= 0.5 * 2.5 * size
+    assert (report.sources_removed, report.source_bytes_removed) == (2, 2 * size)
+    assert report.crops_removed == 0 and all(path.exists() for path in crops)  # their own budget
+
+
+def test_entries_used_within_min_age_are_kept_even_over_budget(cache, settings):
+    old = [make_crop(cache, n, used=NOW - 10 * HOUR) for n in range(2)]
+    fresh = [make_crop(cache, n, used=NOW - 30) for n in range(2, 4)]
+    make_source(cache, OTHER, used=NOW - 5)
+    size = allocated(old[0])
+
+    report = pruner(cache, settings, cache_max_bytes=size, source_cache_max_bytes=1,
+                    cache_min_age=60).prune(now=NOW)
+
+    assert not any(path.exists() for path in old)
+    assert all(path.exists() for path in fresh)
+    assert len(scan(cache).sources) == 1
+    assert report.crops_removed == 2 and report.sources_removed == 0
+    assert report.skipped_in_use == 3
+
+
+def test_an_emptied_image_folder_is_removed_and_can_be_written_again(cache, settings):
+    gone = [make_crop(cache, 1), make_crop(cache, 2)]
+    kept = make_crop(cache, 1, uuid=OTHER, used=NOW - 60)  # the newest: its folder stays
+    folder = gone[0].parent
+
+    pruner(cache, settings, cache_max_bytes=allocated(kept), cache_low_water=1, cache_min_age=0).prune(now=NOW)
+
+    assert not folder.exists() and folder.parent.exists()
+    assert kept.exists()
+    cache.write_bytes(gone[0], b"again")
+    assert gone[0].read_bytes() == b"again"
+
+
+def test_a_folder_with_crops_left_is_not_removed(cache, settings):
+    gone = make_crop(cache, 1, used=NOW - 10 * HOUR)
+    kept = make_crop(cache, 2, used=NOW - 60)
+
+    pruner(cache, settings, cache_max_bytes=allocated(kept), cache_low_water=1, cache_min_age=0).prune(now=NOW)
+
+    assert not gone.exists() and kept.exists()
+
+
+def test_atomic_writer_survives_its_folder_vanishing_after_mkdir(cache, monkeypatch):
+    """The pruner may remove an emptied image folder between atomic_writer's mkdir and mkstemp."""
+    path = cache.crop_path(crop_req(1))
+    real_mkstemp = tempfile.mkstemp
+    removed = []
+
+    def mkstemp_after_a_prune(dir, **kwargs):
+        if not removed:
+            os.rmdir(dir)  # the folder atomic_writer has just made, now empty
+            removed.append(dir)
+        return real_mkstemp(dir=dir, **kwargs)
+
+    monkeypatch.setattr(cropper.cache.tempfile, "mkstemp", mkstemp_after_a_prune)
+    cache.write_bytes(path, b"crop")
+
+    assert removed == [path.parent]
+    assert path.read_bytes() == b"crop"
+
+
+# -- temp files
+
+
+def test_temp_files_older_than_the_grace_go_and_younger_ones_stay(cache, settings):
+    crop = make_crop(cache, 1)
+    _, pix = make_source(cache, OTHER)
+    old = [make_temp(crop.parent, crop.name, age=700), make_temp(pix.parent, pix.name, age=700)]
+    young = [make_temp(crop.parent, "2_0_3_1.webp", age=100), make_temp(pix.parent, pix.name, age=100)]
+
+    report = pruner(cache, settings, temp_grace=600).prune(now=NOW)
+
+    assert not any(os.path.exists(path) for path in old)
+    assert all(os.path.exists(path) for path in young)
+    assert report.temp_files_removed == 2
+    assert crop.exists() and pix.exists()  # under budget: only temp files went
+
+
+def test_temp_files_do_not_count_against_the_budget(cache, settings):
+    crop = make_crop(cache, 1)
+    make_temp(crop.parent, crop.name, age=5)
+
+    report = pruner(cache, settings, cache_max_bytes=allocated(crop), cache_min_age=0).prune(now=NOW)
+
+    assert crop.exists() and report.crops_removed == 0
+
+
+# -- things in use, held by another process
+
+
+def test_a_crop_being_made_by_another_process_is_kept(cache, settings):
+    crop = make_crop(cache, 1)
+    prune = pruner(cache, settings, cache_max_bytes=1, cache_min_age=0).prune
+
+    with in_child(lambda: cache.lock("crop", str(crop))):
+        report = prune(now=NOW)
+        assert crop.exists()
+        assert report.crops_removed == 0 and report.skipped_in_use == 1
+
+    assert prune(now=NOW).crops_removed == 1
+    assert not crop.exists()
+
+
+def test_a_source_being_fetched_by_another_process_is_kept(cache, settings):
+    paths = make_source(cache, OTHER)
+    prune = pruner(cache, settings, source_cache_max_bytes=1, cache_min_age=0).prune
+
+    with in_child(lambda: cache.lock("source", OTHER)):
+        report = prune(now=NOW)
+        assert all(path.exists() for path in paths)
+        assert report.sources_removed == 0 and report.skipped_in_use == 1
+
+    assert prune(now=NOW).sources_removed == 1
+    assert not any(path.exists() for path in paths)
+
+
+def test_a_source_whose_pixels_another_process_reads_is_kept_until_it_closes(cache, settings):
+    # Read 30 min ago: open_pixels will not refresh the atime, so only the reader's flock protects it.
+    paths = make_source(cache, OTHER, used=time.time() - 1800, modified=time.time() - 10 * HOUR)
+    prune = pruner(cache, settings, source_cache_max_bytes=1, cache_min_age=0).prune
+
+    with in_child(lambda: cache.open_pixels(OTHER)):
+        report = prune()
+        assert all(path.exists() for path in paths)
+        assert report.sources_removed == 0 and report.skipped_in_use == 1
+
+    assert prune().sources_removed == 1
+    assert not any(path.exists() for path in paths)
+
+
+def test_a_source_whose_pixels_this_process_reads_is_kept(cache, settings):
+    """gthread workers: the reader may be another thread of the pruning process."""
+    paths = make_source(cache, OTHER, used=time.time() - 1800, modified=time.time() - 10 * HOUR)
+    prune = pruner(cache, settings, source_cache_max_bytes=1, cache_min_age=0).prune
+
+    with cache.open_pixels(OTHER) as pixels:
+        assert prune().sources_removed == 0
+        assert all(path.exists() for path in paths)
+        assert (pixels.width, pixels.height) == (64, 64)
+
+    assert prune().sources_removed == 1
+
+
+# -- marking use
+
+
+def test_existing_crop_refreshes_a_stale_atime(cache):
+    path = make_crop(cache, 1, used=time.time() - 2 * HOUR, modified=time.time() - 3 * HOUR)
+    mtime = os.stat(path).st_mtime
+
+    assert cache.existing_crop(crop_req(1)) == path
+
+    assert os.stat(path).st_atime == pytest.approx(time.time(), abs=5)
+    assert os.stat(path).st_mtime == mtime
+
+
+def test_existing_crop_leaves_a_fresh_atime_alone(cache):
+    path = make_crop(cache, 1, used=time.time() - 600, modified=time.time() - 3 * HOUR)
+    before = os.stat(path)
+
+    assert cache.existing_crop(crop_req(1)) == path
+
+    after = os.stat(path)
+    assert (after.st_atime_ns, after.st_mtime_ns) == (before.st_atime_ns, before.st_mtime_ns)
+
+
+def test_existing_crop_of_a_missing_crop_is_none(cache):
+    assert cache.existing_crop(crop_req(1)) is None
+
+
+def test_open_pixels_refreshes_a_stale_atime(cache):
+    _, pix = make_source(cache, OTHER, used=time.time() - 2 * HOUR, modified=time.time() - 3 * HOUR)
+
+    with cache.open_pixels(OTHER):
+        pass
+
+    assert os.stat(pix).st_atime == pytest.approx(time.time(), abs=5)
+
+
+def test_a_refreshed_crop_outlives_older_ones(cache, settings):
+    first = make_crop(cache, 1, used=NOW - 10 * HOUR)
+    second = make_crop(cache, 2, used=NOW - 9 * HOUR)
+    cache.existing_crop(crop_req(1))  # a hit on the older one
+
+    pruner(cache, settings, cache_max_bytes=allocated(first), cache_low_water=1,
+           cache_min_age=0).prune(now=time.time())
+
+    assert first.exists() and not second.exists()
+
+
+# -- the background pruner
+
+
+@contextmanager
+def background(cache, settings):
+    pruner = Pruner(cache, settings)
+    thread = pruner.run_in_background()
+    try:
+        yield thread
+    finally:
+        pruner.stop()
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+def wait_until(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_the_background_pruner_shrinks_the_cache_on_its_own(cache, settings):
+    paths = [make_crop(cache, n, used=time.time() - HOUR + n) for n in range(4)]
+    size = allocated(paths[0])
+    settings = settings.replace(cache_prune_interval=0.2, cache_max_bytes=3 * size, cache_low_water=0.5,
+                                cache_min_age=0)
+
+    with background(cache, settings) as thread:
+        assert thread.daemon and thread.is_alive()
+        assert wait_until(lambda: crop_total(cache) <= 1.5 * size)
+
+    assert [path.exists() for path in paths] == [False, False, False, True]
+    assert (cache.locks / "last-prune").exists()
+
+
+def test_the_background_pruner_waits_while_another_process_prunes(cache, settings):
+    paths = [make_crop(cache, n, used=time.time() - HOUR + n) for n in range(4)]
+    settings = settings.replace(cache_prune_interval=0.2, cache_max_bytes=1, cache_min_age=0)
+
+    with background(cache, settings):
+        with in_child(lambda: cache.lock("prune", "all")):
+            time.sleep(1.0)  # about five of the pruner's turns
+            assert all(path.exists() for path in paths)
+        assert wait_until(lambda: not any(path.exists() for path in paths))
+
+
+def test_no_background_pruner_with_interval_zero(cache, settings):
+    assert Pruner(cache, settings.replace(cache_prune_interval=0)).run_in_background() is None
