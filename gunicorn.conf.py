@@ -48,3 +48,7 @@ max_requests_jitter = 500
 accesslog = None
 errorlog = "-"
 loglevel = "info"
+
+# Gunicorn 27's control socket is one fixed path per user (~/.gunicorn/gunicorn.ctl), which several
+# instances on one host (tests, bench, replicas) would fight over; nothing here uses it.
+control_socket_disable = True

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -172,6 +173,18 @@ def gunicorn_command():
     return [sys.executable, "-m", "gunicorn", "-c", str(root / "gunicorn.conf.py"), "--pythonpath", str(root), "wsgi:app"]
 
 
+def wait_for_port(address, process, seconds=30):
+    """Wait until something listens on host:port, or process exits, or the time is up."""
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
 def serve(settings):
     """Run until Ctrl-C (or SIGTERM): nginx + Gunicorn, or Gunicorn alone without nginx."""
     if settings.tls_cert_file:
@@ -187,6 +200,7 @@ def serve(settings):
               f"`apt-get install nginx-light` puts nginx in front.", flush=True)
     else:
         nginx = Nginx(NginxSite.from_settings(settings), Path("var/run/nginx"), binary)
+        wait_for_port(settings.gunicorn_bind, processes[0])  # so nginx's first requests find it up
         nginx.start()
         processes.append(nginx.process)
         urls = [f"http://{settings.nginx_listen}"] + ([f"https://{settings.tls_listen}"] if settings.tls_cert_file else [])

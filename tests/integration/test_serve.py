@@ -66,3 +66,26 @@ def test_serve_runs_gunicorn_alone_without_nginx(tmp_path, standin):
     finally:
         output = stop_and_check(process)
     assert "Gunicorn alone" in output
+
+
+def test_the_readmes_no_internet_demo_answers_its_own_curl_line(tmp_path):
+    ports = [str(free_port()) for _ in range(3)]
+    demo = subprocess.Popen([sys.executable, "-m", "tests.demo", "--port", ports[0], "--app-port", ports[1],
+                             "--standin-port", ports[2]], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("Ctrl-C"):
+                break
+        curl = next(line for line in lines if line.strip().startswith("curl"))
+        body = next(line for line in lines if line.strip().startswith("-d"))
+        url = curl.split()[4]
+        created = requests.post(url, data=body.strip()[4:-1], headers={"Content-Type": "application/json"},
+                                timeout=30)
+        assert created.status_code == 200, "".join(lines)
+        assert requests.get(created.json()["url"], timeout=10).status_code == 200
+    finally:
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=60) == 0
