@@ -26,8 +26,19 @@ def create_app(settings=None):
     register_cors(app, settings)
     register_error_handlers(app)
     app.register_blueprint(bp)
-    logging.getLogger("cropper").setLevel(logging.INFO)
+    register_logging()
     return app
+
+
+def register_logging():
+    """Send the service's own lines (warnings, prune reports) to stderr, beside Gunicorn's."""
+    log = logging.getLogger("cropper")
+    log.setLevel(logging.INFO)
+    if not log.handlers and not logging.getLogger().handlers:  # a host that set up logging keeps its own
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+                                               "%Y-%m-%d %H:%M:%S %z"))
+        log.addHandler(handler)
 
 
 def register_proxy_fix(app, settings):

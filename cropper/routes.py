@@ -1,14 +1,14 @@
 """HTTP routes: the only module that touches the request."""
 
-from marshmallow import ValidationError
 from flask import Blueprint, Request, current_app, jsonify, request, send_file
+from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from .cache import crop_relpath, parse_crop_relpath
 from .errors import BoxOutsideImageError, CropNotFoundError, error_body
+from .imaging import CONTENT_TYPES
 from .schemas import CropRequest, batch_items
 from .service import CropFailure
-from .imaging import CONTENT_TYPES
 
 bp = Blueprint("cropper", __name__)
 
