@@ -22,9 +22,9 @@ bind = settings.gunicorn_bind
 # Worker class. Measured with `python -m bench.run --quick --worker-classes sync,gthread` on this
 # 2-core machine, 3 workers, the stand-in adding 50 ms per request (medians):
 #                                                   sync          gthread (4 threads)
-#   cached repeat POST, wrk -t2 -c8                 4,584 req/s   5,236 req/s
-#   cold crop / second box                          146 / 12 ms   147 / 11 ms
-#   cached POST while 6 crops wait 1 s on a host    1,147 ms      1.0 ms
+#   cached repeat POST, wrk -t2 -c8 (median of 3)   4,291 req/s   4,912 req/s
+#   cold crop / second box of the same image        175 / 12.5 ms 139 / 10.9 ms
+#   cached POST while 6 crops wait 1 s on a host    1,139 ms      1.0 ms
 # gthread keeps HTTP keep-alive and lets a worker's other threads answer cached requests while
 # one thread waits on a slow download; sync workers are all stuck behind slow hosts.
 worker_class = settings.gunicorn_worker_class
