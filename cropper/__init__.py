@@ -20,7 +20,7 @@ def create_app(settings=None):
     app = Flask(__name__)
     app.request_class = JSONRequest
     app.json.sort_keys = False  # keep answers in the documented order
-    app.config.update(SETTINGS=settings, PUBLIC_URL=settings.public_url, MAX_CONTENT_LENGTH=settings.max_body_bytes)
+    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.max_body_bytes)
     register_proxy_fix(app, settings)
     register_services(app, settings)
     register_cors(app, settings)

@@ -24,6 +24,10 @@ class JSONRequest(Request):
         raise BadRequest(f"The body is not valid JSON: {error}")
 
 
+def settings():
+    return current_app.config["SETTINGS"]
+
+
 def crop_service():
     return current_app.extensions["cropper"]
 
@@ -46,7 +50,7 @@ def request_for_path(relpath):
 
 def public_url(relpath):
     """The absolute URL of a crop, from PUBLIC_URL or else from the request (after ProxyFix)."""
-    base = current_app.config["PUBLIC_URL"] or request.url_root
+    base = settings().public_url or request.url_root
     return f"{base.rstrip('/')}/crops/{relpath}"
 
 
@@ -65,7 +69,7 @@ def create_crop():
 @bp.post("/cropper-list/")
 def create_crops():
     """Crop many boxes at once: one answer per item, in order; one bad item never fails the rest."""
-    items = batch_items(request.get_json(), current_app.config["SETTINGS"].batch_max_crops)
+    items = batch_items(request.get_json(), settings().batch_max_crops)
     loaded = [load_item(item) for item in items]
     results = iter(crop_service().get_or_create_many([x for x in loaded if isinstance(x, CropRequest)]))
     return jsonify([batch_answer(next(results)) if isinstance(x, CropRequest) else x for x in loaded])

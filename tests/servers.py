@@ -11,6 +11,8 @@ from pathlib import Path
 
 import requests
 
+from cropper.serve import Nginx, NginxSite, find_nginx, gunicorn_command
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,8 +39,6 @@ def wait_for(url, seconds=30, process=None):
 
 def find_nginx_or_skip():
     """nginx must be there in CI (.ci/run installs it); elsewhere its tests are skipped, loudly."""
-    from cropper.serve import find_nginx
-
     if find_nginx() is None:
         if os.environ.get("CI"):
             raise RuntimeError("nginx is not installed; .ci/run should have installed nginx-light")
@@ -91,8 +91,7 @@ class Gunicorn:
     def start(self):
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
-                 "--pythonpath", str(ROOT), "wsgi:app"],
+                gunicorn_command(),
                 env=self.env, cwd=self.cwd, stdout=log, stderr=log,
             )
         wait_for(f"{self.url}/healthz", process=self.process)
@@ -164,8 +163,6 @@ class NginxServer:
     """Real nginx from the project's templates (cropper.serve), in front of a running Gunicorn."""
 
     def __init__(self, gunicorn, cache_dir, run_dir, **site_options):
-        from cropper.serve import Nginx, NginxSite
-
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.run_dir = Path(run_dir)

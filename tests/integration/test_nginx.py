@@ -2,8 +2,6 @@
 
 import os
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import requests
 
 from cropper.serve import check_tls_files
 from tests.integration.conftest import service_env
-from tests.servers import Gunicorn, NginxServer, find_nginx_or_skip, free_port, read_log, wait_for
+from tests.servers import Gunicorn, NginxServer, find_nginx_or_skip, free_port, read_log
 from tests.standin import FathomNetStandIn
 
 
