@@ -22,7 +22,7 @@ import requests
 from bench.common import post_json, python_load, summary, timed, wrk
 from cropper import imaging
 from cropper.schemas import Box
-from tests.servers import Gunicorn, NginxServer, StandInProcess
+from devtools.servers import Gunicorn, NginxServer, StandInProcess
 
 LATENCY_MS = 50
 SLOW_LATENCY_MS = 2000

@@ -4,7 +4,7 @@ import pytest
 
 from cropper import create_app
 from cropper.config import Settings
-from tests.standin import FathomNetStandIn
+from devtools.standin import FathomNetStandIn
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 
 from cropper.errors import ImageNotFoundError, ImageTooLargeError, UpstreamError, UpstreamTimeoutError
 from cropper.fathomnet import MAX_REDIRECTS, FathomNetClient, ImageInfo
-from tests.servers import free_port
+from devtools.servers import free_port
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 

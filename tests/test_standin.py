@@ -13,7 +13,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.standin import CATALOG_NAMES, FathomNetStandIn, uuid_for
+from devtools.standin import CATALOG_NAMES, FathomNetStandIn, uuid_for
 
 ROOT = Path(__file__).resolve().parent.parent
 UNKNOWN = "00000000-0000-0000-0000-000000000000"
@@ -106,7 +106,7 @@ def test_content_is_position_dependent_and_distinct(s):
 
 def test_generation_is_deterministic_across_processes(s):
     names = ["framegrab-3", "jpeg", "palette-transparent", "gray16", "bomb"]
-    code = ("from tests.standin import _data; import hashlib\n"
+    code = ("from devtools.standin import _data; import hashlib\n"
             f"for n in {names!r}: print(hashlib.sha256(_data(n)).hexdigest())")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == [s.image(n).sha256 for n in names]
@@ -246,7 +246,7 @@ def test_stop_is_prompt_and_hangs_up_keep_alive_clients(http):
 
 
 def test_runs_as_a_process():
-    proc = subprocess.Popen([sys.executable, "-m", "tests.standin", "--port", "0", "--latency-ms", "10"],
+    proc = subprocess.Popen([sys.executable, "-m", "devtools.standin", "--port", "0", "--latency-ms", "10"],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

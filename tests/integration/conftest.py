@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.servers import Gunicorn, NginxServer, find_nginx_or_skip
+from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip
 
 
 def service_env(standin, cache_dir, **extra):

@@ -9,7 +9,7 @@ from cropper.cache import FileCache
 from cropper.eviction import Usage, scan
 from tests.images import assert_image_equal, expected_crop, open_bytes
 from tests.integration.conftest import service_env
-from tests.servers import Gunicorn, NginxServer, find_nginx_or_skip
+from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip
 
 CROP_BUDGET = 256 * 1024
 SOURCE_BUDGET = 8 * 1024 * 1024  # about one 1920x1080 source: filling it evicts sources too

@@ -9,8 +9,8 @@ import requests
 
 from cropper.serve import check_tls_files
 from tests.integration.conftest import service_env
-from tests.servers import Gunicorn, NginxServer, find_nginx_or_skip, free_port, read_log
-from tests.standin import FathomNetStandIn
+from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip, free_port, read_log
+from devtools.standin import FathomNetStandIn
 
 
 def post_crop(server, record, box, **extra):

@@ -7,7 +7,7 @@ import sys
 
 import requests
 
-from tests.servers import ROOT, children, find_nginx_or_skip, free_port, wait_for
+from devtools.servers import ROOT, children, find_nginx_or_skip, free_port, wait_for
 
 
 def start_serve(tmp_path, standin, **env):
@@ -70,7 +70,7 @@ def test_serve_runs_gunicorn_alone_without_nginx(tmp_path, standin):
 
 def test_the_readmes_no_internet_demo_answers_its_own_curl_line(tmp_path):
     ports = [str(free_port()) for _ in range(3)]
-    demo = subprocess.Popen([sys.executable, "-m", "tests.demo", "--port", ports[0], "--app-port", ports[1],
+    demo = subprocess.Popen([sys.executable, "-m", "devtools.demo", "--port", ports[0], "--app-port", ports[1],
                              "--standin-port", ports[2]], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:

@@ -1,4 +1,4 @@
-"""Try the service with no internet: `python -m tests.demo`.
+"""Try the service with no internet: `python -m devtools.demo`.
 
 Starts the FathomNet stand-in, then the service exactly as `python -m cropper serve` runs it
 (nginx in front of Gunicorn, or Gunicorn alone without nginx) pointed at the stand-in, prints a
@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from cropper.serve import find_nginx
-from tests.servers import ROOT, StandInProcess, wait_for
+from devtools.servers import ROOT, StandInProcess, wait_for
 
 
 def main(argv=None):

@@ -131,7 +131,7 @@ class StandInProcess:
 
     def start(self):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.standin", "--port", str(self.port), "--latency-ms", str(self.latency_ms)],
+            [sys.executable, "-m", "devtools.standin", "--port", str(self.port), "--latency-ms", str(self.latency_ms)],
             cwd=ROOT, stdout=subprocess.DEVNULL,
         )
         wait_for(f"{self.url}/_standin/catalog", process=self.process)

@@ -24,7 +24,7 @@ In pytest::
 
 As a process (bench, README demo)::
 
-    python -m tests.standin --port 8001 --latency-ms 50
+    python -m devtools.standin --port 8001 --latency-ms 50
 
 Request paths are recorded *unquoted* (``/images/Doc Ricketts/...``);
 ``count()`` unquotes its argument, so either spelling can be passed.
