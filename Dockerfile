@@ -1,5 +1,5 @@
-# The crop service's app image: Gunicorn serving wsgi:app. nginx runs from the official image
-# beside it (docker-compose.yml), serving the shared cache volume.
+# The crop service's app image: Gunicorn serving the app factory. nginx runs from the official
+# image beside it (docker-compose.yml), reading the config this image renders (`cropper nginx-config`).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -13,17 +13,20 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
-COPY wsgi.py gunicorn.conf.py ./
+# The package with its nginx templates and Gunicorn settings, and the `cropper` command.
+COPY pyproject.toml README.md ./
 COPY cropper/ cropper/
+RUN pip install --no-cache-dir --no-deps .
 
-# A non-root user owns the cache; a fresh named volume copies this folder's ownership.
+# A non-root user owns the cache and the rendered nginx config; a fresh named volume copies
+# this folder's ownership.
 RUN useradd --create-home --uid 10001 --user-group cropper \
-    && mkdir -p /var/cache/cropper /var/log/cropper \
-    && chown 10001:10001 /var/cache/cropper
+    && mkdir -p /var/cache/cropper /var/log/cropper /etc/cropper-nginx \
+    && chown 10001:10001 /var/cache/cropper /etc/cropper-nginx
 USER 10001:10001
 
 ENV CACHE_DIR=/var/cache/cropper \
     GUNICORN_BIND=0.0.0.0:8000
 EXPOSE 8000
 
-ENTRYPOINT ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+ENTRYPOINT ["gunicorn", "-c", "python:cropper.gunicorn_conf", "cropper:create_app()"]

@@ -1,54 +1,6 @@
-"""Gunicorn settings: `gunicorn -c gunicorn.conf.py wsgi:app`.
+"""Gunicorn's settings for `gunicorn wsgi:app` run from this folder (Gunicorn reads ./gunicorn.conf.py).
 
-Values come from cropper.config.Settings (the environment, or `.env`), so every setting of the
-service, Gunicorn's included, is documented in one place: `.env.example`.
+They live in the package (cropper/gunicorn_conf.py), so an installed service has them too.
 """
 
-import os
-import sys
-
-# The package sits beside this file; Gunicorn may be started from any folder.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from cropper.config import ConfigError, Settings  # noqa: E402
-
-try:
-    settings = Settings.from_env()
-except ConfigError as error:
-    sys.exit(f"Cannot start: {error}")  # one clear line, not a traceback
-
-bind = settings.gunicorn_bind
-
-# Worker class. Measured with `python -m bench.run --quick --worker-classes sync,gthread` on this
-# 2-core machine, 3 workers, the stand-in adding 50 ms per request (medians):
-#                                                   sync          gthread (4 threads)
-#   cached repeat POST, wrk -t2 -c8 (median of 3)   4,291 req/s   4,912 req/s
-#   cold crop / second box of the same image        175 / 12.5 ms 139 / 10.9 ms
-#   cached POST while 6 crops wait 1 s on a host    1,139 ms      1.0 ms
-# gthread keeps HTTP keep-alive and lets a worker's other threads answer cached requests while
-# one thread waits on a slow download; sync workers are all stuck behind slow hosts.
-worker_class = settings.gunicorn_worker_class
-# Gunicorn quietly turns sync into gthread when threads > 1; keep "sync" meaning sync.
-threads = settings.gunicorn_threads if worker_class == "gthread" else 1
-# Cropping and encoding hold the GIL, so processes beyond the core count add only memory.
-workers = settings.gunicorn_workers or (os.cpu_count() or 1) + 1
-
-# A worker silent this long is killed and replaced: it must outlast the slowest honest request,
-# a download (DOWNLOAD_TIMEOUT) plus its decode.
-timeout = settings.gunicorn_timeout
-graceful_timeout = 30
-keepalive = 5
-
-# Recycle workers now and then so slow leaks cannot build up; the jitter keeps them from
-# all restarting at once.
-max_requests = 5000
-max_requests_jitter = 500
-
-# nginx writes the access log people monitor; Gunicorn's own would only repeat it.
-accesslog = None
-errorlog = "-"
-loglevel = "info"
-
-# Gunicorn 27's control socket is one fixed path per user (~/.gunicorn/gunicorn.ctl), which several
-# instances on one host (tests, bench, replicas) would fight over; nothing here uses it.
-control_socket_disable = True
+from cropper.gunicorn_conf import *  # noqa: F401,F403

@@ -21,7 +21,7 @@ import requests
 
 from bench.common import post_json, python_load, summary, timed, wrk
 from cropper import imaging
-from cropper.schemas import Box
+from cropper.crops import Box
 from devtools.servers import Gunicorn, NginxServer, StandInProcess
 
 LATENCY_MS = 50
@@ -75,7 +75,12 @@ class Bench:
         for _ in range(repeats):
             result = wrk(url, seconds=self.seconds, body=body)
             if result is None:
-                send = (lambda s: post_json(s, url, body)) if body else (lambda s: s.get(url, timeout=10).raise_for_status())
+                if body:
+                    def send(s):
+                        return post_json(s, url, body)
+                else:
+                    def send(s):
+                        return s.get(url, timeout=10).raise_for_status()
                 result = python_load(send, seconds=self.seconds)
             runs.append(result)
         return {"rps": statistics.median(r["rps"] for r in runs), "non_2xx": sum(r["non_2xx"] for r in runs),
@@ -113,7 +118,8 @@ class Bench:
             self.report(f"  part alone: {name}", summary(seconds))
         total = sum(median_ms(seconds) for seconds in parts.values())
         ratio = median_ms(times) / total
-        self.report("  cold crop / sum of its parts' medians", note=f"{ratio:.2f} ({median_ms(times):.1f} / {total:.1f} ms)")
+        self.report("  cold crop / sum of its parts' medians",
+                    note=f"{ratio:.2f} ({median_ms(times):.1f} / {total:.1f} ms)")
         self.target("cold crop vs its unavoidable parts", f"{median_ms(times):.0f} ms = {ratio:.2f}x parts",
                     "<= 1.20x", EARLIER["cold"], ratio <= 1.2)
 
@@ -179,7 +185,8 @@ class Bench:
                             f"median of [{result['runs']}] (non-2xx {result['non_2xx']})")
         if "nginx" in rates:
             self.report("  nginx / Gunicorn alone", note=f"{rates['nginx'] / rates['Gunicorn alone']:.1f}x")
-            self.target("cached image GET through nginx (median of 3)", f"{rates['nginx']:,.0f} req/s", ">= 50,000 req/s",
+            self.target("cached image GET through nginx (median of 3)", f"{rates['nginx']:,.0f} req/s",
+                        ">= 50,000 req/s",
                         EARLIER["get"], rates["nginx"] >= 50000)
 
     def batch(self):
@@ -309,7 +316,8 @@ def run_all(standin, tmp, worker_class, args):
         try:
             bench = Bench(standin, app, nginx, cache, args.runs, args.seconds)
             bench.warm_standin()
-            print(f"\nGunicorn {worker_class}, {app.workers} workers; nginx {'in front' if nginx else 'not installed'}; "
+            front = "in front" if nginx else "not installed"
+            print(f"\nGunicorn {worker_class}, {app.workers} workers; nginx {front}; "
                   f"load: {'wrk -t2 -c8' if shutil.which('wrk') else '8 Python threads (wrk missing)'}")
             print(f"  {'':<62} {'median':>8} {'p95':>8}  (ms; the stand-in adds {LATENCY_MS} ms per request)")
             bench.cold_crop()

@@ -1,21 +1,20 @@
 """FathomNet Cropper: crops of FathomNet images, cached on disk, served by URL."""
 
-import logging
-
 from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .cache import file_stores
 from .config import Settings
 from .errors import register_error_handlers
-from .eviction import Pruner
+from .fathomnet import FathomNetClient
 from .routes import JSONRequest, bp
 from .schemas import CropSchema
 from .service import CropService
 
 
 def create_app(settings=None):
-    """Build the app from settings (default: `.env` and the environment)."""
+    """Build the app from settings (default: `.env` and the environment); starts nothing, writes nothing."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.request_class = JSONRequest
@@ -26,19 +25,7 @@ def create_app(settings=None):
     register_cors(app, settings)
     register_error_handlers(app)
     app.register_blueprint(bp)
-    register_logging()
     return app
-
-
-def register_logging():
-    """Send the service's own lines (warnings, prune reports) to stderr, beside Gunicorn's."""
-    log = logging.getLogger("cropper")
-    log.setLevel(logging.INFO)
-    if not log.handlers and not logging.getLogger().handlers:  # a host that set up logging keeps its own
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
-                                               "%Y-%m-%d %H:%M:%S %z"))
-        log.addHandler(handler)
 
 
 def register_proxy_fix(app, settings):
@@ -49,12 +36,16 @@ def register_proxy_fix(app, settings):
 
 
 def register_services(app, settings):
-    service = CropService(settings)
-    app.extensions["cropper"] = service
-    Pruner(service.cache, settings).run_in_background()
+    """The crop service over its stores and FathomNet client, and the schema requests are read with."""
+    app.extensions["cropper"] = CropService(settings, *stores(settings), FathomNetClient(settings))
     app.extensions["cropper.schema"] = CropSchema(
         max_side=settings.max_crop_side, max_pixels=settings.max_crop_pixels, default_format=settings.default_format
     )
+
+
+def stores(settings):
+    """The crop store and the source store the settings name."""
+    return file_stores(settings.cache_dir, settings.lock_timeout)
 
 
 def register_cors(app, settings):

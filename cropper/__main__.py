@@ -1,21 +1,29 @@
-"""Operator commands: `python -m cropper serve | env-example | cache stats | cache prune`."""
+"""Operator commands: `cropper serve | env-example | nginx-config DIR | cache stats | cache prune [--every N]`."""
 
 import argparse
+import logging
+import os
 import time
+from pathlib import Path
 
-from .cache import FileCache
+from . import stores
 from .config import ConfigError, Settings, env_example
-from .eviction import Pruner, Usage, scan
-from .serve import serve
+from .eviction import Pruner, run_pruner
+from .serve import NginxProcess, NginxSite, render_nginx, serve
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m cropper", description="FathomNet Cropper operator commands.")
+    parser = argparse.ArgumentParser(prog="cropper", description="FathomNet Cropper operator commands.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run nginx + Gunicorn (Gunicorn alone without nginx) until Ctrl-C")
     commands.add_parser("env-example", help="print every setting with its default, as in .env.example")
+    nginx = commands.add_parser("nginx-config", help="render nginx's config for the official nginx image")
+    nginx.add_argument("out", type=Path, help="folder nginx reads it from (the same path in both containers)")
     cache = commands.add_parser("cache", help="inspect or prune the cache folder (CACHE_DIR)")
     cache.add_argument("action", choices=["stats", "prune"])
+    cache.add_argument("--every", type=float, metavar="SECONDS",
+                       help="with prune: keep pruning at this interval, as the cache folder's one pruner")
+    cache.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.command == "env-example":
         print(env_example(), end="")
@@ -26,29 +34,36 @@ def main(argv=None):
         parser.exit(2, f"{parser.prog}: {error}\n")
     if args.command == "serve":
         return serve(settings)
-    file_cache = FileCache(settings.cache_dir, settings.lock_timeout)
+    if args.command == "nginx-config":
+        print(f"wrote {render_nginx(NginxSite.from_settings(settings), NginxProcess.docker(args.out))}")
+        return 0
+    crop_store, source_store = stores(settings)
+    pruner = Pruner(crop_store, source_store, settings)
+    if args.action == "prune" and args.every:
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+        run_pruner(pruner, crop_store.locks, args.every, parent_pid=os.getppid() if args.exit_with_parent else None)
+        return 0
     if args.action == "prune":
-        report = Pruner(file_cache, settings).prune()
+        report = pruner.prune()
         print(f"removed {report.crops_removed} crops ({mib(report.crop_bytes_removed)}), "
               f"{report.sources_removed} sources ({mib(report.source_bytes_removed)}), "
               f"{report.temp_files_removed} temp files; {report.skipped_in_use} in use were kept")
-    print_stats(file_cache, settings)
+    print_stats(settings, crop_store, source_store)
     return 0
 
 
-def print_stats(file_cache, settings):
-    usage = scan(file_cache)
-    print(f"cache folder: {file_cache.root}")
-    for label, entries, budget in (("crops", usage.crops, settings.cache_max_bytes),
-                                   ("sources", usage.sources, settings.source_cache_max_bytes)):
-        total = Usage.total(entries)
-        line = f"{label + ':':<9}{len(entries):>9} {'files' if label == 'crops' else 'images'}  " \
-               f"{mib(total):>12} of {mib(budget)} ({100 * total / budget:.0f}%)"
-        if entries:
-            used = [entry.last_used for entry in entries]
+def print_stats(settings, crop_store, source_store):
+    print(f"cache folder: {settings.cache_dir.resolve()}")
+    crops, sources = crop_store.listing(), source_store.listing()
+    for label, listing, budget in (("crops", crops, settings.cache_max_bytes),
+                                   ("sources", sources, settings.source_cache_max_bytes)):
+        line = f"{label + ':':<9}{len(listing.entries):>9} {'files' if label == 'crops' else 'images'}  " \
+               f"{mib(listing.size):>12} of {mib(budget)} ({100 * listing.size / budget:.0f}%)"
+        if listing.entries:
+            used = [entry.last_used for entry in listing.entries]
             line += f"  least recently used {when(min(used))}, most {when(max(used))}"
         print(line)
-    print(f"temp files: {len(usage.temp_files)}")
+    print(f"temp files: {len(crops.temp_files) + len(sources.temp_files)}")
 
 
 def mib(size):

@@ -1,16 +1,24 @@
-"""The file cache: where crops and sources live, how they are written, and who may write them.
+"""The file cache: crops and sources on local disk, how they are written, and who may write them.
 
-Layout under the cache folder (crops/ is what nginx serves as /crops/):
-    crops/f1/f11816b8-.../100_100_405_400.webp   one file per (uuid, box, format)
+Two stores, spoken to in meanings, never in paths:
+- `FileCropStore`: finished crops, write-once, shared by every worker (and the folder nginx serves
+  as /crops/). Another backend (an object store) can take its place behind the same methods.
+- `FileSourceStore`: what this host keeps per FathomNet image to make crops: its metadata and
+  its decoded pixels. Always local: it is a host's working set, not shared state.
+
+Layout under the cache folder:
+    crops/f1/f11816b8-.../100_100_405_400.webp   a crop, named by crops.Crop.relpath
     sources/f1/f11816b8-....json                  the image's FathomNet metadata
     sources/f1/f11816b8-....pix                   its decoded pixels (see imaging.RawImage)
-    locks/crop-0042.lock, locks/source-0007.lock  fcntl locks shared by all workers
-Sharding on the uuid's first two hex digits keeps folders small at FathomNet's scale,
-and a crop's parameters can be read back from its path.
+    locks/3a/3a5f....lock                         one lock file per key being made, removed after
+
+Every file is written to a temp file beside it, flushed and renamed into place, so readers see
+the old file or the whole new one; a killed writer leaves only a dot-named *.tmp file.
 """
 
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -18,174 +26,108 @@ import re
 import shutil
 import tempfile
 import time
-import zlib
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import imaging
+from . import crops, imaging
 from .errors import BusyError
 
 log = logging.getLogger(__name__)
 
-UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-CROP_PATH = re.compile(
-    rf"(?P<prefix>[0-9a-f]{{2}})/(?P<uuid>{UUID})/"
-    r"(?P<x1>0|[1-9]\d{0,8})_(?P<y1>0|[1-9]\d{0,8})_(?P<x2>0|[1-9]\d{0,8})_(?P<y2>0|[1-9]\d{0,8})"
-    r"\.(?P<format>webp|jpeg|png)"
-)
-SOURCE_PATH = re.compile(rf"(?P<prefix>[0-9a-f]{{2}})/(?P<uuid>{UUID})\.(?P<suffix>json|pix)")
-# A fixed set of lock files: they never need deleting (deleting a lock file races with
-# its next user), and two keys sharing one only means they briefly wait for each other.
-LOCK_STRIPES = 1024
 TEMP_SUFFIX = ".tmp"
-
-
-def crop_relpath(req):
-    """The crop's path below crops/: a pure function of uuid, box and format."""
-    x1, y1, x2, y2 = req.box
-    return f"{req.uuid[:2]}/{req.uuid}/{x1}_{y1}_{x2}_{y2}.{req.format}"
-
-
-def parse_crop_relpath(relpath):
-    """Read a crop path back into request fields, or None if it is not one we would have made."""
-    match = CROP_PATH.fullmatch(relpath)
-    if match is None or match["uuid"][:2] != match["prefix"]:
-        return None
-    fields = match.groupdict()
-    del fields["prefix"]
-    return {k: (v if k in ("uuid", "format") else int(v)) for k, v in fields.items()}
-
-
+SOURCE_NAME = re.compile(rf"([0-9a-f]{{2}})/({crops.UUID})\.(json|pix)")
 # Refreshing atime at most this often keeps a hit to one stat in the common case. nginx's reads
 # refresh it too, under the usual relatime mount option, once a day at most.
 MARK_USED_EVERY = 3600
 
 
-def mark_used(path, stat):
-    """Record a use of path in its atime, which the pruner ranks files by."""
-    now = time.time()
-    if now - stat.st_atime > MARK_USED_EVERY:
-        try:
-            os.utime(path, (now, stat.st_mtime))
-        except OSError:  # gone meanwhile, or not ours to touch: only the ranking suffers
-            pass
+@dataclass
+class Entry:
+    """One evictable unit: a crop file, or a source's metadata and pixels together."""
+
+    key: object  # the Crop, or the source's uuid
+    paths: list
+    size: int  # bytes on disk (allocated blocks, which is what fills a disk)
+    last_used: float
 
 
-class FileCache:
-    def __init__(self, root, lock_timeout):
-        self.root = Path(root).resolve()
-        self.crops = self.root / "crops"
-        self.sources = self.root / "sources"
-        self.locks = self.root / "locks"
-        self.lock_timeout = lock_timeout
-        for folder in (self.crops, self.sources, self.locks):
-            folder.mkdir(parents=True, exist_ok=True)
+@dataclass
+class TempFile:
+    path: str
+    modified: float
 
-    def check_writable(self, min_free_bytes):
-        """Return None if a file can be written here and enough space is free, else why not."""
-        try:
-            self.write_bytes(self.locks / "ready-probe", b"ok")
-            usage = shutil.disk_usage(self.root)
-        except OSError as error:
-            return f"cannot write to {self.root}: {error.strerror}"
-        if usage.free < min_free_bytes:
-            return f"only {usage.free} bytes free, under the {min_free_bytes} required"
-        return None
 
-    def crop_path(self, req):
-        return self.crops / crop_relpath(req)
+@dataclass
+class Listing:
+    entries: list = field(default_factory=list)
+    temp_files: list = field(default_factory=list)
 
-    def existing_crop(self, req):
-        """The crop's path if it is on disk (marking it used, for the pruner), else None."""
-        path = self.crop_path(req)
-        try:
-            mark_used(path, os.stat(path))
-        except FileNotFoundError:
-            return None
-        return path
+    @property
+    def size(self):
+        return sum(entry.size for entry in self.entries)
 
-    def open_pixels(self, uuid):
-        """The image's raw pixels, memory-mapped, or None when not cached (or damaged).
 
-        The shared flock held while they are open tells the pruner they are being read.
-        """
-        path = self.source_path(uuid, ".pix")
-        try:
-            file = open(path, "rb")
-        except FileNotFoundError:
-            return None
-        fcntl.flock(file.fileno(), fcntl.LOCK_SH)
-        mark_used(path, os.fstat(file.fileno()))
-        try:
-            return imaging.RawImage(file)
-        except ValueError:
-            log.warning("%s is damaged; fetching the image again", path)
-            return None
+@dataclass(frozen=True)
+class OpenedCrop:
+    """A stored crop opened for sending: its bytes as a file, and what HTTP caching needs."""
 
-    def source_path(self, uuid, suffix):
-        return self.sources / uuid[:2] / f"{uuid}{suffix}"
+    file: object
+    size: int
+    modified: float
 
-    def read_json(self, path):
-        try:
-            return json.loads(path.read_bytes())
-        except FileNotFoundError:
-            return None
 
-    def write_json(self, path, data):
-        with self.atomic_writer(path) as out:
-            out.write(json.dumps(data).encode())
+class Locks:
+    """Exclusive locks shared by every process on this host, one lock file per key.
 
-    def write_bytes(self, path, data):
-        with self.atomic_writer(path) as out:
-            out.write(data)
+    flock locks belong to an open file, so the kernel drops them when a holder dies, even by
+    SIGKILL: a killed worker never blocks anyone. The holder removes the file when it is done;
+    a waiter that then wins the lock of a file no longer in place starts again, so no two ever
+    hold the lock of one key, and no key waits on another's work.
+    """
+
+    def __init__(self, folder, timeout):
+        self.folder = Path(folder)
+        self.timeout = timeout
+
+    def path(self, name):
+        digest = hashlib.sha1(name.encode()).hexdigest()
+        return self.folder / digest[:2] / f"{digest}.lock"
 
     @contextmanager
-    def atomic_writer(self, path):
-        """Yield a temp file beside path that replaces path only once fully written.
-
-        Readers see the old file or the whole new one, never a part, even if this process is
-        killed mid-write; a killed writer leaves only a *.tmp file for the pruner.
-        """
-        for attempt in range(3):
-            path.parent.mkdir(parents=True, exist_ok=True)
+    def hold(self, name, what="file", timeout=None):
+        """Hold the lock of name, waiting at most timeout (default: the configured one), else BusyError."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        path = self.path(name)
+        while True:
+            fd = self._open(path)
             try:
-                fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-                break
-            except FileNotFoundError:  # the pruner removed the (empty) folder in between
-                if attempt == 2:
-                    raise
+                self._acquire(fd, deadline, what, timeout)
+                if _same_file(fd, path):
+                    break
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # the previous holder removed it after we opened it: take the one in place
         try:
-            with os.fdopen(fd, "wb") as out:
-                yield out
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(temp, 0o644)  # mkstemp makes 0600; nginx runs as another user
-            os.replace(temp, path)
-        except BaseException:
-            try:
-                os.unlink(temp)
-            except FileNotFoundError:
-                pass
-            raise
-
-    @contextmanager
-    def lock(self, kind, key, timeout=None):
-        """Hold the cross-process lock for key, waiting at most timeout (default lock_timeout), else BusyError.
-
-        flock locks belong to an open file, so the kernel drops them when a holder dies,
-        even by SIGKILL: a killed worker never blocks anyone.
-        """
-        stripe = zlib.crc32(key.encode()) % LOCK_STRIPES
-        fd = os.open(self.locks / f"{kind}-{stripe:04d}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            self._acquire(fd, kind, self.lock_timeout if timeout is None else timeout)
             yield
         finally:
-            os.close(fd)  # closing the file releases the lock
+            _unlink(path)  # while still held: a waiter on this file will see it gone and retry
+            os.close(fd)
 
-    def _acquire(self, fd, kind, timeout):
-        deadline = time.monotonic() + timeout
-        pause = 0.002
+    def _open(self, path):
+        for attempt in range(3):
+            try:
+                return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+                path.parent.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def _acquire(fd, deadline, what, timeout):
+        pause = 0.001
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -195,8 +137,274 @@ class FileCache:
                     raise
             if time.monotonic() >= deadline:
                 raise BusyError(
-                    f"Another request is still making this {kind}; try again shortly.",
+                    f"Another request is still making this {what}; try again shortly.",
                     retry_after=max(1, round(timeout / 10)),
                 )
             time.sleep(pause)
-            pause = min(pause * 2, 0.05)
+            pause = min(pause * 2, 0.02)
+
+
+def _same_file(fd, path):
+    try:
+        on_disk = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino)
+
+
+class FileCropStore:
+    """Crops as files under <root>/crops/, named by their relpath: the folder nginx serves."""
+
+    def __init__(self, root, locks):
+        self.folder = Path(root).resolve() / "crops"
+        self.locks = locks
+
+    def path(self, crop):
+        return self.folder / crop.relpath
+
+    def find(self, crop):
+        """True if the crop is stored (and mark it used, for eviction)."""
+        path = self.path(crop)
+        try:
+            _mark_used(path, os.stat(path))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def open(self, crop):
+        """The stored crop opened for reading, or None if it is not there."""
+        try:
+            file = open(self.path(crop), "rb")
+        except FileNotFoundError:
+            return None
+        stat = os.fstat(file.fileno())
+        return OpenedCrop(file, stat.st_size, stat.st_mtime)
+
+    def put(self, crop, data):
+        write_bytes(self.path(crop), data)
+
+    def lock(self, crop, timeout=None):
+        """Held while the crop is made (or removed), so identical work runs once."""
+        return self.locks.hold(f"crop:{crop.relpath}", "crop", timeout)
+
+    def listing(self):
+        """Every stored crop and left-over temp file, measured."""
+        listing = Listing()
+        for path, stat in _files(self.folder):
+            if _is_temp(path):
+                listing.temp_files.append(TempFile(path, stat.st_mtime))
+                continue
+            crop = crops.parse_relpath(os.path.relpath(path, self.folder))
+            if crop is not None:
+                listing.entries.append(Entry(crop, [path], _disk_size(stat), _last_used(stat)))
+        return listing
+
+    def remove(self, entry):
+        """Remove a crop unless it is being made right now; True if it is gone."""
+        try:
+            with self.lock(entry.key, timeout=0):
+                _unlink(entry.paths[0])
+        except BusyError:
+            return False
+        try:
+            os.rmdir(os.path.dirname(entry.paths[0]))  # the image's folder, when this was its last crop
+        except OSError:
+            pass
+        return True
+
+
+class FileSourceStore:
+    """Per image: its FathomNet metadata (JSON) and its decoded pixels, under <root>/sources/."""
+
+    def __init__(self, root, locks):
+        self.root = Path(root).resolve()
+        self.folder = self.root / "sources"
+        self.locks = locks
+
+    def _path(self, uuid, suffix):
+        return self.folder / uuid[:2] / f"{uuid}{suffix}"
+
+    def lock(self, uuid, timeout=None):
+        """Held while the image's metadata or pixels are fetched (or removed)."""
+        return self.locks.hold(f"source:{uuid}", "image", timeout)
+
+    def read_info(self, uuid):
+        """The image's stored metadata (a dict), or None."""
+        try:
+            return json.loads(self._path(uuid, ".json").read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def write_info(self, uuid, info):
+        write_bytes(self._path(uuid, ".json"), json.dumps(info).encode())
+
+    def open_pixels(self, uuid):
+        """The image's raw pixels, memory-mapped, or None when not stored (or damaged).
+
+        The shared flock held while they are open tells eviction they are being read.
+        """
+        path = self._path(uuid, ".pix")
+        try:
+            file = open(path, "rb")
+        except FileNotFoundError:
+            return None
+        fcntl.flock(file.fileno(), fcntl.LOCK_SH)
+        _mark_used(path, os.fstat(file.fileno()))
+        try:
+            return imaging.RawImage(file)
+        except ValueError:
+            log.warning("%s is damaged; fetching the image again", path)
+            return None
+
+    @contextmanager
+    def new_pixels(self, uuid):
+        """A file to write the image's raw pixels into; they are stored once the block ends without error."""
+        with atomic_writer(self._path(uuid, ".pix")) as out:
+            yield out
+
+    @contextmanager
+    def scratch_file(self):
+        """An anonymous temp file on the cache's disk, for a download: nothing is left if we are killed."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=self.folder) as file:
+            yield file
+
+    def check_writable(self, min_free_bytes):
+        """None if a file can be written here and enough space is free, else why not."""
+        try:
+            write_bytes(self.root / "locks" / "ready-probe", b"ok")
+            usage = shutil.disk_usage(self.root)
+        except OSError as error:
+            return f"cannot write to {self.root}: {error.strerror}"
+        if usage.free < min_free_bytes:
+            return f"only {usage.free} bytes free, under the {min_free_bytes} required"
+        return None
+
+    def listing(self):
+        """Every stored image (metadata and pixels as one entry) and left-over temp file, measured."""
+        listing = Listing()
+        by_uuid = {}
+        for path, stat in _files(self.folder):
+            if _is_temp(path):
+                listing.temp_files.append(TempFile(path, stat.st_mtime))
+                continue
+            match = SOURCE_NAME.fullmatch(os.path.relpath(path, self.folder))
+            if match is None or match[2][:2] != match[1]:
+                continue
+            entry = by_uuid.setdefault(match[2], Entry(match[2], [], 0, 0.0))
+            entry.paths.append(path)
+            entry.size += _disk_size(stat)
+            entry.last_used = max(entry.last_used, _last_used(stat))
+        listing.entries = list(by_uuid.values())
+        return listing
+
+    def remove(self, entry):
+        """Remove an image's files unless it is being fetched or its pixels read; True if gone."""
+        try:
+            with self.lock(entry.key, timeout=0):
+                pixels = [p for p in entry.paths if p.endswith(".pix")]
+                if pixels and not _remove_unread(pixels[0]):
+                    return False
+                for path in entry.paths:
+                    _unlink(path)
+        except BusyError:
+            return False
+        return True
+
+
+def file_stores(cache_dir, lock_timeout):
+    """The crop store and the source store of one cache folder, sharing its locks."""
+    root = Path(cache_dir).resolve()
+    locks = Locks(root / "locks", lock_timeout)
+    return FileCropStore(root, locks), FileSourceStore(root, locks)
+
+
+def remove_temp_file(temp):
+    _unlink(temp.path)
+
+
+@contextmanager
+def atomic_writer(path):
+    """Yield a temp file beside path that replaces path only once fully written.
+
+    Readers see the old file or the whole new one, never a part, even if this process is
+    killed mid-write; a killed writer leaves only a *.tmp file for the pruner.
+    """
+    for attempt in range(3):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+            break
+        except FileNotFoundError:  # the pruner removed the (empty) folder in between
+            if attempt == 2:
+                raise
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, 0o644)  # mkstemp makes 0600; nginx runs as another user
+        os.replace(temp, path)
+    except BaseException:
+        _unlink(temp)
+        raise
+
+
+def write_bytes(path, data):
+    with atomic_writer(path) as out:
+        out.write(data)
+
+
+def _mark_used(path, stat):
+    """Record a use of path in its atime, which eviction ranks files by."""
+    now = time.time()
+    if now - stat.st_atime > MARK_USED_EVERY:
+        try:
+            os.utime(path, (now, stat.st_mtime))
+        except OSError:  # gone meanwhile, or not ours to touch: only the ranking suffers
+            pass
+
+
+def _files(folder):
+    """(path, stat) of every file below folder; a file removed meanwhile is simply not listed."""
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            try:
+                yield path, os.stat(path)
+            except FileNotFoundError:
+                continue
+
+
+def _is_temp(path):
+    name = os.path.basename(path)
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+
+
+def _disk_size(stat):
+    return stat.st_blocks * 512
+
+
+def _last_used(stat):
+    return max(stat.st_atime, stat.st_mtime)
+
+
+def _remove_unread(path):
+    """Unlink a pixel file unless a reader holds it open (readers take a shared flock)."""
+    try:
+        with open(path, "rb") as file:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _unlink(path)
+    except BlockingIOError:
+        return False
+    except FileNotFoundError:
+        pass
+    return True
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from . import formats
+
 
 class ConfigError(ValueError):
     """A setting has a value the service cannot run with."""
@@ -23,8 +25,8 @@ def _str(raw):
 
 
 def _format(raw):
-    fmt = raw.strip().lower()
-    return {"jpg": "jpeg"}.get(fmt, fmt)
+    fmt = formats.lookup(raw)
+    return fmt.name if fmt else raw.strip().lower()
 
 
 def _int(raw):
@@ -58,7 +60,7 @@ class Settings:
     public_url: str = setting(
         "", _str, "Base URL put in front of /crops/... in answers; empty: taken from the request (behind ProxyFix).")
     cache_dir: Path = setting(
-        Path("var/cache"), _path, "Folder holding crops/, sources/ and locks/; nginx serves crops/ from it.")
+        Path("var/cache"), _path, "Folder of the local cache: crops (which nginx serves), image sources and locks.")
     fathomnet_api_url: str = setting(
         "https://database.fathomnet.org/api", _str, "FathomNet API base, the variable fathomnet-py reads too.")
     allowed_image_hosts: tuple = setting(
@@ -75,8 +77,8 @@ class Settings:
         40_000_000, _int, "Largest source image (width x height) we decode; guards against decompression bombs.")
     max_crop_side: int = setting(8192, _int, "Longest side, in pixels, a crop may have.")
     max_crop_pixels: int = setting(16_777_216, _int, "Largest crop area (width x height), in pixels.")
-    default_format: str = setting("webp", _format, "Output format when the request names none: webp, jpeg or png.")
-    quality: int = setting(90, _int, "Quality (1-100) for webp and jpeg crops; png is lossless.")
+    default_format: str = setting("webp", _format, "Output format when the request names none (see formats.py).")
+    quality: int = setting(90, _int, "Quality (1-100) of crops in the lossy formats (see formats.py).")
     lock_timeout: float = setting(
         30.0, _float, "Seconds a request waits for another making the same file before answering 503.")
     max_body_bytes: int = setting(1024 * 1024, _int, "Largest request body; bigger is a 413.")
@@ -90,7 +92,8 @@ class Settings:
         0.9, _float, "When over a budget, remove until under this fraction of it, so pruning is not constant.")
     cache_min_age: float = setting(60.0, _float, "Files used within this many seconds are never removed.")
     cache_prune_interval: float = setting(
-        60.0, _float, "Seconds between cache checks in the service (one worker at a time); 0: only by command.")
+        60.0, _float, "Seconds between cache checks by the pruner Gunicorn starts (one per cache folder); "
+        "0: only by command.")
     temp_grace: float = setting(600.0, _float, "Age in seconds after which a temp file left by a killed worker goes.")
     batch_max_crops: int = setting(1000, _int, "Most crops one /cropper-list request may ask for; more is a 413.")
     batch_concurrency: int = setting(
@@ -111,6 +114,9 @@ class Settings:
     nginx: str = setting(
         "auto", _str, "auto: nginx in front when it is installed; off: Gunicorn alone; or the nginx binary's path.")
     nginx_listen: str = setting("127.0.0.1:8080", _str, "Address nginx listens on for HTTP.")
+    nginx_upstream: str = setting("", _str, "host:port nginx proxies the API to; empty: GUNICORN_BIND.")
+    nginx_resolver: str = setting(
+        "", _str, "DNS server nginx re-resolves NGINX_UPSTREAM's name with (Docker's is 127.0.0.11); empty: none.")
     access_log: Path = setting(Path("var/log/access.log"), _path, "nginx's JSON access log, the one to monitor.")
     api_rate_limit: str = setting("50r/s", _str, "Per-client request rate for /cropper and /cropper-list.")
     api_burst: int = setting(100, _int, "Requests a client may send above the API rate before getting 429.")
@@ -152,8 +158,9 @@ class Settings:
             raise ConfigError(f"CACHE_LOW_WATER must be more than 0 and at most 1, not {self.cache_low_water}")
         if not self.allowed_image_hosts:
             raise ConfigError("ALLOWED_IMAGE_HOSTS must name at least one host, or no image can be downloaded")
-        if self.default_format not in ("webp", "jpeg", "png"):
-            raise ConfigError(f"DEFAULT_FORMAT must be webp, jpeg or png, not {self.default_format!r}")
+        if self.default_format not in formats.names():
+            raise ConfigError(f"DEFAULT_FORMAT must be one of {', '.join(formats.names())}, "
+                              f"not {self.default_format!r}")
         if not 1 <= self.quality <= 100:
             raise ConfigError(f"QUALITY must be between 1 and 100, not {self.quality}")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):

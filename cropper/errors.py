@@ -1,9 +1,11 @@
-"""The service's errors and the one place that turns them into JSON responses.
+"""The service's errors and the one place that turns them into JSON answers.
 
-Modules below the routes raise these with a meaning (not found, upstream down, ...);
-only this module decides which HTTP status each meaning gets.
+Modules below the routes raise these with a meaning (not found, upstream down, ...); only this
+module decides which HTTP status each meaning gets and how its body looks. A single request, a
+batch item and nginx's own error pages (rendered from `NGINX_ERRORS`) all use `error_body`.
 """
 
+import json
 import logging
 
 from flask import jsonify
@@ -25,9 +27,27 @@ class CropperError(Exception):
         self.details = details
 
 
+class InvalidRequestError(CropperError):
+    """A body (or a batch item) that the schemas refused; details holds marshmallow's messages."""
+
+    status = 422
+    code = "validation_error"
+
+    @classmethod
+    def from_validation_error(cls, error, message="The request body is not valid."):
+        invalid = cls(message)
+        invalid.details = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
+        return invalid
+
+
 class ImageNotFoundError(CropperError):
     status = 404
     code = "image_not_found"
+
+
+class NotFoundError(CropperError):
+    status = 404
+    code = "not_found"
 
 
 class CropNotFoundError(CropperError):
@@ -73,9 +93,38 @@ class BusyError(CropperError):
         self.retry_after = retry_after
 
 
+# Errors nginx answers by itself, before or instead of the app: (status, code, message).
+NGINX_ERRORS = (
+    (413, "request_entity_too_large", "The request body is too large."),
+    (429, "too_many_requests", "Too many requests from this client; slow down."),
+    (502, "service_unavailable", "The crop service is not answering."),
+    (504, "service_timeout", "The crop service took too long."),
+)
+
+
 def error_body(code, message, details=None):
-    """Build the one error shape every failure uses."""
+    """The one error shape every failure uses."""
     return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def as_cropper_error(error):
+    """What a failure is reported as: its own CropperError, a validation error, or a logged internal error."""
+    if isinstance(error, CropperError):
+        return error
+    if isinstance(error, ValidationError):
+        return InvalidRequestError.from_validation_error(error)
+    log.error("unhandled error", exc_info=error)
+    return CropperError("Something went wrong on our side.")
+
+
+def body_of(error):
+    """The JSON body that reports a CropperError."""
+    return error_body(error.code, error.message, error.details)
+
+
+def nginx_error_pages():
+    """(status, JSON body) of each error nginx answers itself, in the service's shape."""
+    return [(status, json.dumps(error_body(code, message))) for status, code, message in NGINX_ERRORS]
 
 
 def error_response(status, code, message, details=None):
@@ -88,15 +137,13 @@ def register_error_handlers(app):
     """Answer every failure, expected or not, with JSON and never a stack trace."""
 
     @app.errorhandler(CropperError)
+    @app.errorhandler(ValidationError)
     def handle_cropper_error(error):
+        error = as_cropper_error(error)
         response = error_response(error.status, error.code, error.message, error.details)
         if isinstance(error, BusyError):
             response.headers["Retry-After"] = str(error.retry_after)
         return response
-
-    @app.errorhandler(ValidationError)
-    def handle_validation_error(error):
-        return error_response(422, "validation_error", "The request body is not valid.", error.messages)
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(error):
@@ -108,5 +155,5 @@ def register_error_handlers(app):
 
     @app.errorhandler(Exception)
     def handle_unexpected_error(error):
-        log.exception("unhandled error")
-        return error_response(500, "internal_error", "Something went wrong on our side.")
+        error = as_cropper_error(error)
+        return error_response(error.status, error.code, error.message)

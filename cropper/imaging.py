@@ -11,6 +11,7 @@ import struct
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import formats
 from .errors import BoxOutsideImageError, ImageTooLargeError, UpstreamError
 
 # FathomNet serves PNG framegrabs and JPEG photos; refusing other decoders keeps
@@ -20,7 +21,6 @@ BANDS = {"L": 1, "RGB": 3, "RGBA": 4}
 RAW_HEADER = struct.Struct("<4s8sII")  # magic, mode, width, height
 RAW_MAGIC = b"CRP1"
 RAW_STRIP_ROWS = 256
-CONTENT_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg", "png": "image/png"}
 EXIF_ORIENTATION = 0x0112
 
 
@@ -149,18 +149,15 @@ class RawImage:
         self.close()
 
 
-def encode(image, fmt, quality):
-    """Encode a crop as webp, jpeg or png bytes."""
-    if fmt == "jpeg" and image.mode == "RGBA":
-        # JPEG has no alpha: show transparent parts on white, as a browser page would.
+def encode(image, format_name, quality):
+    """Encode a crop as bytes of a format from the format table, with quality for the lossy ones."""
+    fmt = formats.get(format_name)
+    if not fmt.alpha and image.mode == "RGBA":
+        # No alpha in this format: show transparent parts on white, as a browser page would.
         background = Image.new("RGB", image.size, (255, 255, 255))
         background.paste(image, mask=image.getchannel("A"))
         image = background
+    options = {**fmt.options, **({"quality": quality} if fmt.lossy else {})}
     out = io.BytesIO()
-    if fmt == "webp":
-        image.save(out, "WEBP", quality=quality)
-    elif fmt == "jpeg":
-        image.save(out, "JPEG", quality=quality)
-    else:
-        image.save(out, "PNG", compress_level=6)
+    image.save(out, fmt.pillow_format, **options)
     return out.getvalue()

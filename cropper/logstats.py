@@ -3,7 +3,7 @@
 Usage: python -m cropper.logstats ACCESS_LOG [ACCESS_LOG ...] [--top N] [--html FILE] [--json]
 ACCESS_LOG may be '-' (stdin) or a '.gz' file. Percentiles use the nearest-rank method: the
 p-th percentile of n sorted values is the value at rank ceil(p * n / 100), always a real sample.
-Only the standard library is used, so it runs wherever the logs are.
+Besides the crop owner (for the crop-path pattern), only the standard library is used.
 """
 
 import argparse
@@ -18,9 +18,9 @@ import sys
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-IMAGE_PATH = re.compile(
-    r"/crops/[0-9a-f]{2}/(?P<uuid>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/"
-    r"\d+_\d+_\d+_\d+\.(?:webp|jpeg|png)", re.IGNORECASE)
+from . import crops
+
+IMAGE_PATH = re.compile(crops.url_path_pattern())  # group 1: the image's uuid
 KINDS = ("crop", "batch", "image", "health", "other")
 LATENCY_GROUPS = {"crop": "POST /cropper", "batch": "POST /cropper-list", "image": "GET /crops/",
                   "image_hit": "  cache hit", "image_regenerated": "  regenerated"}
@@ -164,7 +164,7 @@ class LogStats:
                 groups.append(f"image_{cache}")
             match = IMAGE_PATH.fullmatch(uri.split("?", 1)[0])
             if match:
-                self.images[match["uuid"].lower()] += 1
+                self.images[match[1]] += 1
                 if cache == "regenerated":
                     self.regenerated_crops.add(match[0].lower())
         for group in groups if seconds is not None else ():

@@ -4,11 +4,9 @@ from flask import Blueprint, Request, current_app, jsonify, request, send_file
 from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
-from .cache import crop_relpath, parse_crop_relpath
-from .errors import BoxOutsideImageError, CropNotFoundError, error_body
-from .imaging import CONTENT_TYPES
-from .schemas import CropRequest, batch_items
-from .service import CropFailure
+from . import batch, crops
+from .errors import BoxOutsideImageError, CropNotFoundError, InvalidRequestError, body_of
+from .schemas import batch_items
 
 bp = Blueprint("cropper", __name__)
 
@@ -36,31 +34,33 @@ def crop_schema():
     return current_app.extensions["cropper.schema"]
 
 
-def request_for_path(relpath):
-    """The CropRequest a crop path names, held to the same limits as a POST; only canonical paths count."""
-    fields = parse_crop_relpath(relpath)
-    try:
-        req = crop_schema().load(fields or {})
-    except ValidationError:
-        req = None
-    if req is None or crop_relpath(req) != relpath:
+def crop_for_path(relpath):
+    """The Crop a path names, held to the same limits as a POST; only canonical paths count."""
+    crop = crops.parse_relpath(relpath)
+    if crop is not None:
+        body = {"uuid": crop.uuid, **crop.box._asdict(), "format": crop.format}
+        try:
+            crop_schema().load(body)
+        except ValidationError:
+            crop = None
+    if crop is None:
         raise CropNotFoundError("There is no crop at this path.")
-    return req
+    return crop
 
 
-def public_url(relpath):
+def public_url(crop):
     """The absolute URL of a crop, from PUBLIC_URL or else from the request (after ProxyFix)."""
     base = settings().public_url or request.url_root
-    return f"{base.rstrip('/')}/crops/{relpath}"
+    return f"{base.rstrip('/')}/crops/{crop.relpath}"
 
 
 @bp.post("/cropper")
 @bp.post("/cropper/")
 def create_crop():
-    """Crop a FathomNet image and answer with the public URL of the cached file."""
-    req = crop_schema().load(request.get_json())
-    result = crop_service().get_or_create(req)
-    response = jsonify(result.to_json(public_url(result.relpath)))
+    """Crop a FathomNet image and answer with the public URL of the stored file."""
+    crop = crop_schema().load(request.get_json())
+    result = crop_service().get_or_create(crop)
+    response = jsonify(result.to_json(public_url(result.crop)))
     response.headers["X-Cropper-Cache"] = "hit" if result.cached else "miss"
     return response
 
@@ -71,40 +71,45 @@ def create_crops():
     """Crop many boxes at once: one answer per item, in order; one bad item never fails the rest."""
     items = batch_items(request.get_json(), settings().batch_max_crops)
     loaded = [load_item(item) for item in items]
-    results = iter(crop_service().get_or_create_many([x for x in loaded if isinstance(x, CropRequest)]))
-    return jsonify([batch_answer(next(results)) if isinstance(x, CropRequest) else x for x in loaded])
+    wanted = [x for x in loaded if isinstance(x, crops.Crop)]
+    results = iter(batch.get_or_create_many(crop_service(), wanted, settings().batch_concurrency))
+    return jsonify([item_answer(next(results)) if isinstance(x, crops.Crop) else x for x in loaded])
 
 
 def load_item(item):
-    """A batch item as a CropRequest, or its error answer when it is not valid."""
+    """A batch item as a Crop, or its error answer when it is not valid."""
     try:
         return crop_schema().load(item)
     except ValidationError as error:
         fields = item if isinstance(item, dict) else {}
         box = [fields.get(name) for name in ("x1", "y1", "x2", "y2")]
-        return failed_item(fields.get("uuid"), box, "validation_error", "This crop is not valid.", error.messages)
+        invalid = InvalidRequestError.from_validation_error(error, "This crop is not valid.")
+        return failed_item(fields.get("uuid"), box, invalid)
 
 
-def batch_answer(result):
-    if isinstance(result, CropFailure):
-        req, error = result.request, result.error
-        return failed_item(req.uuid, list(req.box), error.code, error.message, error.details)
-    return result.to_json(public_url(result.relpath))
+def item_answer(result):
+    if isinstance(result, batch.CropFailure):
+        return failed_item(result.crop.uuid, list(result.crop.box), result.error)
+    return result.to_json(public_url(result.crop))
 
 
-def failed_item(uuid, box, code, message, details):
-    return {"uuid": uuid, "box": box, **error_body(code, message, details)}
+def failed_item(uuid, box, error):
+    return {"uuid": uuid, "box": box, **body_of(error)}
 
 
 @bp.get("/crops/<path:relpath>")
 def get_crop(relpath):
-    """Serve a crop file, making it again first if it is gone (links never break)."""
+    """Serve a crop, making it again first if it is gone (links never break)."""
     try:
-        result = crop_service().get_or_create(request_for_path(relpath))
+        result = crop_service().get_or_create(crop_for_path(relpath))
     except BoxOutsideImageError:
         raise CropNotFoundError("There is no crop at this path.") from None
-    req = result.request
-    response = send_file(result.path, mimetype=CONTENT_TYPES[req.format], max_age=ONE_YEAR, conditional=True)
+    opened = crop_service().crop_store.open(result.crop)
+    if opened is None:  # evicted between making and sending: make it once more
+        result = crop_service().make(result.crop)
+        opened = crop_service().crop_store.open(result.crop)
+    response = send_file(opened.file, mimetype=result.crop.media_type, max_age=ONE_YEAR, conditional=True,
+                         etag=f"{opened.size:x}-{int(opened.modified * 1e6):x}", last_modified=opened.modified)
     response.cache_control.public = True
     response.cache_control.immutable = True
     response.headers["X-Cropper-Cache"] = "hit" if result.cached else "regenerated"

@@ -1,44 +1,12 @@
-"""Request bodies: marshmallow schemas that turn JSON into a validated CropRequest."""
+"""Request bodies: marshmallow schemas that turn JSON into a validated Crop."""
 
 import numbers
-from dataclasses import dataclass
-from typing import NamedTuple
 
 from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validates_schema
-from marshmallow.validate import OneOf
 
+from . import formats
+from .crops import MAX_DIGITS, Box, Crop
 from .errors import TooManyCropsError
-
-FORMATS = ("webp", "jpeg", "png")
-FORMAT_ALIASES = {"jpg": "jpeg"}
-MAX_DIGITS = 9  # no image is a billion pixels wide; longer numbers are refused before int() parses them
-
-
-class Box(NamedTuple):
-    """A crop rectangle in source pixels: x1, y1 inclusive; x2, y2 exclusive (as Pillow's crop)."""
-
-    x1: int
-    y1: int
-    x2: int
-    y2: int
-
-    @property
-    def width(self):
-        return self.x2 - self.x1
-
-    @property
-    def height(self):
-        return self.y2 - self.y1
-
-    def fits(self, width, height):
-        return self.x2 <= width and self.y2 <= height
-
-
-@dataclass(frozen=True)
-class CropRequest:
-    uuid: str  # canonical lower-case form: safe to use in a file path
-    box: Box
-    format: str
 
 
 class Pixel(fields.Integer):
@@ -47,6 +15,7 @@ class Pixel(fields.Integer):
     default_error_messages = {"invalid": "Must be a whole number of pixels, not {input!r}."}
 
     def _validated(self, value):
+        # Longer numbers are refused before int() parses them.
         if isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= MAX_DIGITS:
             value = int(value.strip())
         elif isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
@@ -60,6 +29,16 @@ class Pixel(fields.Integer):
         return value
 
 
+class FormatName(fields.String):
+    """A name or alias from the format table, as its canonical name."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        fmt = formats.lookup(super()._deserialize(value, attr, data, **kwargs))
+        if fmt is None:
+            raise ValidationError(f"Must be one of: {', '.join(formats.names())}.")
+        return fmt.name
+
+
 class CropSchema(Schema):
     """One crop: {"uuid", "x1", "y1", "x2", "y2", "format"?}."""
 
@@ -68,20 +47,13 @@ class CropSchema(Schema):
     y1 = Pixel(required=True)
     x2 = Pixel(required=True)
     y2 = Pixel(required=True)
-    format = fields.String(validate=OneOf(FORMATS, error="Must be one of: webp, jpeg, png."))
+    format = FormatName()
 
     def __init__(self, *, max_side, max_pixels, default_format, **kwargs):
         super().__init__(**kwargs)
         self.max_side = max_side
         self.max_pixels = max_pixels
         self.default_format = default_format
-
-    @pre_load
-    def normalise_format(self, data, **kwargs):
-        if isinstance(data, dict) and isinstance(data.get("format"), str):
-            fmt = data["format"].strip().lower()
-            data = {**data, "format": FORMAT_ALIASES.get(fmt, fmt)}
-        return data
 
     @validates_schema
     def check_box(self, data, **kwargs):
@@ -101,26 +73,24 @@ class CropSchema(Schema):
             raise ValidationError(f"A crop may have at most {self.max_pixels} pixels.")
 
     @post_load
-    def make_request(self, data, **kwargs):
+    def make_crop(self, data, **kwargs):
         box = Box(data["x1"], data["y1"], data["x2"], data["y2"])
-        return CropRequest(str(data["uuid"]), box, data.get("format", self.default_format))
+        return Crop(str(data["uuid"]), box, data.get("format", self.default_format))
 
 
 class BatchSchema(Schema):
     """The object form of a batch: {"crops": [...], "format"?}; a bare list is accepted too."""
 
     crops = fields.List(fields.Raw(), required=True)
-    format = fields.String(validate=OneOf(FORMATS, error="Must be one of: webp, jpeg, png."))
+    format = FormatName()
 
     @pre_load
     def accept_bare_list(self, data, **kwargs):
         return {"crops": data} if isinstance(data, list) else data
 
-    normalise_format = CropSchema.normalise_format
-
 
 def batch_items(body, max_crops):
-    """Split a batch body into its raw items and its default format; the items are validated one by one."""
+    """Split a batch body into its raw items, each with the batch's format unless it names one."""
     batch = BatchSchema().load(body)
     if len(batch["crops"]) > max_crops:
         raise TooManyCropsError(
@@ -128,6 +98,6 @@ def batch_items(body, max_crops):
             max_crops=max_crops, crops=len(batch["crops"]),
         )
     items = batch["crops"]
-    if "format" in batch:  # the batch's format for items that name none
+    if "format" in batch:
         items = [{"format": batch["format"], **item} if isinstance(item, dict) else item for item in items]
     return items

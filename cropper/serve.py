@@ -5,6 +5,7 @@ them with `nginx -t`, starts both servers and stops both on Ctrl-C. The tests an
 start nginx through the same functions, so what they test is what runs.
 """
 
+import json
 import os
 import re
 import shutil
@@ -17,13 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-NGINX_DIR = Path(__file__).resolve().parent.parent / "nginx"
+from . import crops, errors, formats
+
+NGINX_DIR = Path(__file__).resolve().parent / "nginx"
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx")
 
 
 @dataclass(frozen=True)
 class NginxSite:
-    """What the nginx templates need to know about one local deployment."""
+    """What the nginx templates need to know about one deployment."""
 
     listen: str
     upstream: str  # host:port of Gunicorn
@@ -38,17 +41,40 @@ class NginxSite:
     tls_listen: str = ""
     tls_cert: str = ""
     tls_key: str = ""
+    resolver: str = ""  # a DNS server to re-resolve the upstream's name with (Docker's, for scaled replicas)
 
     @classmethod
     def from_settings(cls, settings):
         return cls(
-            listen=settings.nginx_listen, upstream=settings.gunicorn_bind, cache_dir=settings.cache_dir.resolve(),
-            access_log=settings.access_log.resolve(), cors_origins=settings.cors_origins,
-            api_rate=settings.api_rate_limit, api_burst=settings.api_burst, regen_rate=settings.regen_rate_limit,
-            regen_burst=settings.regen_burst, max_body=str(settings.max_body_bytes),
-            tls_listen=settings.tls_listen if settings.tls_cert_file else "",
-            tls_cert=settings.tls_cert_file, tls_key=settings.tls_key_file,
+            listen=settings.nginx_listen, upstream=settings.nginx_upstream or settings.gunicorn_bind,
+            cache_dir=settings.cache_dir.resolve(), access_log=settings.access_log.resolve(),
+            cors_origins=settings.cors_origins, api_rate=settings.api_rate_limit, api_burst=settings.api_burst,
+            regen_rate=settings.regen_rate_limit, regen_burst=settings.regen_burst,
+            max_body=str(settings.max_body_bytes), tls_listen=settings.tls_listen if settings.tls_cert_file else "",
+            tls_cert=settings.tls_cert_file, tls_key=settings.tls_key_file, resolver=settings.nginx_resolver,
         )
+
+
+@dataclass(frozen=True)
+class NginxProcess:
+    """Where nginx itself keeps its files, and as whom its workers run."""
+
+    conf_dir: Path  # holds nginx.conf and conf.d/
+    temp_dir: Path  # request bodies and buffered answers
+    pid_file: Path
+    user: str = ""  # "" keeps the user that starts nginx
+
+    @classmethod
+    def local(cls, run_dir):
+        """Everything in one run folder, so no root-owned path is needed."""
+        run_dir = Path(run_dir).resolve()
+        # As root, nginx would run its workers as nobody, who may not read a home-folder cache.
+        return cls(run_dir, run_dir, run_dir / "nginx.pid", "root" if os.geteuid() == 0 else "")
+
+    @classmethod
+    def docker(cls, conf_dir):
+        """The official nginx image's paths and user."""
+        return cls(Path(conf_dir), Path("/var/cache/nginx"), Path("/var/run/nginx.pid"), "nginx")
 
 
 def cors_values(origins):
@@ -58,14 +84,40 @@ def cors_values(origins):
     return "", "^(" + "|".join(re.escape(origin) for origin in origins) + ")$"
 
 
-def template_values(site, run_dir):
+def nginx_string(text):
+    """text as an nginx single-quoted string (nginx would expand a $ in it: none may be there)."""
+    if "$" in text:
+        raise ValueError(f"nginx cannot return a literal $: {text!r}")
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def error_pages():
+    """nginx's own errors, answered in the service's JSON shape (errors.py owns the bodies)."""
+    lines = [f"error_page {status} /_cropper_errors/{status};" for status, _ in errors.nginx_error_pages()]
+    lines += ["location ^~ /_cropper_errors/ {", "    internal;", "    default_type application/json;",
+              "    add_header Retry-After 1 always;"]
+    lines += [f"    location = /_cropper_errors/{status} {{ return {status} {nginx_string(body)}; }}"
+              for status, body in errors.nginx_error_pages()]
+    return "\n".join(lines + ["}"])
+
+
+def json_404(error):
+    return nginx_string(json.dumps(errors.body_of(error)))
+
+
+def template_values(site, process):
     cors_default, cors_regex = cors_values(site.cors_origins)
+    resolver = f"resolver {site.resolver} valid=10s ipv6=off; " if site.resolver else ""
     return {
+        "CROPPER_USER": f"user {process.user};" if process.user else "",
+        "CROPPER_PID": str(process.pid_file),
+        "CROPPER_TEMP_DIR": str(process.temp_dir),
+        "CROPPER_CONF_DIR": str(process.conf_dir),
+        "CROPPER_SNIPPETS_DIR": str(process.conf_dir / "conf.d" / "snippets"),
         "CROPPER_LISTEN": site.listen,
-        "CROPPER_UPSTREAM": f"server {site.upstream} max_fails=0;",
+        "CROPPER_UPSTREAM": f"{resolver}server {site.upstream}{' resolve' if site.resolver else ''} max_fails=0;",
         "CROPPER_CACHE_DIR": str(site.cache_dir),
         "CROPPER_ACCESS_LOG": str(site.access_log),
-        "CROPPER_SNIPPETS_DIR": str(run_dir / "conf.d" / "snippets"),
         "CROPPER_CORS_DEFAULT": cors_default,
         "CROPPER_CORS_REGEX": cors_regex,
         "CROPPER_API_RATE": site.api_rate,
@@ -76,14 +128,17 @@ def template_values(site, run_dir):
         "CROPPER_TLS_LISTEN": site.tls_listen,
         "CROPPER_TLS_CERT": site.tls_cert,
         "CROPPER_TLS_KEY": site.tls_key,
-        "CROPPER_RUN_DIR": str(run_dir),
-        # As root, nginx would run its workers as nobody, who may not read a home-folder cache.
-        "CROPPER_USER": "user root;" if os.geteuid() == 0 else "",
+        # What a crop is, its formats and the error bodies come from their owners, not from copies.
+        "CROPPER_CROP_LOCATION": crops.nginx_location_pattern(),
+        "CROPPER_CROP_TYPES": " ".join(f"{fmt.media_type} {fmt.name};" for fmt in formats.FORMATS.values()),
+        "CROPPER_CROP_NOT_FOUND": json_404(errors.CropNotFoundError("There is no crop at this path.")),
+        "CROPPER_NOT_FOUND": json_404(errors.NotFoundError("The requested URL was not found on the server.")),
+        "CROPPER_ERROR_PAGES": error_pages(),
     }
 
 
 def render(template, values):
-    """Fill ${CROPPER_*} as envsubst does in the nginx image, leaving nginx's own $variables alone."""
+    """Fill ${CROPPER_*}, leaving nginx's own $variables alone."""
     text = Template(template.read_text()).safe_substitute(values)
     missing = re.findall(r"\$\{(CROPPER_[A-Z_]+)\}", text)
     if missing:
@@ -91,22 +146,20 @@ def render(template, values):
     return text
 
 
-def render_nginx(site, run_dir):
-    """Write a complete nginx config for site into run_dir and return the main file's path."""
-    run_dir = Path(run_dir).resolve()
-    values = template_values(site, run_dir)
-    shutil.rmtree(run_dir / "conf.d", ignore_errors=True)
-    templates = sorted((NGINX_DIR / "templates").rglob("*.template"))
+def render_nginx(site, process):
+    """Write a complete nginx config for site into process.conf_dir and return the main file's path."""
+    values = template_values(site, process)
+    conf_d = process.conf_dir / "conf.d"
+    shutil.rmtree(conf_d, ignore_errors=True)
+    templates = [NGINX_DIR / "cropper.conf.template", *sorted((NGINX_DIR / "snippets").glob("*.template"))]
     if site.tls_cert:
-        templates.append(NGINX_DIR / "tls" / "cropper.tls.conf.template")
+        templates.append(NGINX_DIR / "tls.conf.template")
     for template in templates:
-        relative = template.relative_to(NGINX_DIR / "templates") if "templates" in template.parts else template.name
-        target = run_dir / "conf.d" / str(relative).removesuffix(".template")
+        target = conf_d / template.relative_to(NGINX_DIR).with_suffix("")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(render(template, values))
-    site.access_log.parent.mkdir(parents=True, exist_ok=True)
-    main = run_dir / "nginx.conf"
-    main.write_text(render(NGINX_DIR / "local.conf.template", values))
+    main = process.conf_dir / "nginx.conf"
+    main.write_text(render(NGINX_DIR / "main.conf.template", values))
     return main
 
 
@@ -143,7 +196,8 @@ class Nginx:
     def __init__(self, site, run_dir, binary=None):
         self.site, self.run_dir = site, Path(run_dir).resolve()
         self.binary = binary or find_nginx()
-        self.conf = render_nginx(site, self.run_dir)
+        self.conf = render_nginx(site, NginxProcess.local(self.run_dir))
+        site.access_log.parent.mkdir(parents=True, exist_ok=True)
         self.process = None
 
     def test_config(self):
@@ -169,8 +223,8 @@ class Nginx:
 
 
 def gunicorn_command():
-    root = Path(__file__).resolve().parent.parent
-    return [sys.executable, "-m", "gunicorn", "-c", str(root / "gunicorn.conf.py"), "--pythonpath", str(root), "wsgi:app"]
+    """Gunicorn with the package's settings, serving the app factory: works from any folder."""
+    return [sys.executable, "-m", "gunicorn", "-c", "python:cropper.gunicorn_conf", "cropper:create_app()"]
 
 
 def wait_for_port(address, process, seconds=30):
@@ -203,7 +257,9 @@ def serve(settings):
         wait_for_port(settings.gunicorn_bind, processes[0])  # so nginx's first requests find it up
         nginx.start()
         processes.append(nginx.process)
-        urls = [f"http://{settings.nginx_listen}"] + ([f"https://{settings.tls_listen}"] if settings.tls_cert_file else [])
+        urls = [f"http://{settings.nginx_listen}"]
+        if settings.tls_cert_file:
+            urls.append(f"https://{settings.tls_listen}")
         print(f"Serving on {' and '.join(urls)} (nginx), Gunicorn on {settings.gunicorn_bind}; "
               f"access log: {settings.access_log}. Ctrl-C stops both.", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

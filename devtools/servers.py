@@ -37,6 +37,16 @@ def wait_for(url, seconds=30, process=None):
     raise RuntimeError(f"{url} did not answer within {seconds} s")
 
 
+def wait_until(condition, timeout=10.0):
+    """Poll condition() until it is true (True) or timeout seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def find_nginx_or_skip():
     """nginx must be there in CI (.ci/run installs it); elsewhere its tests are skipped, loudly."""
     if find_nginx() is None:

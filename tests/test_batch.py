@@ -4,7 +4,10 @@ import threading
 
 import pytest
 
-from cropper import imaging
+from cropper import batch, imaging, stores
+from cropper.crops import Box, Crop
+from cropper.fathomnet import FathomNetClient
+from cropper.service import CropService
 from tests.images import assert_image_equal, expected_crop, open_bytes
 
 
@@ -167,3 +170,28 @@ def test_more_than_the_maximum_is_413(settings, standin):
     error = response.json["error"]
     assert error["code"] == "too_many_crops" and "at most 3" in error["message"]
     assert standin.counts()["api"] == 0
+
+
+# -- the batch module itself, without Flask
+
+
+@pytest.fixture
+def service(settings):
+    return CropService(settings, *stores(settings), FathomNetClient(settings))
+
+
+def test_get_or_create_many_groups_work_by_image_and_answers_in_order(service, standin, decodes):
+    frames = [standin.image(f"framegrab-{i}") for i in (4, 5)]
+    crops = [Crop(frames[i % 2].uuid, Box(10 * i, 0, 10 * i + 50, 40), "png") for i in range(8)]
+    crops.insert(3, Crop(frames[0].uuid, Box(1900, 0, 1930, 10), "png"))  # outside the image
+
+    results = batch.get_or_create_many(service, crops, concurrency=4)
+
+    assert [r.crop for r in results] == crops
+    assert isinstance(results[3], batch.CropFailure) and results[3].error.code == "box_outside_image"
+    assert all(r.cached is False for i, r in enumerate(results) if i != 3)
+    assert standin.count("/api/images/query/uuids") == 1 and standin.downloads() == 2 and len(decodes) == 2
+
+    standin.reset()
+    again = batch.get_or_create_many(service, crops[:3], concurrency=4)
+    assert all(r.cached for r in again) and standin.api_calls() == 0

@@ -9,12 +9,13 @@ import signal
 import stat
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from cropper.cache import FileCache, crop_relpath, parse_crop_relpath
+from cropper.cache import FileCropStore, FileSourceStore, Locks, atomic_writer, write_bytes
+from cropper.crops import Box, Crop
 from cropper.errors import BusyError
-from cropper.schemas import Box, CropRequest
 from tests.processes import HeldInChild
 
 UUID = "f11816b8-1234-4abc-8def-0123456789ab"
@@ -22,66 +23,35 @@ PATH = f"f1/{UUID}/100_0_405_400.webp"
 
 
 @pytest.fixture
-def cache(tmp_path):
-    return FileCache(tmp_path / "cache", lock_timeout=0.3)
+def locks(tmp_path):
+    return Locks(tmp_path / "cache" / "locks", timeout=0.3)
 
 
-# -- crop paths
+@pytest.fixture
+def stores(tmp_path, locks):
+    return FileCropStore(tmp_path / "cache", locks), FileSourceStore(tmp_path / "cache", locks)
 
 
-def test_crop_relpath_is_sharded_on_the_uuid():
-    assert crop_relpath(CropRequest(UUID, Box(100, 0, 405, 400), "webp")) == PATH
+@pytest.fixture
+def crops_dir(tmp_path):
+    return tmp_path / "cache" / "crops"
 
 
-@pytest.mark.parametrize("req", [
-    CropRequest(UUID, Box(0, 0, 1, 1), "png"),
-    CropRequest(UUID, Box(100, 0, 405, 400), "webp"),
-    CropRequest("00000000-0000-4000-8000-000000000000", Box(7, 8, 9, 10), "jpeg"),
-    CropRequest(UUID, Box(999_999_998, 10, 999_999_999, 20), "png"),
-])
-def test_crop_relpath_round_trips(req):
-    fields = parse_crop_relpath(crop_relpath(req))
-    assert fields == {"uuid": req.uuid, **req.box._asdict(), "format": req.format}
-    assert all(type(fields[k]) is int for k in ("x1", "y1", "x2", "y2"))
-
-
-@pytest.mark.parametrize("relpath", [
-    PATH.upper(),
-    f"f1/{UUID.upper()}/100_0_405_400.webp",
-    f"F1/{UUID}/100_0_405_400.webp",
-    f"aa/{UUID}/100_0_405_400.webp",
-    f"f1/{UUID}/0100_0_405_400.webp",
-    f"f1/{UUID}/100_00_405_400.webp",
-    f"f1/{UUID}/-100_0_405_400.webp",
-    f"f1/{UUID}/100_0_405.webp",
-    f"f1/{UUID}/100_0_405_400_1.webp",
-    f"f1/{UUID}/100_0_405_400.jpg",
-    f"f1/{UUID}/100_0_405_400.gif",
-    f"f1/{UUID}/100_0_405_400.WEBP",
-    f"f1/{UUID}/100_0_405_400.webp.tmp",
-    f".f1/{UUID}/100_0_405_400.webp",
-    f"../{PATH}",
-    f"f1/../{PATH}",
-    f"f1/{UUID}/../{UUID}/100_0_405_400.webp",
-    f"/{PATH}",
-    f"x/{PATH}",
-    f"{PATH}/x",
-    f"f1//{UUID}/100_0_405_400.webp",
-    f"{UUID}/100_0_405_400.webp",
-    f"f1/{UUID.replace('-', '')}/100_0_405_400.webp",
-    f"{PATH}\n",
-    "",
-])
-def test_parse_refuses_paths_we_would_not_make(relpath):
-    assert parse_crop_relpath(relpath) is None
-
-
-def test_layout_under_the_root(cache, tmp_path):
-    req = CropRequest(UUID, Box(100, 0, 405, 400), "webp")
+def test_layout_under_the_root(stores, tmp_path):
+    crop_store, source_store = stores
     root = (tmp_path / "cache").resolve()
-    assert cache.crop_path(req) == root / "crops" / PATH
-    assert cache.source_path(UUID, ".pix") == root / "sources" / "f1" / f"{UUID}.pix"
-    assert all((root / d).is_dir() for d in ("crops", "sources", "locks"))
+    assert crop_store.path(Crop(UUID, Box(100, 0, 405, 400), "webp")) == root / "crops" / PATH
+    source_store.write_info(UUID, {"uuid": UUID})
+    assert (root / "sources" / "f1" / f"{UUID}.json").is_file()
+
+
+def test_nothing_is_written_until_something_is_stored(tmp_path):
+    locks = Locks(tmp_path / "cache" / "locks", 1)
+    crop_store, source_store = FileCropStore(tmp_path / "cache", locks), FileSourceStore(tmp_path / "cache", locks)
+    crop = Crop(UUID, Box(0, 0, 1, 1), "png")
+    assert not crop_store.find(crop) and crop_store.open(crop) is None
+    assert source_store.read_info(UUID) is None and source_store.open_pixels(UUID) is None
+    assert not (tmp_path / "cache").exists()
 
 
 # -- writing
@@ -91,39 +61,48 @@ def temp_files(folder):
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
 
 
-def test_write_bytes_makes_folders_and_replaces_the_old_file(cache):
-    target = cache.crops / "f1" / UUID / "0_0_1_1.png"
-    cache.write_bytes(target, b"old")
-    cache.write_bytes(target, b"new")
+def test_write_bytes_makes_folders_and_replaces_the_old_file(crops_dir):
+    target = crops_dir / "f1" / UUID / "0_0_1_1.png"
+    write_bytes(target, b"old")
+    write_bytes(target, b"new")
     assert target.read_bytes() == b"new"
     assert temp_files(target.parent) == []
 
 
-def test_json_round_trips_and_a_missing_file_is_none(cache):
-    path = cache.source_path(UUID, ".json")
-    assert cache.read_json(path) is None
-    cache.write_json(path, {"uuid": UUID, "width": 3})
-    assert cache.read_json(path) == {"uuid": UUID, "width": 3}
+def test_image_metadata_round_trips_and_a_missing_one_is_none(stores):
+    _, source_store = stores
+    assert source_store.read_info(UUID) is None
+    source_store.write_info(UUID, {"uuid": UUID, "width": 3})
+    assert source_store.read_info(UUID) == {"uuid": UUID, "width": 3}
+
+
+def test_a_stored_crop_is_found_and_opened_with_its_size(stores):
+    crop_store, _ = stores
+    crop = Crop(UUID, Box(0, 0, 1, 1), "png")
+    crop_store.put(crop, b"crop bytes")
+    opened = crop_store.open(crop)
+    with opened.file:
+        assert crop_store.find(crop) and opened.file.read() == b"crop bytes" and opened.size == 10
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
-def test_written_files_are_world_readable(cache, umask):
+def test_written_files_are_world_readable(crops_dir, umask):
     """mkstemp makes 0600 files; nginx runs as another user and must read crops."""
     old = os.umask(umask)
     try:
-        cache.write_bytes(cache.crops / "a.png", b"x")
+        write_bytes(crops_dir / "a.png", b"x")
     finally:
         os.umask(old)
-    assert stat.S_IMODE((cache.crops / "a.png").stat().st_mode) == 0o644
+    assert stat.S_IMODE((crops_dir / "a.png").stat().st_mode) == 0o644
 
 
 @pytest.mark.parametrize("old", [None, b"old contents"])
-def test_an_exception_in_the_block_leaves_the_old_file_and_no_temp(cache, old):
-    target = cache.crops / "f1" / "x.webp"
+def test_an_exception_in_the_block_leaves_the_old_file_and_no_temp(crops_dir, old):
+    target = crops_dir / "f1" / "x.webp"
     if old is not None:
-        cache.write_bytes(target, old)
+        write_bytes(target, old)
     with pytest.raises(RuntimeError):
-        with cache.atomic_writer(target) as out:
+        with atomic_writer(target) as out:
             out.write(b"half a crop")
             raise RuntimeError("encoder failed")
     assert (target.read_bytes() if target.exists() else None) == old
@@ -131,14 +110,14 @@ def test_an_exception_in_the_block_leaves_the_old_file_and_no_temp(cache, old):
 
 
 @pytest.mark.parametrize("old", [None, b"old contents"])
-def test_a_writer_killed_mid_write_leaves_the_old_file_and_only_a_temp(cache, old):
-    target = cache.crops / "f1" / "x.webp"
+def test_a_writer_killed_mid_write_leaves_the_old_file_and_only_a_temp(crops_dir, old):
+    target = crops_dir / "f1" / "x.webp"
     if old is not None:
-        cache.write_bytes(target, old)
+        write_bytes(target, old)
     pid = os.fork()
     if pid == 0:
         try:
-            with cache.atomic_writer(target) as out:
+            with atomic_writer(target) as out:
                 out.write(b"half" * 1000)
                 out.flush()
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -155,16 +134,16 @@ def test_a_writer_killed_mid_write_leaves_the_old_file_and_only_a_temp(cache, ol
 # -- locks
 
 
-def LockHolder(cache, kind="crop", key="k"):
-    """A forked child that holds cache.lock(kind, key)."""
-    return HeldInChild(lambda: cache.lock(kind, key))
+def LockHolder(locks, key="k"):
+    """A forked child that holds the lock of key."""
+    return HeldInChild(lambda: locks.hold(key))
 
 
-def test_a_second_process_waits_then_gets_busy_error(cache):
-    with LockHolder(cache):
+def test_a_second_process_waits_then_gets_busy_error(locks):
+    with LockHolder(locks):
         start = time.monotonic()
         with pytest.raises(BusyError) as info:
-            with cache.lock("crop", "k"):
+            with locks.hold("k"):
                 pytest.fail("got a lock another process holds")
         waited = time.monotonic() - start
     assert 0.3 <= waited < 2
@@ -173,12 +152,12 @@ def test_a_second_process_waits_then_gets_busy_error(cache):
 
 
 def test_a_waiter_gets_the_lock_once_the_holder_lets_go(tmp_path):
-    cache = FileCache(tmp_path, lock_timeout=5)
-    with LockHolder(cache) as holder:
+    locks = Locks(tmp_path, timeout=5)
+    with LockHolder(locks) as holder:
         timer = threading.Timer(0.3, holder.release)
         start = time.monotonic()
         timer.start()
-        with cache.lock("crop", "k"):
+        with locks.hold("k"):
             waited = time.monotonic() - start
         timer.join()
     assert 0.25 <= waited < 3
@@ -186,34 +165,68 @@ def test_a_waiter_gets_the_lock_once_the_holder_lets_go(tmp_path):
 
 
 def test_a_lock_of_a_killed_holder_is_free_at_once(tmp_path):
-    cache = FileCache(tmp_path, lock_timeout=0)
-    with LockHolder(cache) as holder:
+    locks = Locks(tmp_path, timeout=0)
+    with LockHolder(locks) as holder:
         with pytest.raises(BusyError):
-            with cache.lock("crop", "k"):
+            with locks.hold("k"):
                 pass
         holder.kill()
-        with cache.lock("crop", "k"):  # lock_timeout=0: one try only
+        with locks.hold("k"):  # lock_timeout=0: one try only
             pass
 
 
-def test_other_keys_and_kinds_are_not_blocked(tmp_path):
-    cache = FileCache(tmp_path, lock_timeout=0)
-    with LockHolder(cache, "crop", "a"):
-        with cache.lock("crop", "b"):  # "a" and "b" fall in different stripes
-            pass
-        with cache.lock("source", "a"):
-            pass
+def test_other_keys_are_not_blocked(tmp_path):
+    locks = Locks(tmp_path, timeout=0)
+    with LockHolder(locks, "crop:a"):
+        for key in ("crop:b", "source:a", *(f"crop:{n}" for n in range(2000))):  # no stripes shared
+            with locks.hold(key):
+                pass
+
+
+def test_lock_files_are_removed_by_their_last_holder(tmp_path):
+    locks = Locks(tmp_path, timeout=1)
+    with locks.hold("k"):
+        assert locks.path("k").exists()
+    assert not locks.path("k").exists()
+
+
+def test_a_waiter_whose_lock_file_was_removed_takes_the_one_in_place(tmp_path):
+    """The holder removes its file on release; a waiter that had opened it must not think it holds the key."""
+    locks = Locks(tmp_path, timeout=5)
+    inside, most, errors = [0], [0], []
+    counter_lock = threading.Lock()
+
+    def work():
+        try:
+            for _ in range(30):
+                with locks.hold("k"):
+                    with counter_lock:
+                        inside[0] += 1
+                        most[0] = max(most[0], inside[0])
+                    time.sleep(0.0005)
+                    with counter_lock:
+                        inside[0] -= 1
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and most[0] == 1
+    assert not locks.path("k").exists()
 
 
 def test_threads_of_one_process_exclude_each_other(tmp_path):
-    cache = FileCache(tmp_path, lock_timeout=10)
+    locks = Locks(tmp_path, timeout=10)
     inside, most, errors = [0], [0], []
     counter_lock = threading.Lock()
 
     def work():
         try:
             for _ in range(5):
-                with cache.lock("crop", "k"):
+                with locks.hold("k"):
                     with counter_lock:
                         inside[0] += 1
                         most[0] = max(most[0], inside[0])
@@ -232,11 +245,11 @@ def test_threads_of_one_process_exclude_each_other(tmp_path):
     assert most[0] == 1
 
 
-def test_a_thread_holding_the_lock_makes_another_thread_busy(cache):
+def test_a_thread_holding_the_lock_makes_another_thread_busy(locks):
     held, done = threading.Event(), threading.Event()
 
     def hold():
-        with cache.lock("crop", "k"):
+        with locks.hold("k"):
             held.set()
             done.wait(5)
 
@@ -245,10 +258,21 @@ def test_a_thread_holding_the_lock_makes_another_thread_busy(cache):
     try:
         assert held.wait(5)
         with pytest.raises(BusyError):
-            with cache.lock("crop", "k"):
+            with locks.hold("k"):
                 pass
     finally:
         done.set()
         holder.join()
-    with cache.lock("crop", "k"):
+    with locks.hold("k"):
         pass
+
+
+def test_no_module_outside_the_cache_knows_its_files():
+    """Suffixes, lock files and temp files are the cache's own business; others speak in meanings."""
+    package = Path(FileCropStore.__module__.replace(".", "/")).parent
+    for module in sorted((Path(__file__).parent.parent / package).glob("*.py")):
+        if module.name == "cache.py":
+            continue
+        text = module.read_text()
+        for detail in ('".pix"', '".json"', '.lock"', "TEMP_SUFFIX", ".tmp", "tempfile", "flock", "st_atime", "locks/"):
+            assert detail not in text, f"{module.name} mentions {detail}"

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cropper.cache import TEMP_SUFFIX, FileCache
+from cropper.cache import TEMP_SUFFIX, atomic_writer, write_bytes
+from cropper.crops import Box, Crop
 from cropper.imaging import write_raw
-from cropper.schemas import Box, CropRequest
+from tests.cachefolder import CacheFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 UUID = "f11816b8-1234-4abc-8def-0123456789ab"
@@ -42,20 +43,20 @@ def allocated(*paths):
 
 @pytest.fixture
 def cache(tmp_path):
-    return FileCache(tmp_path / "cache", lock_timeout=2.0)
+    return CacheFolder(tmp_path / "cache", lock_timeout=2.0)
 
 
 def make_crop(cache, n, size=MIB, uuid=UUID):
-    path = cache.crop_path(CropRequest(uuid, Box(n, 0, n + 1, 1), "webp"))
-    cache.write_bytes(path, os.urandom(size))
+    path = cache.crop_path(Crop(uuid, Box(n, 0, n + 1, 1), "webp"))
+    write_bytes(path, os.urandom(size))
     os.utime(path, (LONG_AGO + n, LONG_AGO + n))
     return path
 
 
 def make_source(cache, uuid):
     paths = cache.source_path(uuid, ".json"), cache.source_path(uuid, ".pix")
-    cache.write_json(paths[0], {"uuid": uuid})
-    with cache.atomic_writer(paths[1]) as out:
+    write_bytes(paths[0], b'{"uuid": "%s"}' % uuid.encode())
+    with atomic_writer(paths[1]) as out:
         write_raw(Image.new("RGB", (512, 512)), out)
     for path in paths:
         os.utime(path, (LONG_AGO, LONG_AGO))

@@ -1,16 +1,17 @@
-"""The deployment files: docker-compose.yml, the Dockerfile and nginx's templates agree with each other.
+"""The deployment files: docker-compose.yml, the Dockerfile and nginx's rendered config agree with each other.
 
 No Docker daemon runs here, so containers are not started: compose files are validated by
 Debian's docker-compose (which needs no daemon) and the Dockerfile is linted by hadolint.
 """
 
 import os
-import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,23 +53,42 @@ def test_tls_override_is_valid_and_needs_the_certificate_folder(compose_dir):
     assert without.returncode != 0 and "TLS_CERT_DIR" in without.stderr
 
 
-def test_compose_mounts_the_templates_the_tests_run_and_sets_every_value(compose_dir):
-    text = compose(compose_dir, "-f", "docker-compose.yml", "-f", "docker-compose.tls.yml", "config",
-                   env={"TLS_CERT_DIR": "/etc/ssl"}).stdout
-    assert "nginx/templates:/etc/nginx/templates:ro" in text
-    assert "nginx/docker.conf:/etc/nginx/nginx.conf:ro" in text
-    used = set()
-    for template in (ROOT / "nginx").rglob("*.template"):
-        used |= set(re.findall(r"\$\{(CROPPER_[A-Z_]+)\}", template.read_text()))
-    # local.conf.template is for runs outside Docker only
-    used -= set(re.findall(r"\$\{(CROPPER_[A-Z_]+)\}", (ROOT / "nginx/local.conf.template").read_text()))
-    missing = sorted(name for name in used if f"{name}:" not in text)
-    assert missing == []
+def compose_services(compose_dir, *files, env=None):
+    args = [arg for name in files for arg in ("-f", name)]
+    result = compose(compose_dir, *args, "config", env=env)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)["services"]
 
 
-def test_docker_conf_includes_only_the_cropper_configs():
-    text = (ROOT / "nginx/docker.conf").read_text()
-    assert "include /etc/nginx/conf.d/cropper*.conf;" in text and "default.conf" not in text
+def test_nginx_reads_the_config_the_app_image_renders_into_a_shared_volume(compose_dir):
+    services = compose_services(compose_dir, "docker-compose.yml")
+    renderer, nginx = services["nginx-config"], services["nginx"]
+    assert renderer["entrypoint"] == ["cropper", "nginx-config", "/etc/cropper-nginx"]
+    assert renderer["build"] == services["app"]["build"]
+    assert nginx["command"] == ["nginx", "-c", "/etc/cropper-nginx/nginx.conf"]
+    assert nginx["depends_on"]["nginx-config"]["condition"] == "service_completed_successfully"
+    assert "nginx-config:/etc/cropper-nginx:rw" in renderer["volumes"]
+    assert "nginx-config:/etc/cropper-nginx:ro" in nginx["volumes"]  # the same path: the config names it
+    assert not any("template" in volume for volume in nginx["volumes"])
+
+
+def test_the_docker_rendering_is_the_tested_rendering_with_dockers_values(compose_dir, tmp_path):
+    """Run the renderer with the environment compose gives the nginx-config service."""
+    env = compose_services(compose_dir, "docker-compose.yml", "docker-compose.tls.yml",
+                           env={"TLS_CERT_DIR": "/etc/ssl"})["nginx-config"]["environment"]
+    out = tmp_path / "rendered"
+    result = subprocess.run([sys.executable, "-m", "cropper", "nginx-config", str(out)], cwd=tmp_path,
+                            env={"PATH": os.environ["PATH"], **{k: str(v) for k, v in env.items() if v is not None}},
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    main = (out / "nginx.conf").read_text()
+    assert "user nginx;" in main and f"include {out}/conf.d/*.conf;" in main
+    site = (out / "conf.d" / "cropper.conf").read_text()
+    assert "listen 80 default_server;" in site
+    assert "resolver 127.0.0.11 valid=10s ipv6=off; server app:8000 resolve max_fails=0;" in site
+    locations = (out / "conf.d" / "snippets" / "cropper-locations.conf").read_text()
+    assert "root /var/cache/cropper;" in locations and "/var/log/cropper/access.log" in locations
+    assert "ssl_certificate /etc/nginx/tls/fullchain.pem;" in (out / "conf.d" / "tls.conf").read_text()
 
 
 def test_dockerfile_passes_hadolint():
@@ -83,7 +103,7 @@ def test_dockerfile_runs_as_non_root_with_dependencies_in_their_own_layer():
     assert users and users[-1] not in ("USER root", "USER 0")
     copy_requirements = lines.index("COPY requirements.txt .")
     copy_code = next(i for i, line in enumerate(lines) if line.startswith("COPY cropper/"))
-    assert copy_requirements < next(i for i, l in enumerate(lines) if "pip install" in l) < copy_code
+    assert copy_requirements < next(i for i, line in enumerate(lines) if "pip install" in line) < copy_code
     assert lines[-1].startswith("ENTRYPOINT") and "gunicorn" in lines[-1]
 
 

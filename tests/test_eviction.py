@@ -1,30 +1,41 @@
-"""The cache pruner: what scan() measures, who Pruner.prune() removes and who it must keep.
+"""The cache pruner: what the stores' listings measure, who Pruner.prune() removes and who it must keep.
 
 Test data is written straight to disk and its times set with os.utime, so no network is needed.
 Tests that fork leave the child only through os._exit, so it never runs pytest code.
 """
 
+import json
 import os
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 
 import pytest
-from PIL import Image
 
 import cropper.cache
-from cropper.cache import TEMP_SUFFIX, FileCache
+from cropper.cache import write_bytes
 from cropper.config import Settings
-from cropper.eviction import Pruner, Usage, scan
-from cropper.imaging import write_raw
-from cropper.schemas import Box, CropRequest
+from cropper.eviction import Pruner, run_pruner
+from devtools.servers import wait_until
+from tests.cachefolder import (
+    HOUR,
+    NOW,
+    UUID,
+    CacheFolder,
+    Usage,
+    allocated,
+    crop_req,
+    make_crop,
+    make_source,
+    make_temp,
+    scan,
+    set_times,
+)
 from tests.processes import HeldInChild
 
-UUID = "f11816b8-1234-4abc-8def-0123456789ab"
 OTHER = "9e140d51-2a43-5870-9337-eb66c5a4de6d"
 THIRD = "00000000-0000-4000-8000-000000000000"
-HOUR = 3600
-NOW = time.time()  # tests that pass now= explicitly set file times relative to this
 
 
 @pytest.fixture
@@ -35,51 +46,10 @@ def settings(tmp_path):
 
 @pytest.fixture
 def cache(settings):
-    return FileCache(settings.cache_dir, settings.lock_timeout)
+    return CacheFolder(settings.cache_dir, settings.lock_timeout)
 
 
 # -- helpers
-
-
-def crop_req(n, uuid=UUID, fmt="webp"):
-    return CropRequest(uuid, Box(n, 0, n + 1, 1), fmt)
-
-
-def make_crop(cache, n, uuid=UUID, size=4096, used=NOW - 10 * HOUR, modified=None):
-    """Write crop number n of uuid; its atime is `used`, its mtime `modified` (default: same)."""
-    path = cache.crop_path(crop_req(n, uuid))
-    cache.write_bytes(path, os.urandom(size))
-    set_times(path, used, modified)
-    return path
-
-
-def make_source(cache, uuid, side=64, used=NOW - 10 * HOUR, modified=None):
-    """Write a source's .json and .pix (side x side grayscale pixels), both with the given times."""
-    json_path, pix_path = cache.source_path(uuid, ".json"), cache.source_path(uuid, ".pix")
-    cache.write_json(json_path, {"uuid": uuid, "width": side, "height": side})
-    with cache.atomic_writer(pix_path) as out:
-        write_raw(Image.new("L", (side, side), 7), out)
-    for path in (json_path, pix_path):
-        set_times(path, used, modified)
-    return json_path, pix_path
-
-
-def make_temp(folder, name, age, now=NOW):
-    """Leave a temp file as a killed atomic_writer would, last written `age` seconds before now."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, path = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=TEMP_SUFFIX)
-    os.write(fd, b"half-written")
-    os.close(fd)
-    set_times(path, now - age)
-    return path
-
-
-def set_times(path, atime, mtime=None):
-    os.utime(path, (atime, atime if mtime is None else mtime))
-
-
-def allocated(*paths):
-    return sum(os.stat(path).st_blocks * 512 for path in paths)
 
 
 def crop_total(cache):
@@ -92,7 +62,7 @@ def source_total(cache):
 
 def pruner(cache, settings, **changes):
     """A Pruner whose settings differ from the fixture's by changes."""
-    return Pruner(cache, settings.replace(**changes))
+    return Pruner(cache.crop_store, cache.source_store, settings.replace(**changes))
 
 
 @contextmanager
@@ -110,7 +80,7 @@ def test_scan_counts_crops_sources_and_temp_files(cache):
     crops = [make_crop(cache, 1), make_crop(cache, 2), make_crop(cache, 1, uuid=OTHER)]
     full = make_source(cache, OTHER)
     json_only = cache.source_path(THIRD, ".json")
-    cache.write_json(json_only, {"uuid": THIRD})
+    write_bytes(json_only, json.dumps({"uuid": THIRD}).encode())
     temps = [make_temp(crops[0].parent, crops[0].name, age=5),
              make_temp(full[1].parent, full[1].name, age=5)]
 
@@ -266,7 +236,7 @@ def test_an_emptied_image_folder_is_removed_and_can_be_written_again(cache, sett
 
     assert not folder.exists() and folder.parent.exists()
     assert kept.exists()
-    cache.write_bytes(gone[0], b"again")
+    write_bytes(gone[0], b"again")
     assert gone[0].read_bytes() == b"again"
 
 
@@ -292,7 +262,7 @@ def test_atomic_writer_survives_its_folder_vanishing_after_mkdir(cache, monkeypa
         return real_mkstemp(dir=dir, **kwargs)
 
     monkeypatch.setattr(cropper.cache.tempfile, "mkstemp", mkstemp_after_a_prune)
-    cache.write_bytes(path, b"crop")
+    write_bytes(path, b"crop")
 
     assert removed == [path.parent]
     assert path.read_bytes() == b"crop"
@@ -331,7 +301,7 @@ def test_a_crop_being_made_by_another_process_is_kept(cache, settings):
     crop = make_crop(cache, 1)
     prune = pruner(cache, settings, cache_max_bytes=1, cache_min_age=0).prune
 
-    with in_child(lambda: cache.lock("crop", str(crop))):
+    with in_child(lambda: cache.crop_store.lock(crop_req(1))):
         report = prune(now=NOW)
         assert crop.exists()
         assert report.crops_removed == 0 and report.skipped_in_use == 1
@@ -344,7 +314,7 @@ def test_a_source_being_fetched_by_another_process_is_kept(cache, settings):
     paths = make_source(cache, OTHER)
     prune = pruner(cache, settings, source_cache_max_bytes=1, cache_min_age=0).prune
 
-    with in_child(lambda: cache.lock("source", OTHER)):
+    with in_child(lambda: cache.source_store.lock(OTHER)):
         report = prune(now=NOW)
         assert all(path.exists() for path in paths)
         assert report.sources_removed == 0 and report.skipped_in_use == 1
@@ -427,54 +397,40 @@ def test_a_refreshed_crop_outlives_older_ones(cache, settings):
     assert first.exists() and not second.exists()
 
 
-# -- the background pruner
+# -- the running pruner
 
 
 @contextmanager
-def background(cache, settings):
-    pruner = Pruner(cache, settings)
-    thread = pruner.run_in_background()
+def running_pruner(cache, settings, interval=0.2):
+    stop = threading.Event()
+    pruner = Pruner(cache.crop_store, cache.source_store, settings)
+    thread = threading.Thread(target=run_pruner, args=(pruner, cache.locks, interval, stop), daemon=True)
+    thread.start()
     try:
         yield thread
     finally:
-        pruner.stop()
+        stop.set()
         thread.join(5)
         assert not thread.is_alive()
 
 
-def wait_until(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def test_the_background_pruner_shrinks_the_cache_on_its_own(cache, settings):
+def test_the_running_pruner_shrinks_the_cache_on_its_own(cache, settings):
     paths = [make_crop(cache, n, used=time.time() - HOUR + n) for n in range(4)]
     size = allocated(paths[0])
-    settings = settings.replace(cache_prune_interval=0.2, cache_max_bytes=3 * size, cache_low_water=0.5,
-                                cache_min_age=0)
+    settings = settings.replace(cache_max_bytes=3 * size, cache_low_water=0.5, cache_min_age=0)
 
-    with background(cache, settings) as thread:
-        assert thread.daemon and thread.is_alive()
+    with running_pruner(cache, settings):
         assert wait_until(lambda: crop_total(cache) <= 1.5 * size)
 
     assert [path.exists() for path in paths] == [False, False, False, True]
-    assert (cache.locks / "last-prune").exists()
 
 
-def test_the_background_pruner_waits_while_another_process_prunes(cache, settings):
+def test_the_pruner_stands_by_while_another_process_prunes_and_takes_over_when_it_goes(cache, settings):
     paths = [make_crop(cache, n, used=time.time() - HOUR + n) for n in range(4)]
-    settings = settings.replace(cache_prune_interval=0.2, cache_max_bytes=1, cache_min_age=0)
+    settings = settings.replace(cache_max_bytes=1, cache_min_age=0)
 
-    with background(cache, settings):
-        with in_child(lambda: cache.lock("prune", "all")):
-            time.sleep(1.0)  # about five of the pruner's turns
-            assert all(path.exists() for path in paths)
+    with HeldInChild(lambda: cache.locks.hold("pruner")) as other, running_pruner(cache, settings):
+        time.sleep(1.0)  # about five of the pruner's turns
+        assert all(path.exists() for path in paths)
+        other.kill()
         assert wait_until(lambda: not any(path.exists() for path in paths))
-
-
-def test_no_background_pruner_with_interval_zero(cache, settings):
-    assert Pruner(cache, settings.replace(cache_prune_interval=0)).run_in_background() is None

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from cropper import imaging
+from cropper.crops import Box
 from cropper.errors import BoxOutsideImageError, ImageTooLargeError, UpstreamError
-from cropper.schemas import Box
 
 W, H = 37, 23  # odd sizes catch stride and row mistakes
 

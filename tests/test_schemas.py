@@ -3,7 +3,8 @@
 import pytest
 from marshmallow import ValidationError
 
-from cropper.schemas import Box, CropRequest, CropSchema
+from cropper.crops import Box, Crop
+from cropper.schemas import CropSchema
 
 UUID = "f11816b8-1234-4abc-8def-0123456789ab"
 MAX_SIDE = 100
@@ -25,7 +26,7 @@ def errors(data):
 
 
 def test_a_valid_body_becomes_a_crop_request():
-    assert load(body(format="png")) == CropRequest(UUID, Box(10, 20, 40, 60), "png")
+    assert load(body(format="png")) == Crop(UUID, Box(10, 20, 40, 60), "png")
 
 
 # -- uuid

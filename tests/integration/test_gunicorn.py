@@ -9,8 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from devtools.servers import wait_until
 from tests.images import (
-    assert_image_equal, assert_image_similar, expected_crop, open_bytes,
+    assert_image_equal,
+    assert_image_similar,
+    expected_crop,
+    open_bytes,
 )
 
 
@@ -161,8 +165,7 @@ def test_a_listed_bomb_is_refused_with_422(gunicorn, standin):
 
 def test_worker_killed_mid_crop_leaves_no_partial_file(gunicorn, standin):
     record = standin.image("framegrab-2")
-    standin.slow_seconds = 2.5
-    standin.set_fault("trickle", target="image", uuid=record.uuid, times=1)
+    standin.set_fault("hold", target="image", uuid=record.uuid, times=1)
     outcome = {}
 
     def doomed():
@@ -173,18 +176,17 @@ def test_worker_killed_mid_crop_leaves_no_partial_file(gunicorn, standin):
 
     thread = threading.Thread(target=doomed)
     thread.start()
-    deadline = time.monotonic() + 10
-    while standin.downloads(record.uuid) == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.5)  # well inside the 2.5 s trickle: the worker is mid-download
-    for pid in gunicorn.worker_pids():
+    assert standin.wait_until_held(1)  # half the image is in: the worker is mid-download
+    killed = gunicorn.worker_pids()
+    for pid in killed:
         os.kill(pid, signal.SIGKILL)
     thread.join(15)
+    standin.release()
     assert "error" in outcome or outcome.get("status", 200) >= 500
     # Only the metadata, complete before the download began, may be there: no crop, no pixels, no temp file.
     assert [os.path.basename(p) for p in cache_files(gunicorn, record.uuid)] == [f"{record.uuid}.json"]
     # The lock the dead worker held is gone with it: the next request does the work at once.
-    time.sleep(1)  # the master replaces its workers
+    assert wait_until(lambda: len(set(gunicorn.worker_pids()) - set(killed)) == gunicorn.workers)  # replaced
     started = time.monotonic()
     response = post_crop(gunicorn, record, (10, 10, 300, 300), format="png")
     assert response.status_code == 200

@@ -8,9 +8,9 @@ import pytest
 import requests
 
 from cropper.serve import check_tls_files
-from tests.integration.conftest import service_env
 from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip, free_port, read_log
 from devtools.standin import FathomNetStandIn
+from tests.integration.conftest import service_env
 
 
 def post_crop(server, record, box, **extra):
@@ -182,7 +182,8 @@ def test_rate_limits_answer_429_past_the_burst(gunicorn, standin, tmp_path):
 
 def self_signed(tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     key.chmod(0o600)
     return cert, key

@@ -1,0 +1,82 @@
+"""Many crops at once, grouped by image: one metadata query, one download and decode per image.
+
+The locks are the single requests' own (CropService.make), so a batch and a single request
+never do the same work twice.
+"""
+
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+
+from . import imaging
+from .crops import Crop
+from .errors import CropperError, as_cropper_error
+from .service import CropResult
+
+# Pillow releases the GIL while it encodes, so one thread per core keeps every core cutting.
+CROP_THREADS = os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class CropFailure:
+    """A batch item that could not be made, and why."""
+
+    crop: Crop
+    error: CropperError
+
+
+def get_or_create_many(service, crops, concurrency):
+    """Results for many crops, in order: a CropResult, or a CropFailure saying why not.
+
+    Work is grouped by image: one metadata query for every image not seen before, each source
+    downloaded and decoded at most once, and all its boxes cut from those pixels, with
+    `concurrency` images fetched at once.
+    """
+    results = [None] * len(crops)
+    pending = {}  # uuid -> [(index, crop)] of crops not stored yet
+    for index, crop in enumerate(crops):
+        if service.crop_store.find(crop):
+            results[index] = CropResult(crop, cached=True)
+        else:
+            pending.setdefault(crop.uuid, []).append((index, crop))
+    if pending:
+        _make_pending(service, pending, results, concurrency)
+    return [result if isinstance(result, CropResult) else CropFailure(crop, result)
+            for crop, result in zip(crops, results)]
+
+
+def _make_pending(service, pending, results, concurrency):
+    infos = service.image_infos(list(pending))
+    # Two pools, so an image's crops start as soon as its pixels are ready, while other
+    # downloads are still waiting on the network.
+    with ThreadPoolExecutor(min(concurrency, len(pending))) as fetch_pool, \
+            ThreadPoolExecutor(CROP_THREADS) as crop_pool:
+        fetches = {}
+        for uuid, items in pending.items():
+            fitting = []
+            for index, crop in items:
+                results[index] = _problem_before_download(crop, infos[uuid])
+                if results[index] is None:
+                    fitting.append((index, crop))
+            if fitting:
+                fetches[fetch_pool.submit(service.ensure_source, infos[uuid])] = fitting
+        made = []
+        for fetch in as_completed(fetches):
+            for index, crop in fetches[fetch]:
+                if fetch.exception() is None:
+                    made.append((index, crop_pool.submit(service.make, crop, infos[crop.uuid])))
+                else:
+                    results[index] = as_cropper_error(fetch.exception())
+        for index, future in made:
+            results[index] = future.result() if future.exception() is None else as_cropper_error(future.exception())
+
+
+def _problem_before_download(crop, info):
+    """The error an item meets before anything is downloaded (no image, box outside), or None."""
+    if isinstance(info, CropperError):
+        return info
+    try:
+        imaging.check_box(crop.box, info.size)
+    except CropperError as error:
+        return error
+    return None
