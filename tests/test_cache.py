@@ -9,13 +9,13 @@ import signal
 import stat
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from cropper.cache import FileCropStore, FileSourceStore, Locks, atomic_writer, write_bytes
 from cropper.crops import Box, Crop
 from cropper.errors import BusyError
+from tests.modules import package_sources
 from tests.processes import HeldInChild
 
 UUID = "f11816b8-1234-4abc-8def-0123456789ab"
@@ -190,59 +190,34 @@ def test_lock_files_are_removed_by_their_last_holder(tmp_path):
     assert not locks.path("k").exists()
 
 
-def test_a_waiter_whose_lock_file_was_removed_takes_the_one_in_place(tmp_path):
-    """The holder removes its file on release; a waiter that had opened it must not think it holds the key."""
-    locks = Locks(tmp_path, timeout=5)
-    inside, most, errors = [0], [0], []
-    counter_lock = threading.Lock()
-
-    def work():
-        try:
-            for _ in range(30):
-                with locks.hold("k"):
-                    with counter_lock:
-                        inside[0] += 1
-                        most[0] = max(most[0], inside[0])
-                    time.sleep(0.0005)
-                    with counter_lock:
-                        inside[0] -= 1
-        except Exception as error:  # noqa: BLE001 - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == [] and most[0] == 1
-    assert not locks.path("k").exists()
-
-
-def test_threads_of_one_process_exclude_each_other(tmp_path):
+@pytest.mark.parametrize("threads, rounds, pause", [(6, 5, 0.005), (8, 30, 0.0005)])
+def test_threads_of_one_process_exclude_each_other(tmp_path, threads, rounds, pause):
+    """Many short holds: each holder removes its file, and a waiter that had opened the removed one
+    must take the one in place instead of thinking it holds the key."""
     locks = Locks(tmp_path, timeout=10)
     inside, most, errors = [0], [0], []
     counter_lock = threading.Lock()
 
     def work():
         try:
-            for _ in range(5):
+            for _ in range(rounds):
                 with locks.hold("k"):
                     with counter_lock:
                         inside[0] += 1
                         most[0] = max(most[0], inside[0])
-                    time.sleep(0.005)
+                    time.sleep(pause)
                     with counter_lock:
                         inside[0] -= 1
         except Exception as error:  # noqa: BLE001 - reported below
             errors.append(error)
 
-    threads = [threading.Thread(target=work) for _ in range(6)]
-    for t in threads:
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for t in workers:
         t.start()
-    for t in threads:
+    for t in workers:
         t.join()
-    assert errors == []
-    assert most[0] == 1
+    assert errors == [] and most[0] == 1
+    assert not locks.path("k").exists()
 
 
 def test_a_thread_holding_the_lock_makes_another_thread_busy(locks):
@@ -269,10 +244,6 @@ def test_a_thread_holding_the_lock_makes_another_thread_busy(locks):
 
 def test_no_module_outside_the_cache_knows_its_files():
     """Suffixes, lock files and temp files are the cache's own business; others speak in meanings."""
-    package = Path(FileCropStore.__module__.replace(".", "/")).parent
-    for module in sorted((Path(__file__).parent.parent / package).glob("*.py")):
-        if module.name == "cache.py":
-            continue
-        text = module.read_text()
+    for name, text in package_sources(but="cache.py"):
         for detail in ('".pix"', '".json"', '.lock"', "TEMP_SUFFIX", ".tmp", "tempfile", "flock", "st_atime", "locks/"):
-            assert detail not in text, f"{module.name} mentions {detail}"
+            assert detail not in text, f"{name} mentions {detail}"

@@ -1,12 +1,12 @@
 """The crop owner: a crop's canonical path, read back, and the patterns nginx and logstats use."""
 
 import re
-from pathlib import Path
 
 import pytest
 
 from cropper import crops
 from cropper.crops import Box, Crop, parse_relpath
+from tests.modules import package_sources
 
 UUID = "f11816b8-1234-4abc-8def-0123456789ab"
 PATH = f"f1/{UUID}/100_0_405_400.webp"
@@ -68,9 +68,5 @@ def test_the_url_pattern_matches_exactly_the_paths_that_parse():
 
 
 def test_no_module_outside_the_crop_owner_holds_a_crop_path_pattern():
-    package = Path(crops.__file__).parent
-    for module in sorted(package.glob("*.py")):
-        if module.name == "crops.py":
-            continue
-        text = module.read_text()
-        assert "[0-9a-f]{8}" not in text and r"\d+_\d+" not in text and "_{y1}_" not in text, module.name
+    for name, text in package_sources(but="crops.py"):
+        assert "[0-9a-f]{8}" not in text and r"\d+_\d+" not in text and "_{y1}_" not in text, name

@@ -2,7 +2,6 @@
 
 import io
 import re
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -10,6 +9,7 @@ from PIL import Image
 from cropper import create_app, crops, formats
 from cropper.serve import NginxProcess, NginxSite, render_nginx
 from tests.images import assert_image_equal, expected_crop, flatten_on_white
+from tests.modules import package_sources
 
 
 @pytest.fixture
@@ -59,9 +59,5 @@ def test_a_format_not_in_the_table_is_refused_by_name(settings):
 
 def test_no_format_list_outside_the_table():
     """Other modules ask the table; a literal list of format names elsewhere would drift from it."""
-    package = Path(crops.__file__).parent
-    for module in sorted(package.glob("*.py")):
-        if module.name == "formats.py":
-            continue
-        text = module.read_text()
-        assert not re.search(r"webp.{0,12}jpeg|jpeg.{0,12}png|image/(webp|jpeg|png)", text), module.name
+    for name, text in package_sources(but="formats.py"):
+        assert not re.search(r"webp.{0,12}jpeg|jpeg.{0,12}png|image/(webp|jpeg|png)", text), name
