@@ -267,7 +267,8 @@ def memory(standin, tmp, clients=8):
     """Peak RSS of the workers of a fresh Gunicorn while 8 clients crop the 3840x2160 image at once."""
     catalog = standin.catalog()
     large, huge = catalog["large"], catalog["huge"]
-    env = {"CACHE_DIR": f"{tmp}/memory/cache", "FATHOMNET_API_URL": standin.api_url, "ALLOWED_IMAGE_HOSTS": "127.0.0.1"}
+    env = {"CACHE_DIR": f"{tmp}/memory/cache", "FATHOMNET_API_URL": standin.api_url,
+           "ALLOWED_IMAGE_HOSTS": f"127.0.0.1:{standin.port}"}
     os.makedirs(f"{tmp}/memory")
     with Gunicorn(env, cwd=f"{tmp}/memory", workers=3) as app:
         for round_ in range(3):
@@ -309,7 +310,7 @@ def run_all(standin, tmp, worker_class, args):
     run_dir = f"{tmp}/{worker_class}"
     cache = f"{run_dir}/cache"
     os.makedirs(run_dir)
-    env = {"CACHE_DIR": cache, "FATHOMNET_API_URL": standin.api_url, "ALLOWED_IMAGE_HOSTS": "127.0.0.1",
+    env = {"CACHE_DIR": cache, "FATHOMNET_API_URL": standin.api_url, "ALLOWED_IMAGE_HOSTS": f"127.0.0.1:{standin.port}",
            "GUNICORN_WORKER_CLASS": worker_class}
     with Gunicorn(env, cwd=run_dir, workers=args.workers) as app:
         nginx = start_nginx(app, cache, run_dir)

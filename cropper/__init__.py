@@ -7,6 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from .cache import file_stores
 from .config import Settings
 from .errors import register_error_handlers
+from .eviction import Pruner
 from .fathomnet import FathomNetClient
 from .routes import JSONRequest, bp
 from .schemas import CropSchema
@@ -37,10 +38,17 @@ def register_proxy_fix(app, settings):
 
 def register_services(app, settings):
     """The crop service over its stores and FathomNet client, and the schema requests are read with."""
-    app.extensions["cropper"] = CropService(settings, *stores(settings), FathomNetClient(settings))
+    app.extensions["cropper"] = crop_service(settings)
     app.extensions["cropper.schema"] = CropSchema(
         max_side=settings.max_crop_side, max_pixels=settings.max_crop_pixels, default_format=settings.default_format
     )
+
+
+def crop_service(settings):
+    """The crop service over the stores, the FathomNet client and the evictor the settings name."""
+    crop_store, source_store = stores(settings)
+    pruner = Pruner(crop_store, source_store, settings)
+    return CropService(settings, crop_store, source_store, FathomNetClient(settings), pruner)
 
 
 def stores(settings):

@@ -40,7 +40,8 @@ def get_or_create_many(service, crops, concurrency):
         else:
             pending.setdefault(crop.uuid, []).append((index, crop))
     if pending:
-        _make_pending(service, pending, results, concurrency)
+        with service.admission.slot():  # a batch is one request: one slot, however many images
+            _make_pending(service, pending, results, concurrency)
     return [result if isinstance(result, CropResult) else CropFailure(crop, result)
             for crop, result in zip(crops, results)]
 

@@ -31,11 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import crops, imaging
-from .errors import BusyError
+from .errors import BusyError, InsufficientStorageError
 
 log = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".tmp"
+# What a write meets when the cache's disk cannot take it: full, over quota, read-only, or not ours.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+BLOCK = 4096  # what a file of n bytes takes on disk is counted in blocks of this
 SOURCE_NAME = re.compile(rf"([0-9a-f]{{2}})/({crops.UUID})\.(json|pix)")
 # Refreshing atime at most this often keeps a hit to one stat in the common case. nginx's reads
 # refresh it too, under the usual relatime mount option, once a day at most.
@@ -75,6 +78,55 @@ class OpenedCrop:
     file: object
     size: int
     modified: float
+
+
+@contextmanager
+def storing(what):
+    """Turn the OSError of a disk that cannot take a write into InsufficientStorageError, naming `what`."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in STORAGE_ERRNOS:
+            raise
+        reason = {errno.EROFS: "is read-only", errno.EACCES: "may not be written by this service",
+                  errno.EPERM: "may not be written by this service"}.get(error.errno, "is full")
+        log.warning("cannot store in the %s: %s", what, error)
+        raise InsufficientStorageError(
+            f"The {what} {reason}: new crops cannot be made right now; crops already made are still served.",
+            store=what,
+        ) from None
+
+
+class UsageCounter:
+    """Bytes a store holds, as last measured by eviction plus what was written since; shared by all processes.
+
+    Lets a writer keep a store within its budget without walking it before every write.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def add(self, nbytes):
+        """Count nbytes more (or fewer); return the new total."""
+        with storing("cache"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            raw = os.pread(fd, 32, 0)
+            total = max(0, (int(raw) if raw.strip().isdigit() else 0) + nbytes)
+            os.pwrite(fd, b"%-31d" % total, 0)
+            return total
+        finally:
+            os.close(fd)
+
+    def set(self, total):
+        self.add(total - self.add(0))
+
+
+def blocks(nbytes):
+    """Bytes on disk of a file of nbytes."""
+    return -(-nbytes // BLOCK) * BLOCK
 
 
 class Locks:
@@ -117,13 +169,14 @@ class Locks:
             os.close(fd)
 
     def _open(self, path):
-        for attempt in range(3):
-            try:
-                return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            except FileNotFoundError:
-                if attempt == 2:
-                    raise
-                path.parent.mkdir(parents=True, exist_ok=True)
+        with storing("cache"):
+            for attempt in range(3):
+                try:
+                    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
+                    path.parent.mkdir(parents=True, exist_ok=True)
 
     @staticmethod
     def _acquire(fd, deadline, what, timeout):
@@ -156,9 +209,12 @@ def _same_file(fd, path):
 class FileCropStore:
     """Crops as files under <root>/crops/, named by their relpath: the folder nginx serves."""
 
+    name = "crop cache"
+
     def __init__(self, root, locks):
         self.folder = Path(root).resolve() / "crops"
         self.locks = locks
+        self.usage = UsageCounter(Path(root).resolve() / "usage" / "crops")
 
     def path(self, crop):
         return self.folder / crop.relpath
@@ -182,7 +238,9 @@ class FileCropStore:
         return OpenedCrop(file, stat.st_size, stat.st_mtime)
 
     def put(self, crop, data):
-        write_bytes(self.path(crop), data)
+        with storing(self.name):
+            write_bytes(self.path(crop), data)
+        self.usage.add(blocks(len(data)))
 
     def lock(self, crop, timeout=None):
         """Held while the crop is made (or removed), so identical work runs once."""
@@ -217,10 +275,13 @@ class FileCropStore:
 class FileSourceStore:
     """Per image: its FathomNet metadata (JSON) and its decoded pixels, under <root>/sources/."""
 
+    name = "image source cache"
+
     def __init__(self, root, locks):
         self.root = Path(root).resolve()
         self.folder = self.root / "sources"
         self.locks = locks
+        self.usage = UsageCounter(self.root / "usage" / "sources")
 
     def _path(self, uuid, suffix):
         return self.folder / uuid[:2] / f"{uuid}{suffix}"
@@ -237,7 +298,14 @@ class FileSourceStore:
             return None
 
     def write_info(self, uuid, info):
-        write_bytes(self._path(uuid, ".json"), json.dumps(info).encode())
+        data = json.dumps(info).encode()
+        with storing(self.name):
+            write_bytes(self._path(uuid, ".json"), data)
+        self.usage.add(blocks(len(data)))
+
+    def forget_info(self, uuid):
+        """Drop the image's metadata, so the next crop asks FathomNet again (it led to no usable image)."""
+        _unlink(self._path(uuid, ".json"))
 
     def open_pixels(self, uuid):
         """The image's raw pixels, memory-mapped, or None when not stored (or damaged).
@@ -260,15 +328,18 @@ class FileSourceStore:
     @contextmanager
     def new_pixels(self, uuid):
         """A file to write the image's raw pixels into; they are stored once the block ends without error."""
-        with atomic_writer(self._path(uuid, ".pix")) as out:
+        with storing(self.name), atomic_writer(self._path(uuid, ".pix")) as out:
             yield out
+            size = out.tell()
+        self.usage.add(blocks(size))
 
     @contextmanager
     def scratch_file(self):
         """An anonymous temp file on the cache's disk, for a download: nothing is left if we are killed."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=self.folder) as file:
-            yield file
+        with storing(self.name):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.folder) as file:
+                yield file
 
     def check_writable(self, min_free_bytes):
         """None if a file can be written here and enough space is free, else why not."""

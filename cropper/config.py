@@ -45,8 +45,8 @@ def _csv(raw):
     return tuple(part.strip().lower() for part in raw.split(",") if part.strip())
 
 
-MAY_BE_ZERO = ("upstream_retries", "trusted_proxies", "gunicorn_workers", "cache_min_age", "cache_prune_interval",
-               "temp_grace")
+MAY_BE_ZERO = ("upstream_retries", "trusted_proxies", "gunicorn_workers", "cache_prune_interval", "temp_grace",
+               "miss_queue")
 
 
 def setting(default, parse, help):
@@ -65,14 +65,19 @@ class Settings:
         "https://database.fathomnet.org/api", _str, "FathomNet API base, the variable fathomnet-py reads too.")
     allowed_image_hosts: tuple = setting(
         ("database.fathomnet.org",), _csv,
-        "Hosts images may be downloaded from, so a poisoned API answer cannot aim us at an internal address.")
+        "Hosts images may be downloaded from ('host' on ports 80/443, or 'host:port'), so a poisoned API "
+        "answer cannot aim us at an internal address.")
     connect_timeout: float = setting(3.05, _float, "Seconds to open a connection to FathomNet or the image host.")
     read_timeout: float = setting(10.0, _float, "Seconds to wait for each read from FathomNet or the image host.")
+    api_timeout: float = setting(
+        15.0, _float, "Seconds a whole FathomNet API call may take, answer included; catches trickling peers.")
     download_timeout: float = setting(
         60.0, _float, "Seconds a whole image download may take; catches hosts that trickle bytes.")
     upstream_retries: int = setting(
         2, _int, "Extra tries, with backoff, after a connection error or a 5xx from FathomNet.")
     max_download_bytes: int = setting(200 * 1024 * 1024, _int, "Largest source image file we download.")
+    max_api_bytes: int = setting(
+        16 * 1024 * 1024, _int, "Largest FathomNet API answer we read (after inflating it), e.g. an image query.")
     max_image_pixels: int = setting(
         40_000_000, _int, "Largest source image (width x height) we decode; guards against decompression bombs.")
     max_crop_side: int = setting(8192, _int, "Longest side, in pixels, a crop may have.")
@@ -81,6 +86,11 @@ class Settings:
     quality: int = setting(90, _int, "Quality (1-100) of crops in the lossy formats (see formats.py).")
     lock_timeout: float = setting(
         30.0, _float, "Seconds a request waits for another making the same file before answering 503.")
+    miss_slots: int = setting(
+        4, _int, "Crops one worker makes at once (each may wait on FathomNet); below GUNICORN_THREADS, so "
+        "threads stay free for cache hits.")
+    miss_queue: int = setting(
+        24, _int, "Requests for new crops one worker lets wait for a slot; past that it answers 503 busy at once.")
     max_body_bytes: int = setting(1024 * 1024, _int, "Largest request body; bigger is a 413.")
     cors_origins: tuple = setting(("*",), _csv, "Origins allowed to call the API from a browser, comma-separated.")
     trusted_proxies: int = setting(
@@ -90,7 +100,6 @@ class Settings:
         2 * 1024**3, _int, "Disk space source images (decoded pixels, ~6 MB per 1920x1080) may take.")
     cache_low_water: float = setting(
         0.9, _float, "When over a budget, remove until under this fraction of it, so pruning is not constant.")
-    cache_min_age: float = setting(60.0, _float, "Files used within this many seconds are never removed.")
     cache_prune_interval: float = setting(
         60.0, _float, "Seconds between cache checks by the pruner Gunicorn starts (one per cache folder); "
         "0: only by command.")
@@ -106,7 +115,8 @@ class Settings:
     gunicorn_bind: str = setting("127.0.0.1:8000", _str, "Address Gunicorn listens on; nginx proxies to it.")
     gunicorn_workers: int = setting(0, _int, "Gunicorn worker processes; 0: one per core plus one.")
     gunicorn_worker_class: str = setting("gthread", _str, "sync or gthread; see gunicorn.conf.py for the measurements.")
-    gunicorn_threads: int = setting(4, _int, "Threads per worker with gthread.")
+    gunicorn_threads: int = setting(
+        32, _int, "Threads per worker with gthread: MISS_SLOTS + MISS_QUEUE of them for new crops, the rest for hits.")
     gunicorn_timeout: int = setting(
         90, _int, "Seconds before a silent worker is replaced; must outlast DOWNLOAD_TIMEOUT plus a decode.")
 
@@ -154,6 +164,9 @@ class Settings:
                 raise ConfigError(f"{f.name.upper()} must be a finite number more than 0, not {value}")
             if f.name in MAY_BE_ZERO and not value >= 0:
                 raise ConfigError(f"{f.name.upper()} must be 0 or more, not {value}")
+        if self.gunicorn_worker_class == "gthread" and self.gunicorn_threads <= self.miss_slots + self.miss_queue:
+            raise ConfigError(f"GUNICORN_THREADS ({self.gunicorn_threads}) must be more than MISS_SLOTS + MISS_QUEUE "
+                              f"({self.miss_slots} + {self.miss_queue}), or cache hits queue behind slow downloads")
         if not 0 < self.cache_low_water <= 1:
             raise ConfigError(f"CACHE_LOW_WATER must be more than 0 and at most 1, not {self.cache_low_water}")
         if not self.allowed_image_hosts:

@@ -82,6 +82,16 @@ class UpstreamTimeoutError(UpstreamError):
     code = "upstream_timeout"
 
 
+class InsufficientStorageError(CropperError):
+    """The cache's disk is full or read-only: new files cannot be stored, cached ones are still served.
+
+    507, not 503: clients retry a 503 at once, and a full disk is no reason to.
+    """
+
+    status = 507
+    code = "insufficient_storage"
+
+
 class BusyError(CropperError):
     """Another request is still making the same file and we gave up waiting for it."""
 

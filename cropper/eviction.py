@@ -1,10 +1,12 @@
 """Keeping the cache within its disk budget: least recently used files go first.
 
 Crops and sources have budgets of their own (CACHE_MAX_BYTES, SOURCE_CACHE_MAX_BYTES). Over
-budget, the least recently used are removed until the store is under the low-water mark.
-Eviction is safe because links heal: nginx sends a request for a missing crop to the app,
-which makes it again. Nothing in use is removed: files used within CACHE_MIN_AGE seconds are
-kept, and the stores refuse to remove a crop or source being made, or pixels being read. Temp
+budget, the least recently used are removed until the store is under the low-water mark. This
+happens before a write would take a store over its budget (the stores count what they hold, so a
+burst of downloads cannot outrun the pruner), when a write finds the disk full (once, then the
+write is tried again), and every CACHE_PRUNE_INTERVAL seconds. Eviction is safe because links
+heal: nginx sends a request for a missing crop to the app, which makes it again. Only what is in
+use is kept: the stores refuse to remove a crop or source being made, or pixels being read. Temp
 files left by killed workers go once TEMP_GRACE seconds old.
 
 One pruner runs per cache folder (`python -m cropper cache prune --every N`, which Gunicorn's
@@ -18,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from . import cache
-from .errors import BusyError
+from .errors import BusyError, CropperError
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,8 @@ class Pruner:
         self.max_crop_bytes = settings.cache_max_bytes
         self.max_source_bytes = settings.source_cache_max_bytes
         self.low_water = settings.cache_low_water
-        self.min_age = settings.cache_min_age
         self.temp_grace = settings.temp_grace
+        self.budgets = {id(crop_store): self.max_crop_bytes, id(source_store): self.max_source_bytes}
 
     def prune(self, now=None):
         """Remove old temp files and, where over budget, least recently used entries."""
@@ -56,26 +58,56 @@ class Pruner:
             if now - temp.modified > self.temp_grace:
                 cache.remove_temp_file(temp)
                 report.temp_files_removed += 1
-        report.crops_removed, report.crop_bytes_removed = self._evict(
-            crops.entries, self.max_crop_bytes, self.crop_store, now, report)
-        report.sources_removed, report.source_bytes_removed = self._evict(
-            sources.entries, self.max_source_bytes, self.source_store, now, report)
+        report.crops_removed, report.crop_bytes_removed = self._within_budget(self.crop_store, crops, report)
+        report.sources_removed, report.source_bytes_removed = self._within_budget(self.source_store, sources, report)
         return report
 
-    def _evict(self, entries, budget, store, now, report):
-        total = sum(entry.size for entry in entries)
-        if total <= budget:
-            return 0, 0
-        target = budget * self.low_water
+    def make_room(self, store, nbytes):
+        """Before storing nbytes in store: if that would take it over its budget, evict to the low-water mark now.
+
+        One process evicts at a time; the others write on (the overshoot is bounded by writes in flight).
+        """
+        if store.usage.add(0) + nbytes <= self.budgets[id(store)]:
+            return
+        try:
+            with store.locks.hold(f"evict:{store.name}", timeout=0):
+                report = PruneReport()
+                self._within_budget(store, store.listing(), report, incoming=nbytes)
+        except BusyError:
+            pass
+
+    def free(self, nbytes):
+        """The disk is full: remove the least recently used that nobody uses until nbytes more are free."""
+        freed = 0
+        for store in (self.source_store, self.crop_store):  # sources first: a few big files
+            listing = store.listing()
+            freed_here = 0
+            for entry in sorted(listing.entries, key=lambda e: e.last_used):
+                if freed + freed_here >= nbytes:
+                    break
+                if store.remove(entry):
+                    freed_here += entry.size
+            store.usage.set(listing.size - freed_here)
+            freed += freed_here
+        log.warning("the cache's disk was full: removed %d bytes of least recently used files", freed)
+        return freed
+
+    def _within_budget(self, store, listing, report, incoming=0):
+        """Evict least recently used entries of listing until store plus incoming is under the low-water mark."""
+        budget = self.budgets[id(store)]
+        total = listing.size + incoming
         removed = freed = 0
-        for entry in sorted(entries, key=lambda e: e.last_used):
-            if total - freed <= target:
-                break
-            if now - entry.last_used < self.min_age or not store.remove(entry):
-                report.skipped_in_use += 1
-                continue
-            removed += 1
-            freed += entry.size
+        if total > budget:
+            target = budget * self.low_water
+            for entry in sorted(listing.entries, key=lambda e: e.last_used):
+                if total - freed <= target:
+                    break
+                if not store.remove(entry):
+                    report.skipped_in_use += 1
+                    continue
+                removed += 1
+                freed += entry.size
+        store.usage.set(listing.size - freed)  # what is incoming, its writer counts
         return removed, freed
 
 
@@ -106,6 +138,9 @@ def run_pruner(pruner, locks, interval, stop=None, parent_pid=None):
             if not announced_waiting:
                 log.info("another process prunes this cache; standing by (pid %d)", os.getpid())
                 announced_waiting = True
+            pause()
+        except CropperError as error:  # a read-only or full cache: say so, try again later
+            log.warning("cannot prune the cache: %s", error.message)
             pause()
 
 

@@ -1,22 +1,28 @@
 """The FathomNet client: image metadata from the API and image bytes from the image host.
 
-It speaks in meanings (not found, upstream failed, timed out) and never in HTTP statuses,
-so the routes decide what the client of our service hears.
+It speaks in meanings (not found, upstream failed, timed out) and never in HTTP statuses, so the
+routes decide what the client of our service hears. Everything that comes back is bounded: each
+call has a total deadline (deadlines.py), each body a size cap (compressed and inflated), JSON a
+nesting depth, redirects a count and a destination (the API's own origin; allowed image hosts).
 """
 
 import hashlib
-import time
+import json
+import logging
 from dataclasses import asdict, dataclass
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from .deadlines import DeadlineAdapter, deadline
 from .errors import ImageNotFoundError, ImageTooLargeError, UpstreamError, UpstreamTimeoutError
+
+log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 3
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,8 @@ class ImageInfo:
             if not isinstance(url, str) or not url:
                 raise ValueError("url must be a string")
         except (KeyError, TypeError, ValueError) as error:
-            raise UpstreamError(f"FathomNet sent unusable metadata for image {uuid}: {error}") from None
+            log.warning("unusable metadata for image %s: %r", uuid, error)
+            raise UpstreamError(f"FathomNet sent unusable metadata for image {uuid}.", uuid=uuid) from None
         sha256 = data.get("sha256")
         return cls(uuid, url, width, height, sha256.lower() if isinstance(sha256, str) and sha256 else None)
 
@@ -51,13 +58,36 @@ class ImageInfo:
         return asdict(self)
 
 
+def origin(url):
+    """(scheme, host, port) of a URL, the port filled in from the scheme."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a port that is not a number
+        port = None
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def allowed_origins(hosts):
+    """The (host, port) pairs images may come from: 'host' means its default ports, 'host:port' that port."""
+    allowed = set()
+    for entry in hosts:
+        parts = urlsplit(f"//{entry}")
+        host = (parts.hostname or "").lower()
+        allowed |= {(host, parts.port)} if parts.port else {(host, port) for port in DEFAULT_PORTS.values()}
+    return frozenset(allowed)
+
+
 class FathomNetClient:
     def __init__(self, settings):
         self.api_url = settings.fathomnet_api_url.rstrip("/") + "/"
-        self.allowed_hosts = frozenset(settings.allowed_image_hosts)
+        self.allowed_image_origins = allowed_origins(settings.allowed_image_hosts)
         self.timeout = (settings.connect_timeout, settings.read_timeout)
+        self.api_timeout = settings.api_timeout
         self.download_timeout = settings.download_timeout
         self.max_download_bytes = settings.max_download_bytes
+        self.max_api_bytes = settings.max_api_bytes
         self.session = requests.Session()
         # Retry only what is safe and cheap to retry: refused connections and 5xx answers.
         # A read timeout is not retried: it already cost the whole timeout once.
@@ -65,79 +95,108 @@ class FathomNetClient:
             total=settings.upstream_retries, connect=settings.upstream_retries, read=False,
             status=settings.upstream_retries, status_forcelist=(500, 502, 503, 504),
             allowed_methods=frozenset({"GET", "POST"}), backoff_factor=0.1,
-            raise_on_status=False, respect_retry_after_header=False,
+            raise_on_status=False, respect_retry_after_header=False, redirect=False,
         )
-        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=32)
+        adapter = DeadlineAdapter(max_retries=retry, pool_maxsize=32)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        self.probe = requests.Session()  # no retries: a probe must answer within its timeout
+        self.probe.mount("http://", DeadlineAdapter(max_retries=0))
+        self.probe.mount("https://", DeadlineAdapter(max_retries=0))
+
+    # -- the API
 
     def image(self, uuid):
         """Look up one image's metadata."""
-        response = self._call("GET", f"images/{quote(uuid)}", what=f"image {uuid}")
-        if response.status_code == 404:
+        found = self._api("GET", f"images/{quote(uuid)}", f"image {uuid}")
+        if found is None:
             raise ImageNotFoundError(f"FathomNet has no image with uuid {uuid}.", uuid=uuid)
-        return ImageInfo.from_api(uuid, self._json(response, f"image {uuid}"))
+        return ImageInfo.from_api(uuid, found)
 
     def images(self, uuids):
-        """Look up many images in one call; unknown uuids are absent from the answer."""
+        """Look up many images in one call: uuid -> ImageInfo, or the UpstreamError of that image alone.
+
+        Unknown uuids are absent from the answer.
+        """
         uuids = [uuid.lower() for uuid in uuids]
-        response = self._call("POST", "images/query/uuids", what="images", json=uuids)
+        answer = self._api("POST", "images/query/uuids", "images", json=uuids)
+        if not isinstance(answer, list):
+            raise UpstreamError("FathomNet answered an image query with something that is not a list.")
         found = {}
-        for item in self._json(response, "images"):
+        for item in answer:
             uuid = str(item.get("uuid", "")).lower() if isinstance(item, dict) else ""
-            if uuid in uuids:
-                found[uuid] = ImageInfo.from_api(uuid, item)
+            if uuid in uuids and uuid not in found:
+                try:
+                    found[uuid] = ImageInfo.from_api(uuid, item)
+                except UpstreamError as error:  # one image's bad metadata is that image's problem only
+                    found[uuid] = error
         return found
 
-    def _call(self, method, path, what, **kwargs):
+    def _api(self, method, path, what, **kwargs):
+        """The JSON of an API answer (None for a 404), within the API's deadline and size cap."""
+        url = urljoin(self.api_url, path)
+        with deadline(self.api_timeout) as call:
+            try:
+                response = self._follow_within_origin(method, url, what, **kwargs)
+                with response:
+                    if response.status_code == 404:
+                        return None
+                    if not response.ok:
+                        raise UpstreamError(f"FathomNet answered {response.status_code} about {what}.",
+                                            status=response.status_code)
+                    body = self._read(response, self.max_api_bytes, self._api_too_big(what))
+            except requests.RequestException as error:
+                raise self._failure(error, call, "FathomNet", f" about {what}") from None
         try:
-            response = self.session.request(method, urljoin(self.api_url, path), timeout=self.timeout, **kwargs)
-        except requests.Timeout:
-            raise UpstreamTimeoutError(f"FathomNet did not answer in time about {what}.") from None
-        except requests.RequestException as error:
-            raise UpstreamError(f"FathomNet could not be reached about {what}: {error}") from None
-        if response.status_code != 404 and not response.ok:
-            raise UpstreamError(f"FathomNet answered {response.status_code} about {what}.", status=response.status_code)
-        return response
+            return json.loads(body)
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than any real answer
+            message = f"FathomNet sent something that is not JSON, or nests too deep, about {what}."
+            raise UpstreamError(message) from None
 
-    @staticmethod
-    def _json(response, what):
-        try:
-            return response.json()
-        except ValueError:
-            raise UpstreamError(f"FathomNet sent something that is not JSON about {what}.") from None
+    def _follow_within_origin(self, method, url, what, **kwargs):
+        """Send the request, following redirects only within the API's own scheme, host and port."""
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False,
+                                            stream=True, headers={"Accept-Encoding": "gzip, deflate"}, **kwargs)
+            if not response.is_redirect:
+                return response
+            target = urljoin(url, response.headers.get("Location", ""))
+            response.close()
+            if origin(target) != origin(self.api_url):
+                log.warning("FathomNet redirected %s to %s, outside its origin", url, target)
+                raise UpstreamError(f"FathomNet redirected a request about {what} away from its own address.")
+            url = target
+        raise UpstreamError(f"FathomNet redirected a request about {what} too many times.")
+
+    def _api_too_big(self, what):
+        return UpstreamError(f"FathomNet's answer about {what} is larger than {self.max_api_bytes} bytes.")
+
+    # -- the image host
 
     def download(self, url, out):
         """Stream an image into the file out, within the size and time limits; return its sha256 hex."""
-        deadline = time.monotonic() + self.download_timeout
         digest = hashlib.sha256()
-        try:
-            with self._open_image(url) as response:
-                declared = response.headers.get("Content-Length", "")
-                if declared.isascii() and declared.isdigit() and int(declared) > self.max_download_bytes:
-                    raise self._too_big()
-                received = 0
-                for chunk in response.iter_content(CHUNK_BYTES):
-                    received += len(chunk)
-                    if received > self.max_download_bytes:
-                        raise self._too_big()
-                    if time.monotonic() > deadline:
-                        raise UpstreamTimeoutError(f"The image download took over {self.download_timeout} s.")
-                    digest.update(chunk)
-                    out.write(chunk)
-        except requests.Timeout:
-            raise UpstreamTimeoutError("The image host did not answer in time.") from None
-        except requests.RequestException as error:
-            raise UpstreamError(f"The image download failed: {error}") from None
+        with deadline(self.download_timeout) as call:
+            try:
+                with self._open_image(url) as response:
+                    declared = response.headers.get("Content-Length", "")
+                    if declared.isascii() and declared.isdigit() and int(declared) > self.max_download_bytes:
+                        raise self._image_too_big()
+                    for chunk in self._chunks(response, self.max_download_bytes, self._image_too_big()):
+                        digest.update(chunk)
+                        out.write(chunk)
+            except requests.RequestException as error:
+                raise self._failure(error, call, "The image host") from None
         return digest.hexdigest()
 
     def _open_image(self, url):
-        """GET url, following redirects only to allowed hosts (URLs with %20 are sent as given)."""
+        """GET url, following redirects only to allowed hosts and ports (URLs with %20 are sent as given)."""
         for _ in range(MAX_REDIRECTS + 1):
-            self._check_host(url)
-            response = self.session.get(url, stream=True, timeout=self.timeout, allow_redirects=False)
+            self._check_image_origin(url)
+            response = self.session.get(url, stream=True, timeout=self.timeout, allow_redirects=False,
+                                        headers={"Accept-Encoding": "identity"})  # images are compressed already
             if response.is_redirect:
-                url = urljoin(url, response.headers["Location"])
+                url = urljoin(url, response.headers.get("Location", ""))
                 response.close()
                 continue
             if not response.ok:
@@ -146,32 +205,56 @@ class FathomNetClient:
             content_type = response.headers.get("Content-Type", "").lower()
             if content_type and not content_type.startswith(("image/", "application/octet-stream")):
                 response.close()
-                raise UpstreamError(f"The image host sent {content_type}, not an image.")
+                raise UpstreamError("The image host sent something that is not an image.",
+                                    content_type=content_type[:100])
             return response
         raise UpstreamError("The image host redirected too many times.")
 
-    def _check_host(self, url):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or (parts.hostname or "").lower() not in self.allowed_hosts:
+    def _check_image_origin(self, url):
+        scheme, host, port = origin(url)
+        if scheme not in DEFAULT_PORTS or (host, port) not in self.allowed_image_origins:
             raise UpstreamError(
-                f"FathomNet pointed at an image on {parts.hostname!r}, which is not an allowed image host.",
-                host=parts.hostname,
+                "FathomNet pointed at an image on a host that is not an allowed image host.",
+                host=host[:255] or None, port=port,
             )
 
-    def _too_big(self):
+    def _image_too_big(self):
         return ImageTooLargeError(
             f"The image file is larger than the {self.max_download_bytes} bytes this server downloads.",
             max_bytes=self.max_download_bytes,
         )
 
+    # -- shared
+
+    @staticmethod
+    def _chunks(response, cap, too_big):
+        """The body in pieces, inflated if it was compressed (urllib3 inflates in bounded steps), up to cap bytes."""
+        received = 0
+        for chunk in response.iter_content(CHUNK_BYTES):
+            received += len(chunk)
+            if received > cap:
+                raise too_big
+            yield chunk
+
+    def _read(self, response, cap, too_big):
+        return b"".join(self._chunks(response, cap, too_big))
+
+    @staticmethod
+    def _failure(error, call, who, about=""):
+        """The CropperError for a failed call, in words; the exception's own text goes to the log only."""
+        log.warning("%s%s failed: %r", who, about, error)
+        if call.expired or isinstance(error, requests.Timeout):
+            return UpstreamTimeoutError(f"{who} did not answer in time{about}.")
+        if isinstance(error, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+            return UpstreamError(f"{who} could not be reached, or broke off its answer{about}.")
+        return UpstreamError(f"{who} sent an answer that could not be read{about}.")
+
     def ping(self, timeout):
         """Return None if the API answers (any status under 500) within timeout, else why not."""
         try:
-            # Plain requests, not the retrying session: a probe must answer within its timeout.
-            response = requests.get(self.api_url, timeout=timeout)
-        except requests.Timeout:
-            return f"no answer within {timeout} s"
+            with deadline(timeout) as call, self.probe.get(self.api_url, timeout=timeout, stream=True) as response:
+                status = response.status_code
         except requests.RequestException as error:
-            return f"unreachable: {type(error).__name__}"
-        response.close()
-        return f"answered {response.status_code}" if response.status_code >= 500 else None
+            expired = call.expired or isinstance(error, requests.Timeout)
+            return f"no answer within {timeout} s" if expired else f"unreachable: {type(error).__name__}"
+        return f"answered {status}" if status >= 500 else None

@@ -95,6 +95,11 @@ def normalise_mode(image):
     return image.convert("RGB")  # P without transparency, CMYK, YCbCr, ...
 
 
+def raw_size(size):
+    """The most bytes a raw pixel file of an image this size takes (RGBA, the widest mode kept)."""
+    return RAW_HEADER.size + size[0] * size[1] * BANDS["RGBA"]
+
+
 def write_raw(image, out):
     """Write an L, RGB or RGBA image as a raw pixel file."""
     out.write(RAW_HEADER.pack(RAW_MAGIC, image.mode.encode(), image.width, image.height))

@@ -1,11 +1,13 @@
 """CropService: the one place that orders lookup, download, decode, crop and store for one crop."""
 
 import logging
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import imaging
 from .crops import Crop
-from .errors import CropperError, ImageNotFoundError, UpstreamError
+from .errors import BusyError, CropperError, ImageNotFoundError, InsufficientStorageError, UpstreamError
 from .fathomnet import ImageInfo
 
 log = logging.getLogger(__name__)
@@ -26,18 +28,49 @@ class CropResult:
         }
 
 
+class Admission:
+    """How many requests of this process may make crops at once, and how many may queue for that.
+
+    Making a crop waits on FathomNet, the image host and locks. Capping it below the number of
+    Gunicorn threads keeps threads free for cache hits, which need none of that, and a request
+    past the queue is told to come back (503) instead of waiting behind a slow host.
+    """
+
+    def __init__(self, slots, queue, timeout):
+        self._slots = threading.BoundedSemaphore(slots)
+        self._room = threading.BoundedSemaphore(slots + queue)
+        self.timeout = timeout
+
+    @contextmanager
+    def slot(self):
+        if not self._room.acquire(blocking=False):
+            raise BusyError("This server is busy making other crops; try again shortly.", retry_after=1)
+        try:
+            if not self._slots.acquire(timeout=self.timeout):
+                raise BusyError("This server is busy making other crops; try again shortly.", retry_after=1)
+            try:
+                yield
+            finally:
+                self._slots.release()
+        finally:
+            self._room.release()
+
+
 class CropService:
-    def __init__(self, settings, crop_store, source_store, fathomnet):
+    def __init__(self, settings, crop_store, source_store, fathomnet, pruner):
         self.settings = settings
         self.crop_store = crop_store
         self.source_store = source_store
         self.fathomnet = fathomnet
+        self.pruner = pruner
+        self.admission = Admission(settings.miss_slots, settings.miss_queue, settings.lock_timeout)
 
     def get_or_create(self, crop):
         """The stored crop, made on a miss; identical work runs once across workers."""
         if self.crop_store.find(crop):  # a hit costs one stat and no network
             return CropResult(crop, cached=True)
-        return self.make(crop)
+        with self.admission.slot():
+            return self.make(crop)
 
     def make(self, crop, info=None):
         """Make the crop under its lock, unless the request we waited for already did.
@@ -52,8 +85,17 @@ class CropService:
                 imaging.check_box(crop.box, info.size)
             with self.open_source(info) as source:
                 data = imaging.encode(source.crop(crop.box), crop.format, self.settings.quality)
-            self.crop_store.put(crop, data)
+            self._with_room(self.crop_store, len(data), lambda: self.crop_store.put(crop, data))
         return CropResult(crop, cached=False)
+
+    def _with_room(self, store, nbytes, write):
+        """Write nbytes into store within its budget; if the disk is full, free space once and try again."""
+        self.pruner.make_room(store, nbytes)
+        try:
+            return write()
+        except InsufficientStorageError:
+            self.pruner.free(2 * nbytes)
+            return write()
 
     def readiness(self):
         """Check what serving needs besides this process: the cache disk and FathomNet."""
@@ -92,7 +134,8 @@ class CropService:
             for uuid in chunk:
                 if uuid in found:
                     infos[uuid] = found[uuid]
-                    self.source_store.write_info(uuid, found[uuid].to_dict())
+                    if isinstance(found[uuid], ImageInfo):
+                        self.source_store.write_info(uuid, found[uuid].to_dict())
                 else:
                     infos[uuid] = ImageNotFoundError(f"FathomNet has no image with uuid {uuid}.", uuid=uuid)
         return infos
@@ -117,7 +160,15 @@ class CropService:
         return source
 
     def _fetch_source(self, info):
-        """Download, verify and decode the image, and store its pixels."""
+        """Download, verify and decode the image, and store its pixels; metadata that led nowhere is forgotten."""
+        try:
+            # The download and the pixels are on the cache's disk: room for both, or for a second try.
+            self._with_room(self.source_store, imaging.raw_size(info.size), lambda: self._download_and_decode(info))
+        except CropperError:
+            self.source_store.forget_info(info.uuid)  # failures are never cached, metadata included
+            raise
+
+    def _download_and_decode(self, info):
         imaging.check_size(info.size, self.settings.max_image_pixels)
         with self.source_store.scratch_file() as download:
             sha256 = self.fathomnet.download(info.url, download)

@@ -30,7 +30,8 @@ def main(argv=None):
         url = f"http://127.0.0.1:{args.port if with_nginx else args.app_port}"
         env = {
             **os.environ, "PYTHONPATH": str(ROOT), "FATHOMNET_API_URL": standin.api_url,
-            "ALLOWED_IMAGE_HOSTS": "127.0.0.1", "CACHE_DIR": str(Path(args.cache_dir or f"{tmp}/cache").resolve()),
+            "ALLOWED_IMAGE_HOSTS": f"127.0.0.1:{standin.port}",
+            "CACHE_DIR": str(Path(args.cache_dir or f"{tmp}/cache").resolve()),
             "GUNICORN_BIND": f"127.0.0.1:{args.app_port}", "NGINX_LISTEN": f"127.0.0.1:{args.port}",
             "ACCESS_LOG": f"{tmp}/access.log",
         }

@@ -29,7 +29,7 @@ def settings(tmp_path, standin):
     return Settings(
         cache_dir=tmp_path / "cache",
         fathomnet_api_url=standin.api_url,
-        allowed_image_hosts=("127.0.0.1",),
+        allowed_image_hosts=(f"127.0.0.1:{standin.port}",),
         connect_timeout=1.0,
         read_timeout=1.0,
         download_timeout=3.0,

@@ -4,10 +4,8 @@ import threading
 
 import pytest
 
-from cropper import batch, imaging, stores
+from cropper import batch, crop_service, imaging
 from cropper.crops import Box, Crop
-from cropper.fathomnet import FathomNetClient
-from cropper.service import CropService
 from tests.images import assert_image_equal, expected_crop, open_bytes
 
 
@@ -177,7 +175,7 @@ def test_more_than_the_maximum_is_413(settings, standin):
 
 @pytest.fixture
 def service(settings):
-    return CropService(settings, *stores(settings), FathomNetClient(settings))
+    return crop_service(settings)
 
 
 def test_get_or_create_many_groups_work_by_image_and_answers_in_order(service, standin, decodes):

@@ -17,6 +17,7 @@ from cropper.cache import TEMP_SUFFIX, atomic_writer, write_bytes
 from cropper.crops import Box, Crop
 from cropper.imaging import write_raw
 from tests.cachefolder import CacheFolder
+from tests.processes import HeldInChild
 
 ROOT = Path(__file__).resolve().parents[1]
 UUID = "f11816b8-1234-4abc-8def-0123456789ab"
@@ -131,7 +132,7 @@ def test_prune_removes_over_budget_files_and_says_what(tmp_path, cache):
     crop_bytes, source_bytes = allocated(*crops[:3]), allocated(*sources)
 
     result = cropper(tmp_path, "cache", "prune", cache_max_bytes=int(1.5 * MIB), source_cache_max_bytes=1,
-                     cache_min_age=0, temp_grace=600)
+                     temp_grace=600)
 
     assert result.returncode == 0, result.stderr
     assert [path.exists() for path in crops] == [False, False, False, True]  # oldest first, to 0.9 * 1.5 MiB
@@ -142,11 +143,11 @@ def test_prune_removes_over_budget_files_and_says_what(tmp_path, cache):
     assert "crops:" in result.stdout and "temp files: 1" in result.stdout  # then the stats after
 
 
-def test_prune_keeps_recently_used_files(tmp_path, cache):
+def test_prune_keeps_a_crop_being_made(tmp_path, cache):
     crop = make_crop(cache, 1)
-    os.utime(crop, None)  # used just now
 
-    result = cropper(tmp_path, "cache", "prune", cache_max_bytes=1, cache_min_age=60)
+    with HeldInChild(lambda: cache.crop_store.lock(Crop(UUID, Box(1, 0, 2, 1), "webp"))):
+        result = cropper(tmp_path, "cache", "prune", cache_max_bytes=1)
 
     assert result.returncode == 0, result.stderr
     assert crop.exists()
@@ -157,7 +158,7 @@ def test_prune_keeps_recently_used_files(tmp_path, cache):
 
 
 @pytest.mark.parametrize("variable, value", [("CACHE_MAX_BYTES", "abc"), ("CACHE_LOW_WATER", "2"),
-                                             ("CACHE_MIN_AGE", "-1")])
+                                             ("TEMP_GRACE", "-1")])
 @pytest.mark.parametrize("action", ["stats", "prune"])
 def test_a_bad_setting_is_a_one_line_error_not_a_traceback(tmp_path, cache, action, variable, value):
     crop = make_crop(cache, 1)

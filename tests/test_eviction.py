@@ -119,7 +119,7 @@ def test_files_in_sources_not_named_after_a_uuid_are_neither_counted_nor_removed
     path.write_bytes(b"{}")
     set_times(path, NOW - 10 * HOUR)
 
-    pruner(cache, settings, source_cache_max_bytes=1, cache_min_age=0).prune(now=NOW)
+    pruner(cache, settings, source_cache_max_bytes=1).prune(now=NOW)
 
     assert path.exists()
     assert scan(cache).sources == []
@@ -163,7 +163,7 @@ def test_under_budget_nothing_is_removed(cache, settings):
     total = crop_total(cache)
 
     report = pruner(cache, settings, cache_max_bytes=total, source_cache_max_bytes=source_total(cache),
-                    cache_min_age=0).prune(now=NOW)
+                    ).prune(now=NOW)
 
     assert all(path.exists() for path in paths)
     assert len(scan(cache).sources) == 1
@@ -178,7 +178,7 @@ def test_over_budget_the_least_recently_used_crops_go_first(cache, settings):
     size = allocated(paths[0])
     assert crop_total(cache) == 10 * size
 
-    report = pruner(cache, settings, cache_max_bytes=8 * size, cache_low_water=0.5, cache_min_age=0).prune(now=NOW)
+    report = pruner(cache, settings, cache_max_bytes=8 * size, cache_low_water=0.5).prune(now=NOW)
 
     assert [path.exists() for path in paths] == [False] * 6 + [True] * 4
     assert crop_total(cache) <= 0.5 * 8 * size
@@ -190,7 +190,7 @@ def test_pruning_stops_at_the_low_water_mark(cache, settings):
     paths = [make_crop(cache, n, used=NOW - 10 * HOUR + n) for n in range(10)]
     size = allocated(paths[0])
 
-    pruner(cache, settings, cache_max_bytes=9 * size, cache_low_water=0.9, cache_min_age=0).prune(now=NOW)
+    pruner(cache, settings, cache_max_bytes=9 * size, cache_low_water=0.9).prune(now=NOW)
 
     # 10 > 9 is over budget; the target is 8.1 sizes, so exactly two go (not one, not all).
     assert [path.exists() for path in paths] == [False] * 2 + [True] * 8
@@ -203,7 +203,7 @@ def test_over_budget_the_least_recently_used_sources_go_whole(cache, settings):
     crops = [make_crop(cache, n) for n in range(3)]
 
     report = pruner(cache, settings, source_cache_max_bytes=int(2.5 * size), cache_low_water=0.5,
-                    cache_min_age=0).prune(now=NOW)
+                    ).prune(now=NOW)
 
     assert [path.exists() for uuid in (THIRD, UUID, OTHER) for path in sources[uuid]] == [False] * 4 + [True] * 2
     assert source_total(cache) <= 0.5 * 2.5 * size
@@ -211,20 +211,19 @@ def test_over_budget_the_least_recently_used_sources_go_whole(cache, settings):
     assert report.crops_removed == 0 and all(path.exists() for path in crops)  # their own budget
 
 
-def test_entries_used_within_min_age_are_kept_even_over_budget(cache, settings):
+def test_young_entries_nobody_uses_go_too_when_over_budget(cache, settings):
+    """Only what is in use is kept: being young is no protection, or a burst outruns the budget."""
     old = [make_crop(cache, n, used=NOW - 10 * HOUR) for n in range(2)]
     fresh = [make_crop(cache, n, used=NOW - 30) for n in range(2, 4)]
     make_source(cache, OTHER, used=NOW - 5)
     size = allocated(old[0])
 
     report = pruner(cache, settings, cache_max_bytes=size, source_cache_max_bytes=1,
-                    cache_min_age=60).prune(now=NOW)
+                    cache_low_water=1).prune(now=NOW)
 
-    assert not any(path.exists() for path in old)
-    assert all(path.exists() for path in fresh)
-    assert len(scan(cache).sources) == 1
-    assert report.crops_removed == 2 and report.sources_removed == 0
-    assert report.skipped_in_use == 3
+    assert not any(path.exists() for path in old) and not fresh[0].exists() and fresh[1].exists()
+    assert scan(cache).sources == []
+    assert (report.crops_removed, report.sources_removed, report.skipped_in_use) == (3, 1, 0)
 
 
 def test_an_emptied_image_folder_is_removed_and_can_be_written_again(cache, settings):
@@ -232,7 +231,7 @@ def test_an_emptied_image_folder_is_removed_and_can_be_written_again(cache, sett
     kept = make_crop(cache, 1, uuid=OTHER, used=NOW - 60)  # the newest: its folder stays
     folder = gone[0].parent
 
-    pruner(cache, settings, cache_max_bytes=allocated(kept), cache_low_water=1, cache_min_age=0).prune(now=NOW)
+    pruner(cache, settings, cache_max_bytes=allocated(kept), cache_low_water=1).prune(now=NOW)
 
     assert not folder.exists() and folder.parent.exists()
     assert kept.exists()
@@ -244,7 +243,7 @@ def test_a_folder_with_crops_left_is_not_removed(cache, settings):
     gone = make_crop(cache, 1, used=NOW - 10 * HOUR)
     kept = make_crop(cache, 2, used=NOW - 60)
 
-    pruner(cache, settings, cache_max_bytes=allocated(kept), cache_low_water=1, cache_min_age=0).prune(now=NOW)
+    pruner(cache, settings, cache_max_bytes=allocated(kept), cache_low_water=1).prune(now=NOW)
 
     assert not gone.exists() and kept.exists()
 
@@ -289,7 +288,7 @@ def test_temp_files_do_not_count_against_the_budget(cache, settings):
     crop = make_crop(cache, 1)
     make_temp(crop.parent, crop.name, age=5)
 
-    report = pruner(cache, settings, cache_max_bytes=allocated(crop), cache_min_age=0).prune(now=NOW)
+    report = pruner(cache, settings, cache_max_bytes=allocated(crop)).prune(now=NOW)
 
     assert crop.exists() and report.crops_removed == 0
 
@@ -299,7 +298,7 @@ def test_temp_files_do_not_count_against_the_budget(cache, settings):
 
 def test_a_crop_being_made_by_another_process_is_kept(cache, settings):
     crop = make_crop(cache, 1)
-    prune = pruner(cache, settings, cache_max_bytes=1, cache_min_age=0).prune
+    prune = pruner(cache, settings, cache_max_bytes=1).prune
 
     with in_child(lambda: cache.crop_store.lock(crop_req(1))):
         report = prune(now=NOW)
@@ -312,7 +311,7 @@ def test_a_crop_being_made_by_another_process_is_kept(cache, settings):
 
 def test_a_source_being_fetched_by_another_process_is_kept(cache, settings):
     paths = make_source(cache, OTHER)
-    prune = pruner(cache, settings, source_cache_max_bytes=1, cache_min_age=0).prune
+    prune = pruner(cache, settings, source_cache_max_bytes=1).prune
 
     with in_child(lambda: cache.source_store.lock(OTHER)):
         report = prune(now=NOW)
@@ -326,7 +325,7 @@ def test_a_source_being_fetched_by_another_process_is_kept(cache, settings):
 def test_a_source_whose_pixels_another_process_reads_is_kept_until_it_closes(cache, settings):
     # Read 30 min ago: open_pixels will not refresh the atime, so only the reader's flock protects it.
     paths = make_source(cache, OTHER, used=time.time() - 1800, modified=time.time() - 10 * HOUR)
-    prune = pruner(cache, settings, source_cache_max_bytes=1, cache_min_age=0).prune
+    prune = pruner(cache, settings, source_cache_max_bytes=1).prune
 
     with in_child(lambda: cache.open_pixels(OTHER)):
         report = prune()
@@ -340,7 +339,7 @@ def test_a_source_whose_pixels_another_process_reads_is_kept_until_it_closes(cac
 def test_a_source_whose_pixels_this_process_reads_is_kept(cache, settings):
     """gthread workers: the reader may be another thread of the pruning process."""
     paths = make_source(cache, OTHER, used=time.time() - 1800, modified=time.time() - 10 * HOUR)
-    prune = pruner(cache, settings, source_cache_max_bytes=1, cache_min_age=0).prune
+    prune = pruner(cache, settings, source_cache_max_bytes=1).prune
 
     with cache.open_pixels(OTHER) as pixels:
         assert prune().sources_removed == 0
@@ -392,7 +391,7 @@ def test_a_refreshed_crop_outlives_older_ones(cache, settings):
     cache.existing_crop(crop_req(1))  # a hit on the older one
 
     pruner(cache, settings, cache_max_bytes=allocated(first), cache_low_water=1,
-           cache_min_age=0).prune(now=time.time())
+           ).prune(now=time.time())
 
     assert first.exists() and not second.exists()
 
@@ -417,7 +416,7 @@ def running_pruner(cache, settings, interval=0.2):
 def test_the_running_pruner_shrinks_the_cache_on_its_own(cache, settings):
     paths = [make_crop(cache, n, used=time.time() - HOUR + n) for n in range(4)]
     size = allocated(paths[0])
-    settings = settings.replace(cache_max_bytes=3 * size, cache_low_water=0.5, cache_min_age=0)
+    settings = settings.replace(cache_max_bytes=3 * size, cache_low_water=0.5)
 
     with running_pruner(cache, settings):
         assert wait_until(lambda: crop_total(cache) <= 1.5 * size)
@@ -427,7 +426,7 @@ def test_the_running_pruner_shrinks_the_cache_on_its_own(cache, settings):
 
 def test_the_pruner_stands_by_while_another_process_prunes_and_takes_over_when_it_goes(cache, settings):
     paths = [make_crop(cache, n, used=time.time() - HOUR + n) for n in range(4)]
-    settings = settings.replace(cache_max_bytes=1, cache_min_age=0)
+    settings = settings.replace(cache_max_bytes=1)
 
     with HeldInChild(lambda: cache.locks.hold("pruner")) as other, running_pruner(cache, settings):
         time.sleep(1.0)  # about five of the pruner's turns

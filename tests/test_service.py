@@ -4,17 +4,15 @@ import threading
 
 import pytest
 
-from cropper import stores
+from cropper import crop_service
 from cropper.crops import Box, Crop
 from cropper.errors import BoxOutsideImageError, BusyError, ImageNotFoundError
-from cropper.fathomnet import FathomNetClient
-from cropper.service import CropService
 from tests.images import assert_image_equal, expected_crop, open_bytes
 
 
 @pytest.fixture
 def service(settings):
-    return CropService(settings, *stores(settings), FathomNetClient(settings))
+    return crop_service(settings)
 
 
 def stored_image(service, crop):
@@ -79,7 +77,7 @@ def test_identical_concurrent_crops_are_made_once(service, standin):
 
 def test_a_waiter_gives_up_with_busy_after_the_lock_timeout(settings, standin):
     settings = settings.replace(lock_timeout=0.2)
-    service = CropService(settings, *stores(settings), FathomNetClient(settings))
+    service = crop_service(settings)
     crop = Crop(standin.image("gray").uuid, Box(0, 0, 5, 5), "png")
     with service.crop_store.lock(crop):  # another request is making it
         with pytest.raises(BusyError) as info:

@@ -10,7 +10,7 @@ def service_env(standin, cache_dir, **extra):
     return {
         "CACHE_DIR": cache_dir,
         "FATHOMNET_API_URL": standin.api_url,
-        "ALLOWED_IMAGE_HOSTS": "127.0.0.1",
+        "ALLOWED_IMAGE_HOSTS": f"127.0.0.1:{standin.port}",
         "CONNECT_TIMEOUT": "1",
         "READ_TIMEOUT": "1",
         "DOWNLOAD_TIMEOUT": "3",

@@ -13,7 +13,8 @@ from devtools.servers import ROOT, children, find_nginx_or_skip, free_port, wait
 def start_serve(tmp_path, standin, **env):
     env = {
         **os.environ, "CACHE_DIR": str(tmp_path / "cache"), "FATHOMNET_API_URL": standin.api_url,
-        "ALLOWED_IMAGE_HOSTS": "127.0.0.1", "GUNICORN_BIND": f"127.0.0.1:{free_port()}", "GUNICORN_WORKERS": "2",
+        "ALLOWED_IMAGE_HOSTS": f"127.0.0.1:{standin.port}", "GUNICORN_BIND": f"127.0.0.1:{free_port()}",
+        "GUNICORN_WORKERS": "2",
         "NGINX_LISTEN": f"127.0.0.1:{free_port()}", "ACCESS_LOG": str(tmp_path / "access.log"), **env,
     }
     # cwd is a folder without a .env; the command must work from anywhere with the package importable
