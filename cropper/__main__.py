@@ -3,6 +3,8 @@
 import argparse
 import logging
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -41,7 +43,11 @@ def main(argv=None):
     pruner = Pruner(crop_store, source_store, settings)
     if args.action == "prune" and args.every:
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
-        run_pruner(pruner, crop_store.locks, args.every, parent_pid=os.getppid() if args.exit_with_parent else None)
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or a stop: end after the current pass, quietly
+            signal.signal(signum, lambda *_: stop.set())
+        run_pruner(pruner, crop_store.locks, args.every, stop,
+                   parent_pid=os.getppid() if args.exit_with_parent else None)
         return 0
     if args.action == "prune":
         report = pruner.prune()

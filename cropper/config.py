@@ -114,7 +114,8 @@ class Settings:
     # Gunicorn (read by gunicorn.conf.py)
     gunicorn_bind: str = setting("127.0.0.1:8000", _str, "Address Gunicorn listens on; nginx proxies to it.")
     gunicorn_workers: int = setting(0, _int, "Gunicorn worker processes; 0: one per core plus one.")
-    gunicorn_worker_class: str = setting("gthread", _str, "sync or gthread; see gunicorn.conf.py for the measurements.")
+    gunicorn_worker_class: str = setting(
+        "gthread", _str, "sync or gthread; see cropper/gunicorn_conf.py for the measurements.")
     gunicorn_threads: int = setting(
         32, _int, "Threads per worker with gthread: MISS_SLOTS + MISS_QUEUE of them for new crops, the rest for hits.")
     gunicorn_timeout: int = setting(
@@ -124,6 +125,9 @@ class Settings:
     nginx: str = setting(
         "auto", _str, "auto: nginx in front when it is installed; off: Gunicorn alone; or the nginx binary's path.")
     nginx_listen: str = setting("127.0.0.1:8080", _str, "Address nginx listens on for HTTP.")
+    nginx_user: str = setting(
+        "", _str, "User nginx's workers run as when `cropper serve` is started as root; empty: www-data (or "
+        "nobody). It must be able to read CACHE_DIR.")
     nginx_upstream: str = setting("", _str, "host:port nginx proxies the API to; empty: GUNICORN_BIND.")
     nginx_resolver: str = setting(
         "", _str, "DNS server nginx re-resolves NGINX_UPSTREAM's name with (Docker's is 127.0.0.11); empty: none.")
@@ -136,6 +140,11 @@ class Settings:
     tls_listen: str = setting("127.0.0.1:8443", _str, "Address nginx listens on for HTTPS, when TLS is on.")
     tls_cert_file: str = setting("", _str, "PEM certificate (chain) for HTTPS; with TLS_KEY_FILE turns TLS on.")
     tls_key_file: str = setting("", _str, "PEM private key for HTTPS: readable by the user starting nginx, mode 600.")
+
+    # docker-compose (read by docker-compose.yml from .env)
+    nginx_port: int = setting(8080, _int, "docker-compose: host port that publishes nginx's HTTP (container port 80).")
+    nginx_tls_port: int = setting(
+        8443, _int, "docker-compose with docker-compose.tls.yml: host port that publishes nginx's HTTPS.")
 
     @classmethod
     def from_env(cls, environ=None, dotenv_path=".env"):
@@ -176,6 +185,8 @@ class Settings:
                               f"not {self.default_format!r}")
         if not 1 <= self.quality <= 100:
             raise ConfigError(f"QUALITY must be between 1 and 100, not {self.quality}")
+        if self.gunicorn_worker_class not in ("gthread", "sync"):
+            raise ConfigError(f"GUNICORN_WORKER_CLASS must be gthread or sync, not {self.gunicorn_worker_class!r}")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ConfigError("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither")
         for name in ("api_rate_limit", "regen_rate_limit"):

@@ -103,12 +103,16 @@ class BusyError(CropperError):
         self.retry_after = retry_after
 
 
-# Errors nginx answers by itself, before or instead of the app: (status, code, message).
+# Errors nginx answers by itself, before or instead of the app: (status, code, message, Retry-After).
 NGINX_ERRORS = (
-    (413, "request_entity_too_large", "The request body is too large."),
-    (429, "too_many_requests", "Too many requests from this client; slow down."),
-    (502, "service_unavailable", "The crop service is not answering."),
-    (504, "service_timeout", "The crop service took too long."),
+    (400, "bad_request", "The request is not valid HTTP.", None),
+    (405, "method_not_allowed", "This method is not allowed for this URL.", None),
+    (413, "request_entity_too_large", "The request body is too large.", None),
+    (414, "uri_too_long", "The request line (the URL) is too long.", None),
+    (429, "too_many_requests", "Too many requests from this client; slow down.", 1),
+    (494, "request_header_too_large", "The request's headers are too large.", None),
+    (502, "service_unavailable", "The crop service is not answering.", 1),
+    (504, "service_timeout", "The crop service took too long.", 1),
 )
 
 
@@ -133,8 +137,8 @@ def body_of(error):
 
 
 def nginx_error_pages():
-    """(status, JSON body) of each error nginx answers itself, in the service's shape."""
-    return [(status, json.dumps(error_body(code, message))) for status, code, message in NGINX_ERRORS]
+    """(status, JSON body, Retry-After) of each error nginx answers itself, in the service's shape."""
+    return [(status, json.dumps(error_body(code, message)), retry) for status, code, message, retry in NGINX_ERRORS]
 
 
 def error_response(status, code, message, details=None):

@@ -202,6 +202,9 @@ class FathomNetClient:
             if not response.ok:
                 response.close()
                 raise UpstreamError(f"The image host answered {response.status_code}.", status=response.status_code)
+            if response.headers.get("Content-Encoding", "identity").lower() != "identity":
+                response.close()  # an image needs no second compression; inflating one is only a risk
+                raise UpstreamError("The image host sent a compressed answer that was not asked for.")
             content_type = response.headers.get("Content-Type", "").lower()
             if content_type and not content_type.startswith(("image/", "application/octet-stream")):
                 response.close()

@@ -26,9 +26,11 @@ bind = settings.gunicorn_bind
 #   cached POST while 6 crops wait 1 s on a host    1,139 ms      1.0 ms
 # gthread keeps HTTP keep-alive and lets a worker's other threads answer cached requests while
 # one thread waits on a slow download; sync workers are all stuck behind slow hosts.
-worker_class = settings.gunicorn_worker_class
+# Both are Gunicorn's own workers with one change: the errors Gunicorn answers itself are JSON.
+worker_class = {"gthread": "cropper.worker.JSONThreadWorker",
+                "sync": "cropper.worker.JSONSyncWorker"}[settings.gunicorn_worker_class]
 # Gunicorn quietly turns sync into gthread when threads > 1; keep "sync" meaning sync.
-threads = settings.gunicorn_threads if worker_class == "gthread" else 1
+threads = settings.gunicorn_threads if settings.gunicorn_worker_class == "gthread" else 1
 # Cropping and encoding hold the GIL, so processes beyond the core count add only memory.
 workers = settings.gunicorn_workers or (os.cpu_count() or 1) + 1
 
@@ -57,7 +59,7 @@ logconfig_dict = {
     "root": {"level": "WARNING", "handlers": ["stderr"]},
     "loggers": {
         "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
-        "gunicorn.access": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},  # nginx's log is the one
         "cropper": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
     },
 }

@@ -1,8 +1,12 @@
 """HTTP routes: the only module that touches the request."""
 
+import json
+import math
+
 from flask import Blueprint, Request, current_app, jsonify, request, send_file
 from marshmallow import ValidationError
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.wsgi import get_input_stream
 
 from . import batch, crops
 from .errors import BoxOutsideImageError, CropNotFoundError, InvalidRequestError, body_of
@@ -14,12 +18,50 @@ ONE_YEAR = 365 * 24 * 3600
 
 
 class JSONRequest(Request):
-    """A request whose JSON errors tell the client what to fix."""
+    """A request whose body is read within MAX_CONTENT_LENGTH however it is sent, and parsed as strict JSON."""
 
-    def on_json_loading_failed(self, error):
-        if error is None:
+    def json_body(self):
+        if not self.is_json:
             raise UnsupportedMediaType("Send the body as JSON, with Content-Type: application/json.")
-        raise BadRequest(f"The body is not valid JSON: {error}")
+        return parse_json(self._body_within_limit())
+
+    def _body_within_limit(self):
+        limit = self.max_content_length
+        if self.content_length is not None and self.content_length > limit:
+            raise RequestEntityTooLarge()
+        # The raw stream: Werkzeug's own would quietly cut a chunked body at the limit.
+        stream = get_input_stream(self.environ, safe_fallback=False, max_content_length=None)
+        try:
+            data = stream.read(limit + 1)
+        except Exception:  # the server's parse error for a malformed chunked body, or a client gone
+            raise BadRequest("The request body could not be read: its chunked encoding is malformed.") from None
+        if len(data) > limit:
+            raise RequestEntityTooLarge()
+        return data
+
+
+def parse_json(data):
+    """Strict JSON: no NaN or Infinity (they are not JSON), and no nesting deeper than Python can follow."""
+    try:
+        return json.loads(data, parse_constant=_not_json)
+    except RecursionError:
+        raise BadRequest("The body is not valid JSON: it nests too deeply.") from None
+    except ValueError as error:
+        raise BadRequest(f"The body is not valid JSON: {error}") from None
+
+
+def _not_json(constant):
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def echoed(value):
+    """A batch item's field as its error answer repeats it: only short strings and finite numbers."""
+    if isinstance(value, str) and len(value) <= 64:
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and \
+            abs(value) < 10**15:
+        return value
+    return None
 
 
 def settings():
@@ -58,7 +100,7 @@ def public_url(crop):
 @bp.post("/cropper/")
 def create_crop():
     """Crop a FathomNet image and answer with the public URL of the stored file."""
-    crop = crop_schema().load(request.get_json())
+    crop = crop_schema().load(request.json_body())
     result = crop_service().get_or_create(crop)
     response = jsonify(result.to_json(public_url(result.crop)))
     response.headers["X-Cropper-Cache"] = "hit" if result.cached else "miss"
@@ -69,7 +111,7 @@ def create_crop():
 @bp.post("/cropper-list/")
 def create_crops():
     """Crop many boxes at once: one answer per item, in order; one bad item never fails the rest."""
-    items = batch_items(request.get_json(), settings().batch_max_crops)
+    items = batch_items(request.json_body(), settings().batch_max_crops)
     loaded = [load_item(item) for item in items]
     wanted = [x for x in loaded if isinstance(x, crops.Crop)]
     results = iter(batch.get_or_create_many(crop_service(), wanted, settings().batch_concurrency))
@@ -82,9 +124,9 @@ def load_item(item):
         return crop_schema().load(item)
     except ValidationError as error:
         fields = item if isinstance(item, dict) else {}
-        box = [fields.get(name) for name in ("x1", "y1", "x2", "y2")]
+        box = [echoed(fields.get(name)) for name in ("x1", "y1", "x2", "y2")]
         invalid = InvalidRequestError.from_validation_error(error, "This crop is not valid.")
-        return failed_item(fields.get("uuid"), box, invalid)
+        return failed_item(echoed(fields.get("uuid")), box, invalid)
 
 
 def item_answer(result):

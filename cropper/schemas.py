@@ -1,6 +1,6 @@
 """Request bodies: marshmallow schemas that turn JSON into a validated Crop."""
 
-import numbers
+import math
 
 from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validates_schema
 
@@ -12,21 +12,29 @@ from .errors import TooManyCropsError
 class Pixel(fields.Integer):
     """A pixel coordinate: a whole number >= 0, also as a numeric string (the earlier API's clients send "100")."""
 
-    default_error_messages = {"invalid": "Must be a whole number of pixels, not {input!r}."}
+    default_error_messages = {"invalid": "Must be a whole number of pixels, not {input}."}
 
     def _validated(self, value):
         # Longer numbers are refused before int() parses them.
         if isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= MAX_DIGITS:
             value = int(value.strip())
-        elif isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
+        elif isinstance(value, int) and not isinstance(value, bool):
+            pass  # any size: a 310-digit number is refused below, never turned into a float
+        elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
             value = int(value)
         else:
-            raise self.make_error("invalid", input=value)
+            raise self.make_error("invalid", input=shown(value))
         if value < 0:
             raise ValidationError("Must be 0 or more.")
         if value >= 10**MAX_DIGITS:
             raise ValidationError(f"Must be less than {10**MAX_DIGITS}.")
         return value
+
+
+def shown(value):
+    """A client's value as it may appear in an error message: short, whatever was sent."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class FormatName(fields.String):

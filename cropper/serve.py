@@ -5,8 +5,10 @@ them with `nginx -t`, starts both servers and stops both on Ctrl-C. The tests an
 start nginx through the same functions, so what they test is what runs.
 """
 
+import grp
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -19,6 +21,7 @@ from pathlib import Path
 from string import Template
 
 from . import crops, errors, formats
+from .config import Settings
 
 NGINX_DIR = Path(__file__).resolve().parent / "nginx"
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx")
@@ -37,7 +40,7 @@ class NginxSite:
     api_burst: int = 100
     regen_rate: str = "10r/s"
     regen_burst: int = 20
-    max_body: str = "2m"
+    max_body: str = str(Settings().max_body_bytes)  # nginx refuses what the app would, before it is sent on
     tls_listen: str = ""
     tls_cert: str = ""
     tls_key: str = ""
@@ -65,11 +68,10 @@ class NginxProcess:
     user: str = ""  # "" keeps the user that starts nginx
 
     @classmethod
-    def local(cls, run_dir):
-        """Everything in one run folder, so no root-owned path is needed."""
+    def local(cls, run_dir, user=""):
+        """Everything in one run folder, so no root-owned path is needed; workers as user (as root: required)."""
         run_dir = Path(run_dir).resolve()
-        # As root, nginx would run its workers as nobody, who may not read a home-folder cache.
-        return cls(run_dir, run_dir, run_dir / "nginx.pid", "root" if os.geteuid() == 0 else "")
+        return cls(run_dir, run_dir, run_dir / "nginx.pid", user)
 
     @classmethod
     def docker(cls, conf_dir):
@@ -91,13 +93,19 @@ def nginx_string(text):
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def error_pages():
-    """nginx's own errors, answered in the service's JSON shape (errors.py owns the bodies)."""
-    lines = [f"error_page {status} /_cropper_errors/{status};" for status, _ in errors.nginx_error_pages()]
-    lines += ["location ^~ /_cropper_errors/ {", "    internal;", "    default_type application/json;",
-              "    add_header Retry-After 1 always;"]
-    lines += [f"    location = /_cropper_errors/{status} {{ return {status} {nginx_string(body)}; }}"
-              for status, body in errors.nginx_error_pages()]
+def error_pages(snippets_dir):
+    """nginx's own errors, answered in the service's JSON shape (errors.py owns the bodies), CORS included."""
+    pages = errors.nginx_error_pages()
+    lines = [f"error_page {status} /_cropper_errors/{status};" for status, _, _ in pages]
+    lines += ["location ^~ /_cropper_errors/ {", "    internal;",
+              "    types { }  # or a path ending in .gif would make the JSON image/gif",
+              "    default_type application/json;"]
+    for status, body, retry_after in pages:
+        lines += [f"    location = /_cropper_errors/{status} {{",
+                  f"        include {snippets_dir}/cropper-cors.conf;"]
+        if retry_after:
+            lines.append(f"        add_header Retry-After {retry_after} always;")
+        lines += [f"        return {status} {nginx_string(body)};", "    }"]
     return "\n".join(lines + ["}"])
 
 
@@ -133,7 +141,7 @@ def template_values(site, process):
         "CROPPER_CROP_TYPES": " ".join(f"{fmt.media_type} {fmt.name};" for fmt in formats.FORMATS.values()),
         "CROPPER_CROP_NOT_FOUND": json_404(errors.CropNotFoundError("There is no crop at this path.")),
         "CROPPER_NOT_FOUND": json_404(errors.NotFoundError("The requested URL was not found on the server.")),
-        "CROPPER_ERROR_PAGES": error_pages(),
+        "CROPPER_ERROR_PAGES": error_pages(process.conf_dir / "conf.d" / "snippets"),
     }
 
 
@@ -193,10 +201,10 @@ def check_tls_files(cert, key):
 class Nginx:
     """nginx in the foreground, with its config and scratch files in run_dir."""
 
-    def __init__(self, site, run_dir, binary=None):
+    def __init__(self, site, run_dir, binary=None, user=""):
         self.site, self.run_dir = site, Path(run_dir).resolve()
         self.binary = binary or find_nginx()
-        self.conf = render_nginx(site, NginxProcess.local(self.run_dir))
+        self.conf = render_nginx(site, NginxProcess.local(self.run_dir, user))
         site.access_log.parent.mkdir(parents=True, exist_ok=True)
         self.process = None
 
@@ -227,51 +235,178 @@ def gunicorn_command():
     return [sys.executable, "-m", "gunicorn", "-c", "python:cropper.gunicorn_conf", "cropper:create_app()"]
 
 
+class StartError(Exception):
+    """Why the service cannot start, in one line that says what to fix."""
+
+
 def wait_for_port(address, process, seconds=30):
-    """Wait until something listens on host:port, or process exits, or the time is up."""
+    """True once something listens on host:port; False if process exits or the time is up first."""
     host, _, port = address.rpartition(":")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and process.poll() is None:
         try:
             socket.create_connection((host or "127.0.0.1", int(port)), timeout=1).close()
-            return
+            return True
         except OSError:
             time.sleep(0.1)
+    return False
+
+
+def check_free(address, setting):
+    """Refuse to start on a port something else already holds (it would answer in our place)."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        return  # not host:port (e.g. Docker's "80 default_server"): nothing to check here
+    with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]") or "0.0.0.0", int(port)))
+        except OSError as error:
+            raise StartError(f"{address} ({setting}) is not free: {error.strerror}; stop what uses it "
+                             f"or set {setting} to another address") from None
+
+
+def is_loopback(address):
+    host = address.rpartition(":")[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def worker_user(settings):
+    """As whom nginx's workers run: NGINX_USER, else (when started as root) an unprivileged user."""
+    if os.geteuid() != 0:
+        return ""
+    if settings.nginx_user:
+        return settings.nginx_user
+    for name in ("www-data", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise StartError("no unprivileged user (www-data or nobody) to run nginx's workers as: set NGINX_USER")
+
+
+def can_reach(user, folder):
+    """True if user may walk into folder (every folder on the way lets them through)."""
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        return False
+    if account.pw_uid == 0:
+        return True
+    groups = {account.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    folder = nearest_existing(folder)  # what does not exist yet will be made with open modes
+    for step in [folder, *folder.parents]:
+        mode = os.stat(step)
+        allowed = mode.st_mode & (0o100 if mode.st_uid == account.pw_uid else
+                                  0o010 if mode.st_gid in groups else 0o001)
+        if not allowed:
+            return False
+    return True
+
+
+DEFAULT_CACHE_DIR = Path("var/cache")
+RUN_DIR = Path("var/run/nginx")
+# Where a service started as root keeps what nginx's unprivileged workers must reach, when the
+# working folder is private (as root's home is): the usual places for a system service.
+SYSTEM_CACHE_DIR, SYSTEM_RUN_DIR = Path("/var/cache/cropper"), Path("/run/cropper/nginx")
+
+
+def for_workers(settings, user):
+    """Settings whose cache folder nginx's workers (user) can read: a private default moves to /var/cache."""
+    if not user or can_reach(user, settings.cache_dir.resolve()):
+        return settings
+    if settings.cache_dir != DEFAULT_CACHE_DIR:
+        raise StartError(f"nginx's workers run as {user}, who cannot read the cache folder "
+                         f"{settings.cache_dir.resolve()}: set CACHE_DIR to a folder {user} can reach "
+                         f"(e.g. {SYSTEM_CACHE_DIR}), or NGINX_USER to a user who can")
+    print(f"Started as root: nginx's workers run as {user}, who cannot reach {DEFAULT_CACHE_DIR.resolve()}; "
+          f"the cache is in {SYSTEM_CACHE_DIR} (set CACHE_DIR to choose).", flush=True)
+    return settings.replace(cache_dir=SYSTEM_CACHE_DIR)
+
+
+def nearest_existing(folder):
+    while not folder.exists():
+        folder = folder.parent
+    return folder
+
+
+def prepared_nginx(settings):
+    """(nginx rendered for this machine and checked with `nginx -t`, or None to run Gunicorn alone; settings)."""
+    binary = {"auto": find_nginx(), "off": None}.get(settings.nginx, settings.nginx)
+    if binary is None:
+        return None, settings
+    user = worker_user(settings)
+    settings = for_workers(settings, user)
+    run_dir = RUN_DIR if not user or can_reach(user, RUN_DIR.resolve()) else SYSTEM_RUN_DIR
+    nginx = Nginx(NginxSite.from_settings(settings), run_dir, binary, user=user)
+    try:
+        nginx.test_config()
+    except RuntimeError as error:
+        raise StartError(str(error).replace("\n", " ").strip()) from None
+    return nginx, settings
 
 
 def serve(settings):
-    """Run until Ctrl-C (or SIGTERM): nginx + Gunicorn, or Gunicorn alone without nginx."""
+    """Run until Ctrl-C (or SIGTERM): nginx + Gunicorn, or Gunicorn alone without nginx.
+
+    Everything is checked before anything starts (TLS files, nginx's config, free ports), and what
+    did start is stopped when the rest cannot: a failed start is one line and a non-zero exit.
+    """
+    try:
+        return _serve(settings)
+    except StartError as error:
+        print(f"Cannot start: {error}", file=sys.stderr, flush=True)
+        return 1
+
+
+def _serve(settings):
     if settings.tls_cert_file:
         problems = check_tls_files(settings.tls_cert_file, settings.tls_key_file)
         if problems:
-            sys.exit("Cannot start with TLS:\n  " + "\n  ".join(problems))
-    binary = {"auto": find_nginx(), "off": None}.get(settings.nginx, settings.nginx)
-    processes = [subprocess.Popen(gunicorn_command())]
-    nginx = None
-    if binary is None:
+            raise StartError("TLS: " + "; ".join(problems))
+    nginx, settings = prepared_nginx(settings)
+    check_free(settings.gunicorn_bind, "GUNICORN_BIND")
+    if nginx:
+        check_free(settings.nginx_listen, "NGINX_LISTEN")
+        if settings.tls_cert_file:
+            check_free(settings.tls_listen, "TLS_LISTEN")
+    else:
         why = "NGINX=off" if settings.nginx == "off" else "nginx is not installed"
         print(f"{why}: running Gunicorn alone on http://{settings.gunicorn_bind} (it serves crops too); "
               f"`apt-get install nginx-light` puts nginx in front.", flush=True)
-    else:
-        nginx = Nginx(NginxSite.from_settings(settings), Path("var/run/nginx"), binary)
-        wait_for_port(settings.gunicorn_bind, processes[0])  # so nginx's first requests find it up
-        nginx.start()
-        processes.append(nginx.process)
-        urls = [f"http://{settings.nginx_listen}"]
-        if settings.tls_cert_file:
-            urls.append(f"https://{settings.tls_listen}")
-        print(f"Serving on {' and '.join(urls)} (nginx), Gunicorn on {settings.gunicorn_bind}; "
-              f"access log: {settings.access_log}. Ctrl-C stops both.", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        if not is_loopback(settings.gunicorn_bind):
+            print(f"Warning: Gunicorn alone listens on {settings.gunicorn_bind}, beyond this machine. It has no "
+                  f"deadline for slow clients, which can stall it: every deployment puts nginx in front.",
+                  file=sys.stderr, flush=True)
+    processes = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwinds to the finally below
     try:
+        # Gunicorn reads its settings from the environment: pass on what serve decided (the cache folder).
+        environment = {**os.environ, "CACHE_DIR": str(settings.cache_dir)}
+        processes.append(subprocess.Popen(gunicorn_command(), env=environment))
+        if not wait_for_port(settings.gunicorn_bind, processes[0]):
+            raise StartError(f"Gunicorn did not start listening on {settings.gunicorn_bind} (its log is above)")
+        if nginx:
+            nginx.start()
+            processes.append(nginx.process)
+            if not wait_for_port(settings.nginx_listen, nginx.process, seconds=10):
+                raise StartError(f"nginx did not start listening on {settings.nginx_listen} (its log is above)")
+            urls = [f"http://{settings.nginx_listen}"] + ([f"https://{settings.tls_listen}"]
+                                                          if settings.tls_cert_file else [])
+            print(f"Serving on {' and '.join(urls)} (nginx), Gunicorn on {settings.gunicorn_bind}; "
+                  f"access log: {settings.access_log}. Ctrl-C stops both.", flush=True)
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)
-        print("A server stopped on its own; stopping the other.", file=sys.stderr)
+        raise StartError("a server stopped on its own (its log is above); stopped the other")
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the stopping short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if nginx:
             nginx.stop()
-        processes[0].terminate()
-        processes[0].wait(timeout=40)
-    return 0
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=40)

@@ -162,8 +162,11 @@ class CropService:
     def _fetch_source(self, info):
         """Download, verify and decode the image, and store its pixels; metadata that led nowhere is forgotten."""
         try:
-            # The download and the pixels are on the cache's disk: room for both, or for a second try.
-            self._with_room(self.source_store, imaging.raw_size(info.size), lambda: self._download_and_decode(info))
+            try:
+                self._download_and_decode(info)
+            except InsufficientStorageError:  # the download or the pixels met a full disk: free space, once
+                self.pruner.free(2 * imaging.raw_size(info.size))
+                self._download_and_decode(info)
         except CropperError:
             self.source_store.forget_info(info.uuid)  # failures are never cached, metadata included
             raise
@@ -181,5 +184,7 @@ class CropService:
             image = imaging.decode(download, self.settings.max_image_pixels, info.size)
         if image.size != info.size:
             log.warning("image %s is %s but FathomNet says %s", info.uuid, image.size, info.size)
+        # Room is made now, when this write is next: a burst of downloads cannot all count on the same room.
+        self.pruner.make_room(self.source_store, imaging.raw_size(image.size))
         with self.source_store.new_pixels(info.uuid) as out:
             imaging.write_raw(image, out)

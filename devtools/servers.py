@@ -47,6 +47,14 @@ def wait_until(condition, timeout=10.0):
     return True
 
 
+def _listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def find_nginx_or_skip():
     """nginx must be there in CI (.ci/run installs it); elsewhere its tests are skipped, loudly."""
     if find_nginx() is None:
@@ -172,20 +180,26 @@ class StandInProcess:
 class NginxServer:
     """Real nginx from the project's templates (cropper.serve), in front of a running Gunicorn."""
 
-    def __init__(self, gunicorn, cache_dir, run_dir, **site_options):
+    def __init__(self, gunicorn, cache_dir, run_dir, wait=True, **site_options):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.run_dir = Path(run_dir)
         self.access_log = self.run_dir / "access.log"
         site = NginxSite(listen=f"127.0.0.1:{self.port}", upstream=f"127.0.0.1:{gunicorn.port}",
                          cache_dir=Path(cache_dir), access_log=self.access_log, **site_options)
-        self.nginx = Nginx(site, self.run_dir / "nginx")
+        # pytest's temp folders are private to the user running the tests, so as root the tests run
+        # nginx's workers as root; `cropper serve` drops them to an unprivileged user (test_serve.py).
+        self.nginx = Nginx(site, self.run_dir / "nginx", user="root" if os.geteuid() == 0 else "")
         self.log_path = self.run_dir / "nginx.log"
+        self.wait = wait  # for the app behind to answer; else only for nginx to listen
 
     def start(self):
         with open(self.log_path, "ab") as log:
             self.nginx.start(log=log)
-        wait_for(f"{self.url}/healthz", process=self.nginx.process)
+        if self.wait:
+            wait_for(f"{self.url}/healthz", process=self.nginx.process)
+        else:
+            wait_until(lambda: _listening(self.port))
         return self
 
     def stop(self):

@@ -47,11 +47,12 @@ def test_a_cropper_error_is_itself():
 
 
 def test_nginx_error_pages_are_the_same_shape():
-    pages = dict(nginx_error_pages())
-    assert sorted(pages) == [413, 429, 502, 504]
-    for status, body in pages.items():
+    pages = {status: (body, retry_after) for status, body, retry_after in nginx_error_pages()}
+    assert sorted(pages) == [400, 405, 413, 414, 429, 494, 502, 504]
+    for status, (body, retry_after) in pages.items():
         parsed = json.loads(body)
         assert set(parsed["error"]) == {"code", "message", "details"}, status
+        assert (retry_after is not None) == (status in (429, 502, 504))
 
 
 @pytest.mark.parametrize("box", [(600, 0, 641, 10), (0, 0, 1, 1)])

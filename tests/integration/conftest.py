@@ -13,6 +13,7 @@ def service_env(standin, cache_dir, **extra):
         "ALLOWED_IMAGE_HOSTS": f"127.0.0.1:{standin.port}",
         "CONNECT_TIMEOUT": "1",
         "READ_TIMEOUT": "1",
+        "API_TIMEOUT": "5",
         "DOWNLOAD_TIMEOUT": "3",
         "LOCK_TIMEOUT": "20",
         **extra,

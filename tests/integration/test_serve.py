@@ -1,36 +1,75 @@
-"""The README's run command, `python -m cropper serve`: nginx + Gunicorn, or Gunicorn alone."""
+"""The README's run command, `python -m cropper serve`, and the no-internet demo, run as a person would.
+
+Each start either works or fails in one line with a non-zero exit and nothing left running.
+"""
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
+import pytest
 import requests
 
-from devtools.servers import ROOT, children, find_nginx_or_skip, free_port, wait_for
+from devtools.servers import ROOT, children, find_nginx_or_skip, free_port, wait_for, wait_until
 
 
-def start_serve(tmp_path, standin, **env):
+@pytest.fixture
+def open_folder():
+    """A folder every user may walk into (pytest's own are private to the test's user)."""
+    folder = Path(tempfile.mkdtemp(prefix="cropper-serve-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_serve(folder, standin, **env):
     env = {
-        **os.environ, "CACHE_DIR": str(tmp_path / "cache"), "FATHOMNET_API_URL": standin.api_url,
+        **os.environ, "CACHE_DIR": str(folder / "cache"), "FATHOMNET_API_URL": standin.api_url,
         "ALLOWED_IMAGE_HOSTS": f"127.0.0.1:{standin.port}", "GUNICORN_BIND": f"127.0.0.1:{free_port()}",
-        "GUNICORN_WORKERS": "2",
-        "NGINX_LISTEN": f"127.0.0.1:{free_port()}", "ACCESS_LOG": str(tmp_path / "access.log"), **env,
+        "GUNICORN_WORKERS": "2", "NGINX_LISTEN": f"127.0.0.1:{free_port()}",
+        "ACCESS_LOG": str(folder / "access.log"), **env,
     }
     # cwd is a folder without a .env; the command must work from anywhere with the package importable
-    process = subprocess.Popen([sys.executable, "-m", "cropper", "serve"], cwd=tmp_path, env={
-        **env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "cropper", "serve"], cwd=folder, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return process, env
 
 
-def stop_and_check(process):
-    """Ctrl-C stops everything it started, cleanly."""
-    started = children(process.pid)
-    process.send_signal(signal.SIGINT)
+def alive(pid):
+    return os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def stop_and_check(process, sig=signal.SIGINT):
+    """Ctrl-C (or SIGTERM) stops everything it started, cleanly."""
+    started = descendants(process.pid)
+    process.send_signal(sig)
     assert process.wait(timeout=45) == 0
-    assert all(not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
-               for pid in started)
-    return process.stdout.read()
+    assert wait_until(lambda: not any(alive(pid) for pid in started), 10)
+    output = process.stdout.read()
+    assert "Traceback" not in output, output
+    return output
+
+
+def descendants(pid):
+    found = children(pid)
+    for child in list(found):
+        found += descendants(child)
+    return found
+
+
+def failed_start(process, seconds=45):
+    """A start that must fail: its one line, after checking it exited non-zero and left nothing behind."""
+    assert process.wait(timeout=seconds) != 0
+    output = process.stdout.read()
+    assert "Traceback" not in output and "Serving on" not in output, output
+    lines = [line for line in output.splitlines() if line.startswith("Cannot start:")]
+    assert len(lines) == 1, output
+    return lines[0]
 
 
 def crop_through(url, standin):
@@ -42,23 +81,41 @@ def crop_through(url, standin):
     return requests.get(created.json()["url"], timeout=10)
 
 
-def test_serve_runs_nginx_in_front_of_gunicorn(tmp_path, standin):
+def uid_of(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    return None
+
+
+def test_serve_runs_nginx_in_front_of_gunicorn(open_folder, standin):
     find_nginx_or_skip()
-    process, env = start_serve(tmp_path, standin)
+    process, env = start_serve(open_folder, standin)
     try:
         nginx_url = f"http://{env['NGINX_LISTEN']}"
         wait_for(f"{nginx_url}/healthz", process=process)
         served = crop_through(nginx_url, standin)
         assert served.status_code == 200 and served.headers["X-Cropper-Cache"] == "hit"
-        assert (tmp_path / "var/run/nginx/nginx.conf").exists()
+        assert (open_folder / "var/run/nginx/nginx.conf").exists()
+        if os.geteuid() == 0:  # nginx's workers dropped root
+            masters = [pid for pid in descendants(process.pid) if "nginx" in Path(f"/proc/{pid}/cmdline").read_text()]
+            workers = [pid for master in masters for pid in children(master)]
+            assert workers and all(uid_of(pid) != 0 for pid in workers)
     finally:
         output = stop_and_check(process)
     assert "nginx" in output and env["NGINX_LISTEN"] in output
-    assert (tmp_path / "access.log").read_text().count('"uri":"/cropper/"') == 1
+    assert (open_folder / "access.log").read_text().count('"uri":"/cropper/"') == 1
 
 
-def test_serve_runs_gunicorn_alone_without_nginx(tmp_path, standin):
-    process, env = start_serve(tmp_path, standin, NGINX="off")
+def test_sigterm_stops_it_too(open_folder, standin):
+    find_nginx_or_skip()
+    process, env = start_serve(open_folder, standin)
+    wait_for(f"http://{env['NGINX_LISTEN']}/healthz", process=process)
+    stop_and_check(process, signal.SIGTERM)
+
+
+def test_serve_runs_gunicorn_alone_without_nginx(open_folder, standin):
+    process, env = start_serve(open_folder, standin, NGINX="off")
     try:
         app_url = f"http://{env['GUNICORN_BIND']}"
         wait_for(f"{app_url}/healthz", process=process)
@@ -66,20 +123,63 @@ def test_serve_runs_gunicorn_alone_without_nginx(tmp_path, standin):
         assert served.status_code == 200 and served.headers["Content-Type"] == "image/webp"
     finally:
         output = stop_and_check(process)
-    assert "Gunicorn alone" in output
+    assert "Gunicorn alone" in output and "Warning" not in output
 
 
-def test_the_readmes_no_internet_demo_answers_its_own_curl_line(tmp_path):
-    ports = [str(free_port()) for _ in range(3)]
-    demo = subprocess.Popen([sys.executable, "-m", "devtools.demo", "--port", ports[0], "--app-port", ports[1],
-                             "--standin-port", ports[2]], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+def test_gunicorn_alone_beyond_loopback_says_to_put_nginx_in_front(open_folder, standin):
+    process, env = start_serve(open_folder, standin, NGINX="off", GUNICORN_BIND=f"0.0.0.0:{free_port()}")
     try:
-        lines = []
-        for line in demo.stdout:
-            lines.append(line)
-            if line.startswith("Ctrl-C"):
-                break
+        wait_for(f"http://127.0.0.1:{env['GUNICORN_BIND'].rpartition(':')[2]}/healthz", process=process)
+    finally:
+        output = stop_and_check(process)
+    assert "no deadline for slow clients" in output and "nginx in front" in output
+
+
+@pytest.mark.parametrize("taken", ["GUNICORN_BIND", "NGINX_LISTEN"])
+def test_a_port_in_use_is_one_line_and_a_failed_exit(open_folder, standin, taken):
+    find_nginx_or_skip()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        port = squatter.getsockname()[1]
+        process, env = start_serve(open_folder, standin, **{taken: f"127.0.0.1:{port}"})
+        line = failed_start(process)
+    assert taken in line and f"127.0.0.1:{port}" in line
+
+
+def test_a_config_nginx_refuses_starts_nothing(open_folder, standin):
+    find_nginx_or_skip()
+    process, _ = start_serve(open_folder, standin, NGINX_LISTEN="127.0.0.1:99999")
+    line = failed_start(process)
+    assert "nginx refused its config" in line
+    assert not [pid for pid in descendants(process.pid) if alive(pid)]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a service started as root drops nginx's workers to another user")
+def test_as_root_a_cache_nginx_workers_cannot_read_is_refused(tmp_path, standin):
+    find_nginx_or_skip()
+    tmp_path.chmod(0o700)  # private to root, as a home folder is
+    process, _ = start_serve(tmp_path, standin, CACHE_DIR=str(tmp_path / "cache"))
+    line = failed_start(process)
+    assert "cannot read the cache folder" in line and "CACHE_DIR" in line
+
+
+def demo(*extra):
+    ports = [str(free_port()) for _ in range(3)]
+    process = subprocess.Popen([sys.executable, "-m", "devtools.demo", "--port", ports[0], "--app-port", ports[1],
+                                "--standin-port", ports[2], *extra], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("Ctrl-C"):
+            break
+    return process, lines
+
+
+def test_the_readmes_no_internet_demo_answers_its_own_curl_line(open_folder):
+    process, lines = demo("--folder", str(open_folder))
+    try:
         curl = next(line for line in lines if line.strip().startswith("curl"))
         body = next(line for line in lines if line.strip().startswith("-d"))
         url = curl.split()[4]
@@ -88,5 +188,17 @@ def test_the_readmes_no_internet_demo_answers_its_own_curl_line(tmp_path):
         assert created.status_code == 200, "".join(lines)
         assert requests.get(created.json()["url"], timeout=10).status_code == 200
     finally:
-        demo.send_signal(signal.SIGINT)
-        assert demo.wait(timeout=60) == 0
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in its terminal reaches the whole group
+        assert process.wait(timeout=60) == 0
+    output = "".join(lines) + process.stdout.read()
+    assert "Traceback" not in output
+    assert f"Cache: {open_folder / 'cache'}" in output and (open_folder / "cache").is_dir()  # kept, where it said
+
+
+def test_the_demo_in_the_background_stops_on_sigterm(open_folder):
+    process, lines = demo("--folder", str(open_folder))
+    started = descendants(process.pid)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert wait_until(lambda: not any(alive(pid) for pid in started), 10)
+    assert "Traceback" not in "".join(lines) + process.stdout.read()
