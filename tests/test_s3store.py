@@ -1,0 +1,168 @@
+"""The S3 crop store against a real SeaweedFS on loopback: write-once crops, anonymous reads, listing, removal, outages.
+
+One SeaweedFS serves the whole module; each test uses crops of its own uuid. The outage tests stop
+or freeze it and always bring it back. Tests that fork leave the child only through os._exit.
+"""
+
+import os
+import signal
+import time
+import uuid
+
+import pytest
+import requests
+
+from cropper.cache import Locks
+from cropper.crops import Box, Crop
+from cropper.s3store import StoreUnavailableError
+from devtools.seaweed import SeaweedFS
+from tests.processes import HeldInChild
+
+
+@pytest.fixture(scope="module")
+def seaweed(tmp_path_factory):
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweed"))
+    try:
+        server.start()
+    except RuntimeError as error:
+        server.close()
+        pytest.skip(str(error))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def locks(tmp_path_factory):
+    return Locks(tmp_path_factory.mktemp("locks"), timeout=0.3)
+
+
+@pytest.fixture
+def store(seaweed, locks):
+    return seaweed.store(locks, connect_timeout=0.5, read_timeout=0.5)
+
+
+def new_crop(fmt="webp", box=(100, 0, 405, 400)):
+    return Crop(str(uuid.uuid4()), Box(*box), fmt)
+
+
+def test_a_stored_crop_is_found_opened_and_readable_by_anyone(store):
+    crop = new_crop()
+    assert not store.find(crop) and store.open(crop) is None
+    store.put(crop, b"webp bytes")
+    assert store.find(crop)
+    opened = store.open(crop)
+    assert (opened.file.read(), opened.size) == (b"webp bytes", 10)
+    assert abs(opened.modified - time.time()) < 60
+    public = requests.get(store.public_url(crop), timeout=5)
+    assert public.status_code == 200 and public.content == b"webp bytes"
+    assert public.headers["Content-Type"] == "image/webp"
+    assert public.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+
+
+def test_anyone_may_read_but_not_write_or_list(store, seaweed):
+    crop = new_crop("png")
+    store.put(crop, b"png bytes")
+    assert requests.put(store.public_url(crop), data=b"not mine", timeout=5).status_code == 403
+    assert requests.put(store.public_url(new_crop()), data=b"not mine", timeout=5).status_code == 403
+    assert requests.get(f"{seaweed.endpoint_url}/{seaweed.bucket}?list-type=2", timeout=5).status_code == 403
+    assert requests.get(store.public_url(new_crop()), timeout=5).status_code == 404
+    assert store.open(crop).file.read() == b"png bytes"
+
+
+def test_a_crop_is_written_once(store):
+    crop = new_crop()
+    store.put(crop, b"first")
+    store.put(crop, b"second")  # as another host that made it meanwhile: no error, the first stays
+    assert store.open(crop).file.read() == b"first"
+
+
+def test_ensure_bucket_may_be_repeated(store):
+    store.ensure_bucket()
+    crop = new_crop()
+    store.put(crop, b"x")
+    assert requests.get(store.public_url(crop), timeout=5).status_code == 200
+
+
+def test_listing_measures_every_crop_and_nothing_else(seaweed, locks):
+    store = seaweed.store(locks, prefix="listed/")
+    made = {new_crop(): b"a" * 10, new_crop("jpeg"): b"b" * 2000}
+    for crop, data in made.items():
+        store.put(crop, data)
+    stray = new_crop()
+    for key in ("listed/README", f"listed/{stray.relpath}.part", f"elsewhere/{stray.relpath}",
+                f"listed/{stray.relpath.upper()}"):
+        store.client.put_object(Bucket=store.bucket, Key=key, Body=b"not a crop")
+    entries = {entry.key: entry for entry in store.listing().entries}
+    assert set(entries) == set(made)
+    for crop, data in made.items():
+        assert entries[crop].paths == [store.key(crop)] and entries[crop].size == len(data)
+        assert abs(entries[crop].last_used - time.time()) < 60
+    assert store.listing().temp_files == []
+
+
+def test_listing_pages_through_many_crops(seaweed, locks):
+    store = seaweed.store(locks, prefix="many/")
+    made = {new_crop(box=(0, 0, n + 1, 1)) for n in range(5)}
+    for crop in made:
+        store.put(crop, b"x")
+    store.client.meta.events.register("before-parameter-build.s3.ListObjectsV2",
+                                      lambda params, **_: params.update(MaxKeys=2))
+    assert {entry.key for entry in store.listing().entries} == made
+
+
+def test_remove_deletes_unless_the_crop_is_being_made(store, locks):
+    kept, removed = new_crop(), new_crop()
+    for crop in (kept, removed):
+        store.put(crop, b"x")
+    entries = {entry.key: entry for entry in store.listing().entries}
+    with HeldInChild(lambda: store.lock(kept)):
+        assert store.remove(entries[kept]) is False
+        assert store.remove(entries[removed]) is True
+    assert store.find(kept) and not store.find(removed)
+    assert requests.get(store.public_url(removed), timeout=5).status_code == 404
+    assert store.remove(entries[kept]) is True and not store.find(kept)
+
+
+def assert_unavailable(call, seconds):
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailableError) as raised:
+        call()
+    assert time.monotonic() - started < seconds
+    error = raised.value
+    assert (error.status, error.code) == (503, "store_unavailable") and error.retry_after >= 1
+    assert "crop store" in error.message and "S3 bucket crops" in error.message
+    for botocore_words in ("Could not connect", "Read timeout", "endpoint URL", "botocore", "Error"):
+        assert botocore_words not in error.message
+    return error
+
+
+def test_a_frozen_store_is_unavailable_after_the_read_timeout(store, seaweed):
+    crop = new_crop()
+    store.put(crop, b"x")
+    os.kill(seaweed.process.pid, signal.SIGSTOP)  # it still accepts connections, and answers nothing
+    try:
+        error = assert_unavailable(lambda: store.find(crop), seconds=4)  # two tries of 0.5 s, and a backoff
+    finally:
+        os.kill(seaweed.process.pid, signal.SIGCONT)
+    assert "in time" in error.message
+    assert store.find(crop)
+
+
+def test_a_stopped_store_is_unavailable_and_comes_back_with_its_crops(store, seaweed):
+    crop = new_crop()
+    store.put(crop, b"kept across restarts")
+    seaweed.stop()
+    try:
+        assert_unavailable(lambda: store.find(crop), seconds=3)
+        assert_unavailable(lambda: store.put(new_crop(), b"x"), seconds=3)
+        assert_unavailable(lambda: store.open(crop), seconds=3)
+        assert_unavailable(store.listing, seconds=3)
+    finally:
+        seaweed.start()
+    assert store.find(crop) and store.open(crop).file.read() == b"kept across restarts"
+    assert requests.get(store.public_url(crop), timeout=5).content == b"kept across restarts"
+    later = new_crop()
+    store.put(later, b"new")
+    assert store.find(later)
