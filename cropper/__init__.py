@@ -10,7 +10,7 @@ from .errors import register_error_handlers
 from .eviction import Pruner
 from .fathomnet import FathomNetClient
 from .routes import JSONRequest, bp
-from .schemas import CropSchema
+from .schemas import ConceptSchema, CropSchema
 from .service import CropService
 
 
@@ -39,9 +39,10 @@ def register_proxy_fix(app, settings):
 def register_services(app, settings):
     """The crop service over its stores and FathomNet client, and the schema requests are read with."""
     app.extensions["cropper"] = crop_service(settings)
-    app.extensions["cropper.schema"] = CropSchema(
-        max_side=settings.max_crop_side, max_pixels=settings.max_crop_pixels, default_format=settings.default_format
-    )
+    limits = {"max_side": settings.max_crop_side, "max_pixels": settings.max_crop_pixels,
+              "default_format": settings.default_format}
+    app.extensions["cropper.schema.crop"] = CropSchema(**limits)
+    app.extensions["cropper.schema.concept"] = ConceptSchema(**limits)
 
 
 def crop_service(settings):
@@ -59,6 +60,7 @@ def stores(settings):
 def register_cors(app, settings):
     """Let browser tools on the configured origins call the API and draw crops on a canvas."""
     CORS(
-        app, resources={r"/cropper*": {}, r"/crops/*": {}}, origins=list(settings.cors_origins),
+        app, resources={r"/cropper*": {}, r"/crops/*": {}, r"/images/*": {}, r"/boxes/*": {}},
+        origins=list(settings.cors_origins),
         methods=["GET", "HEAD", "POST", "OPTIONS"], expose_headers=["X-Cropper-Cache"], max_age=86400,
     )

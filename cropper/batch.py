@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from . import imaging
 from .crops import Crop
 from .errors import CropperError, as_cropper_error
+from .fathomnet import BoxInfo
 from .service import CropResult
 
 # Pillow releases the GIL while it encodes, so one thread per core keeps every core cutting.
@@ -23,6 +24,42 @@ class CropFailure:
 
     crop: Crop
     error: CropperError
+
+
+def resolve_many(service, requests, concurrency, annotations=None):
+    """Each CropRequest resolved, in order: a Resolved, or the CropperError that item meets.
+
+    Annotations not known yet are looked up `concurrency` at a time; the images whose size is
+    needed come from one metadata query; then each request is resolved on its own.
+    """
+    annotations = dict(annotations or {})
+    wanted = sorted({r.box_uuid for r in requests if r.box_uuid is not None} - set(annotations))
+    with ThreadPoolExecutor(max(1, min(concurrency, len(wanted)))) as pool:
+        for box_uuid, found in zip(wanted, pool.map(lambda uuid: _or_error(service.bounding_box, uuid), wanted)):
+            annotations[box_uuid] = found
+    image_of = {}
+    for request in requests:
+        found = annotations.get(request.box_uuid) if request.box_uuid else None
+        image_of[request] = found.image_uuid if isinstance(found, BoxInfo) else request.uuid
+    infos = service.image_infos(sorted({image_of[r] for r in requests if r.needs_image_size and image_of[r]}))
+    results = []
+    for request in requests:
+        annotation = annotations.get(request.box_uuid) if request.box_uuid else None
+        info = infos.get(image_of[request]) if request.needs_image_size else None
+        if isinstance(annotation, CropperError):
+            results.append(annotation)
+        elif isinstance(info, CropperError):
+            results.append(info)
+        else:
+            results.append(_or_error(service.resolve, request, info, annotation))
+    return results
+
+
+def _or_error(call, *args):
+    try:
+        return call(*args)
+    except CropperError as error:
+        return error
 
 
 def get_or_create_many(service, crops, concurrency):
@@ -77,7 +114,7 @@ def _problem_before_download(crop, info):
     if isinstance(info, CropperError):
         return info
     try:
-        imaging.check_box(crop.box, info.size)
+        imaging.check_box(crop.region, info.size)
     except CropperError as error:
         return error
     return None

@@ -10,6 +10,7 @@ Layout under the cache folder:
     crops/f1/f11816b8-.../100_100_405_400.webp   a crop, named by crops.Crop.relpath
     sources/f1/f11816b8-....json                  the image's FathomNet metadata
     sources/f1/f11816b8-....pix                   its decoded pixels (see imaging.RawImage)
+    sources/3c/3c0e9d2a-....box                   a FathomNet annotation (JSON), by the box's uuid
     locks/3a/3a5f....lock                         one lock file per key being made, removed after
 
 Every file is written to a temp file beside it, flushed and renamed into place, so readers see
@@ -39,7 +40,7 @@ TEMP_SUFFIX = ".tmp"
 # What a write meets when the cache's disk cannot take it: full, over quota, read-only, or not ours.
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 BLOCK = 4096  # what a file of n bytes takes on disk is counted in blocks of this
-SOURCE_NAME = re.compile(rf"([0-9a-f]{{2}})/({crops.UUID})\.(json|pix)")
+SOURCE_NAME = re.compile(rf"([0-9a-f]{{2}})/({crops.UUID})\.(json|pix|box)")
 # Refreshing atime at most this often keeps a hit to one stat in the common case. nginx's reads
 # refresh it too, under the usual relatime mount option, once a day at most.
 MARK_USED_EVERY = 3600
@@ -273,7 +274,7 @@ class FileCropStore:
 
 
 class FileSourceStore:
-    """Per image: its FathomNet metadata (JSON) and its decoded pixels, under <root>/sources/."""
+    """Under <root>/sources/: per image its FathomNet metadata and decoded pixels; per annotation its box."""
 
     name = "image source cache"
 
@@ -301,6 +302,19 @@ class FileSourceStore:
         data = json.dumps(info).encode()
         with storing(self.name):
             write_bytes(self._path(uuid, ".json"), data)
+        self.usage.add(blocks(len(data)))
+
+    def read_box(self, box_uuid):
+        """A stored annotation (a dict), or None."""
+        try:
+            return json.loads(self._path(box_uuid, ".box").read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def write_box(self, box_uuid, box):
+        data = json.dumps(box).encode()
+        with storing(self.name):
+            write_bytes(self._path(box_uuid, ".box"), data)
         self.usage.add(blocks(len(data)))
 
     def forget_info(self, uuid):

@@ -105,6 +105,8 @@ class Settings:
         "0: only by command.")
     temp_grace: float = setting(600.0, _float, "Age in seconds after which a temp file left by a killed worker goes.")
     batch_max_crops: int = setting(1000, _int, "Most crops one /cropper-list request may ask for; more is a 413.")
+    concept_page_max: int = setting(
+        100, _int, "Most boxes one /cropper-concept page crops (and its default), so a page fits nginx's timeout.")
     batch_concurrency: int = setting(
         4, _int, "Downloads, decodes and crops one batch runs at once (Pillow's codecs use both cores).")
     min_free_bytes: int = setting(

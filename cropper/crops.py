@@ -1,25 +1,39 @@
-"""What a crop is: its parameters, its canonical key, and the URL path that names it.
+"""What a crop is: what a client may ask for, the one output it resolves to, and the path that names it.
 
-This module is the one owner of the crop-path grammar. The service names stored crops by
-`Crop.relpath`, the routes read request paths back with `parse_relpath`, nginx's location
-pattern is rendered from `nginx_location_pattern()` and logstats matches log lines with
-`url_path_pattern()`. A crop's path is a pure function of its parameters, and only the one
-canonical spelling of each crop parses, so every link handed out names exactly one file.
+This module owns "what a crop is". A `CropRequest` is what a client asked for (a box, or a
+FathomNet annotation; padding, a square, an output size, a fit, a quality, a format). `resolve`
+turns it, with the image's size, into a `Crop`: the canonical description of one output (the
+region of the image actually cut, the size it is scaled to, the canvas it is centred on). Equal
+outputs are equal Crops, so equivalent requests share one file.
 
-    crops/9e/9e140d51-2a43-5870-9337-eb66c5a4de6d/100_100_405_400.webp
+The service names stored crops by `Crop.relpath`, the routes read request paths back with
+`parse_relpath`, nginx's location pattern is rendered from `nginx_location_pattern()` and logstats
+matches log lines with `url_path_pattern()`. Only the one canonical spelling of each crop parses,
+so every link handed out names exactly one file:
+
+    crops/9e/9e140d51-.../100_100_405_400.webp                          a box, as cut
+    crops/9e/9e140d51-.../80_40_428_460_224x224_q80.webp                a region scaled to 224x224, quality 80
+    crops/9e/9e140d51-.../100_100_405_400_224x220_lb224x224_ffffff.png  scaled into a 224x224 white canvas
           ^^ shard: the uuid's first two hex digits, keeping folders small at FathomNet's scale
 """
 
 import functools
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from . import formats
+from .errors import BoxOutsideImageError
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 MAX_DIGITS = 9  # no image is a billion pixels wide
 NUMBER = rf"(?:0|[1-9][0-9]{{0,{MAX_DIGITS - 1}}})"  # no sign, no leading zeros: one spelling per number
+POSITIVE = rf"(?:[1-9][0-9]{{0,{MAX_DIGITS - 1}}})"
+QUALITY = r"(?:[1-9][0-9]?|100)"
+COLOUR = r"[0-9a-f]{6}"
+FITS = ("contain", "cover", "fill", "letterbox")
+DEFAULT_BACKGROUND = "000000"
 
 
 class Box(NamedTuple):
@@ -38,32 +52,212 @@ class Box(NamedTuple):
     def height(self):
         return self.y2 - self.y1
 
+    @property
+    def size(self):
+        return self.width, self.height
+
     def fits(self, width, height):
-        return self.x2 <= width and self.y2 <= height
+        return self.x1 >= 0 and self.y1 >= 0 and self.x2 <= width and self.y2 <= height
+
+
+@dataclass(frozen=True)
+class Pad:
+    """Context around a box on each side: pixels, or a percentage of the box's width (left, right) and height."""
+
+    amount: float
+    percent: bool = False
+
+    def sides(self, box):
+        if not self.percent:
+            return int(self.amount), int(self.amount)
+        return half_up(box.width * self.amount / 100), half_up(box.height * self.amount / 100)
+
+
+@dataclass(frozen=True)
+class CropRequest:
+    """What a client asked for, before the image's size is known."""
+
+    uuid: str | None = None  # the image (canonical lower case: safe in a path); None with box_uuid
+    box: Box | None = None  # in the image's pixels; None with box_uuid
+    box_uuid: str | None = None  # a FathomNet annotation instead of uuid and box
+    pad: Pad | None = None
+    square: bool = False
+    width: int | None = None
+    height: int | None = None
+    fit: str = "contain"
+    enlarge: bool = True
+    background: str = DEFAULT_BACKGROUND
+    quality: int | None = None  # None: the configured default, which is not part of the key
+    format: str = "webp"
+
+    @property
+    def needs_image_size(self):
+        """Whether resolving it needs the image's size: clamping padding, a square or an annotation's box."""
+        return self.pad is not None or self.square or self.box_uuid is not None
 
 
 @dataclass(frozen=True)
 class Crop:
-    """One output the service makes and stores: which pixels of which image, in which format."""
+    """One output the service makes and stores: which pixels of which image, how scaled, in which format."""
 
-    uuid: str  # canonical lower-case form: safe in a file path
-    box: Box
+    uuid: str
+    region: Box  # the source pixels cut
     format: str  # a name from the format table
+    size: tuple | None = None  # what the region is scaled to; None: as cut
+    canvas: tuple | None = None  # letterbox: the size of the canvas the scaled region is centred on
+    background: str = DEFAULT_BACKGROUND  # the canvas's colour, rrggbb
+    quality: int | None = None  # asked for explicitly; None: the configured default
+
+    @property
+    def output_size(self):
+        """The size of the image a client gets."""
+        return self.canvas or self.size or self.region.size
+
+    @property
+    def scaled_size(self):
+        return self.size or self.region.size
 
     @property
     def relpath(self):
         """The crop's path below /crops/ (and below the crop store's root)."""
-        x1, y1, x2, y2 = self.box
-        return f"{self.uuid[:2]}/{self.uuid}/{x1}_{y1}_{x2}_{y2}.{self.format}"
+        x1, y1, x2, y2 = self.region
+        name = f"{x1}_{y1}_{x2}_{y2}"
+        if self.size:
+            name += "_{}x{}".format(*self.size)
+        if self.canvas:
+            name += "_lb{}x{}".format(*self.canvas)
+            if self.background != DEFAULT_BACKGROUND:
+                name += f"_{self.background}"
+        if self.quality is not None:
+            name += f"_q{self.quality}"
+        return f"{self.uuid[:2]}/{self.uuid}/{name}.{self.format}"
 
     @property
     def media_type(self):
         return formats.get(self.format).media_type
 
+    def is_canonical(self):
+        """True if some request resolves to exactly this crop (a path may spell what none would)."""
+        if self.region.width < 1 or self.region.height < 1 or self.size == self.region.size:
+            return False
+        if self.quality is not None and not formats.get(self.format).lossy:
+            return False
+        if self.canvas is None:
+            return self.background == DEFAULT_BACKGROUND
+        width, height = self.canvas
+        scaled = self.scaled_size
+        if scaled == self.canvas or scaled[0] > width or scaled[1] > height:
+            return False
+        contained = contain(self.region.size, width, height)
+        return scaled == contained or (self.size is None and contained[0] > scaled[0])  # not enlarged
+
+
+def half_up(value):
+    return int(math.floor(value + 0.5))
+
+
+def contain(size, width, height):
+    """The largest size inside width x height with the aspect of size."""
+    scale = min(width / size[0], height / size[1])
+    return max(1, half_up(size[0] * scale)), max(1, half_up(size[1] * scale))
+
+
+def region_of(box, image_size, pad=None, square=False, clamp_box=False):
+    """The region to cut: the box, with context, made square, kept inside the image.
+
+    A box from a client must lie inside the image (Pillow would pad it); an annotation's box
+    (clamp_box) may reach past the image's edges, as some of FathomNet's do, and is clamped first.
+    """
+    width, height = image_size
+    if clamp_box:
+        box = Box(max(box.x1, 0), max(box.y1, 0), min(box.x2, width), min(box.y2, height))
+    if box.width < 1 or box.height < 1 or not box.fits(width, height):
+        raise BoxOutsideImageError(
+            f"The box {list(box)} does not fit inside the {width}x{height} image.",
+            image_width=width, image_height=height,
+        )
+    x1, y1, x2, y2 = box
+    if pad is not None:
+        dx, dy = pad.sides(box)
+        x1, y1, x2, y2 = x1 - dx, y1 - dy, x2 + dx, y2 + dy
+    if square:
+        side = max(x2 - x1, y2 - y1)
+        grow_x, grow_y = side - (x2 - x1), side - (y2 - y1)
+        x1, x2 = x1 - grow_x // 2, x2 + grow_x - grow_x // 2
+        y1, y2 = y1 - grow_y // 2, y2 + grow_y - grow_y // 2
+        if side <= width:  # shift a square back inside the image where it can be
+            x1, x2 = (0, side) if x1 < 0 else (width - side, width) if x2 > width else (x1, x2)
+        if side <= height:
+            y1, y2 = (0, side) if y1 < 0 else (height - side, height) if y2 > height else (y1, y2)
+    return Box(max(x1, 0), max(y1, 0), min(x2, width), min(y2, height))
+
+
+def resolve(request, uuid, box, image_size=None):
+    """The canonical Crop of a request, for the image uuid and the box asked for (or the annotation's).
+
+    image_size is needed when request.needs_image_size; without it the box is taken as the region
+    (the box's fit in the image is checked when the image's size is known).
+    """
+    if image_size is not None:
+        region = region_of(box, image_size, request.pad, request.square, clamp_box=request.box_uuid is not None)
+    else:
+        region = box
+    size, canvas = None, None
+    rw, rh = region.size
+    if request.width and request.height:
+        if request.fit == "cover":  # cut the centred part with the aspect asked for, then scale it
+            aspect = request.width / request.height
+            if rw / rh > aspect:
+                cut = max(1, half_up(rh * aspect))
+                region = Box(region.x1 + (rw - cut) // 2, region.y1, region.x1 + (rw - cut) // 2 + cut, region.y2)
+            else:
+                cut = max(1, half_up(rw / aspect))
+                region = Box(region.x1, region.y1 + (rh - cut) // 2, region.x2, region.y1 + (rh - cut) // 2 + cut)
+            size = (request.width, request.height)
+        elif request.fit == "fill":
+            size = (request.width, request.height)
+        else:  # contain, letterbox
+            size = contain(region.size, request.width, request.height)
+            if request.fit == "letterbox":
+                canvas = (request.width, request.height)
+    elif request.width:
+        size = (request.width, max(1, half_up(rh * request.width / rw)))
+    elif request.height:
+        size = (max(1, half_up(rw * request.height / rh)), request.height)
+    if size and not request.enlarge and (size[0] > region.width or size[1] > region.height):
+        scale = min(region.width / size[0], region.height / size[1])
+        size = (max(1, half_up(size[0] * scale)), max(1, half_up(size[1] * scale)))
+    if size == region.size:
+        size = None
+    if canvas == (size or region.size):
+        canvas = None
+    quality = request.quality if formats.get(request.format).lossy else None
+    background = request.background if canvas else DEFAULT_BACKGROUND
+    return Crop(uuid, region, request.format, size, canvas, background, quality)
+
+
+def over_limits(crop, max_side, max_pixels):
+    """Why a crop is too large to make (its region cut, or its output), or None."""
+    for what, (width, height) in (("region to cut", crop.region.size), ("output", crop.output_size)):
+        if max(width, height) > max_side:
+            return f"The {what} would be {width}x{height}: a side may be at most {max_side} pixels."
+        if width * height > max_pixels:
+            return f"The {what} would be {width}x{height}: at most {max_pixels} pixels."
+    return None
+
+
+def plain(crop):
+    """The crop's region as cut, in its format: what a plain box request for it names."""
+    return replace(crop, size=None, canvas=None, background=DEFAULT_BACKGROUND, quality=None)
+
+
+# -- the path grammar
+
 
 def _file_name_pattern(extensions):
-    number = NUMBER
-    return rf"{number}_{number}_{number}_{number}\.(?:{'|'.join(map(re.escape, extensions))})"
+    n, p = NUMBER, POSITIVE
+    return (rf"{n}_{n}_{n}_{n}(?:_{p}x{p})?(?:_lb{p}x{p}(?:_{COLOUR})?)?(?:_q{QUALITY})?"
+            rf"\.(?:{'|'.join(map(re.escape, extensions))})")
 
 
 @functools.lru_cache(maxsize=8)
@@ -71,15 +265,28 @@ def _relpath_re(extensions):
     return re.compile(rf"([0-9a-f]{{2}})/({UUID})/({_file_name_pattern(extensions)})")
 
 
+_PART = re.compile(r"(?P<size>[0-9]+x[0-9]+)|lb(?P<canvas>[0-9]+x[0-9]+)|q(?P<quality>[0-9]+)"
+                   r"|(?P<background>[0-9a-f]{6})")
+
+
 def parse_relpath(relpath):
     """The Crop a path below /crops/ names, or None if it is not one the service would have made."""
     match = _relpath_re(formats.names()).fullmatch(relpath)
     if match is None:
         return None
-    prefix, uuid, name = match.groups()
+    _, uuid, name = match.groups()
     stem, _, extension = name.rpartition(".")
-    crop = Crop(uuid, Box(*map(int, stem.split("_"))), extension)
-    return crop if crop.relpath == relpath else None
+    pieces = stem.split("_")
+    numbers, parts = pieces[:4], pieces[4:]
+    fields = {}
+    for part in parts:
+        found = _PART.fullmatch(part)
+        key, value = next((k, v) for k, v in found.groupdict().items() if v is not None)
+        fields[key] = value if key == "background" else int(value) if key == "quality" else \
+            tuple(map(int, value.split("x")))
+    crop = Crop(uuid, Box(*map(int, numbers)), extension, fields.get("size"), fields.get("canvas"),
+                fields.get("background", DEFAULT_BACKGROUND), fields.get("quality"))
+    return crop if crop.relpath == relpath and crop.is_canonical() else None
 
 
 def url_path_pattern():

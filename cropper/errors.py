@@ -50,6 +50,16 @@ class NotFoundError(CropperError):
     code = "not_found"
 
 
+class BoxNotFoundError(CropperError):
+    status = 404
+    code = "box_not_found"
+
+
+class ConceptNotFoundError(CropperError):
+    status = 404
+    code = "concept_not_found"
+
+
 class CropNotFoundError(CropperError):
     status = 404
     code = "crop_not_found"

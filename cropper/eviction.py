@@ -53,28 +53,29 @@ class Pruner:
         """Remove old temp files and, where over budget, least recently used entries."""
         now = time.time() if now is None else now
         report = PruneReport()
-        crops, sources = self.crop_store.listing(), self.source_store.listing()
-        for temp in crops.temp_files + sources.temp_files:
-            if now - temp.modified > self.temp_grace:
-                cache.remove_temp_file(temp)
-                report.temp_files_removed += 1
-        report.crops_removed, report.crop_bytes_removed = self._within_budget(self.crop_store, crops, report)
-        report.sources_removed, report.source_bytes_removed = self._within_budget(self.source_store, sources, report)
+        for store in (self.crop_store, self.source_store):
+            for temp in store.listing().temp_files:
+                if now - temp.modified > self.temp_grace:
+                    cache.remove_temp_file(temp)
+                    report.temp_files_removed += 1
+        report.crops_removed, report.crop_bytes_removed = self._within_budget(self.crop_store, report)
+        report.sources_removed, report.source_bytes_removed = self._within_budget(self.source_store, report)
         return report
 
     def make_room(self, store, nbytes):
-        """Before storing nbytes in store: if that would take it over its budget, evict to the low-water mark now.
+        """Before storing nbytes in store (or after, with 0): keep it within its budget, evicting now if need be.
 
-        One process evicts at a time; the others write on (the overshoot is bounded by writes in flight).
+        One process evicts a store at a time and checks again when done, so writes that landed
+        meanwhile are seen; the others write on.
         """
-        if store.usage.add(0) + nbytes <= self.budgets[id(store)]:
-            return
-        try:
-            with store.locks.hold(f"evict:{store.name}", timeout=0):
-                report = PruneReport()
-                self._within_budget(store, store.listing(), report, incoming=nbytes)
-        except BusyError:
-            pass
+        for _ in range(3):
+            if store.usage.add(0) + nbytes <= self.budgets[id(store)]:
+                return
+            try:
+                with store.locks.hold(f"evict:{store.name}", timeout=0):
+                    self._within_budget(store, PruneReport(), incoming=nbytes)
+            except BusyError:
+                return
 
     def free(self, nbytes):
         """The disk is full: remove the least recently used that nobody uses until nbytes more are free."""
@@ -92,8 +93,10 @@ class Pruner:
         log.warning("the cache's disk was full: removed %d bytes of least recently used files", freed)
         return freed
 
-    def _within_budget(self, store, listing, report, incoming=0):
-        """Evict least recently used entries of listing until store plus incoming is under the low-water mark."""
+    def _within_budget(self, store, report, incoming=0):
+        """Evict least recently used entries until store plus incoming is under the low-water mark."""
+        counted = store.usage.add(0)
+        listing = store.listing()
         budget = self.budgets[id(store)]
         total = listing.size + incoming
         removed = freed = 0
@@ -107,7 +110,8 @@ class Pruner:
                     continue
                 removed += 1
                 freed += entry.size
-        store.usage.set(listing.size - freed)  # what is incoming, its writer counts
+        # The count becomes what was measured, less what went, plus what other writers added meanwhile.
+        store.usage.add(listing.size - freed - counted)
         return removed, freed
 
 

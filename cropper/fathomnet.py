@@ -9,12 +9,14 @@ nesting depth, redirects a count and a destination (the API's own origin; allowe
 import hashlib
 import json
 import logging
+import uuid as uuidlib
 from dataclasses import asdict, dataclass
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from urllib3.util.retry import Retry
 
+from .crops import Box
 from .deadlines import DeadlineAdapter, deadline
 from .errors import ImageNotFoundError, ImageTooLargeError, UpstreamError, UpstreamTimeoutError
 
@@ -26,6 +28,42 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
+class BoxInfo:
+    """A FathomNet annotation: a box on an image, with its concept (the taxon's name)."""
+
+    uuid: str
+    image_uuid: str
+    concept: str
+    x: int  # the box as FathomNet has it; some reach past the image's edges
+    y: int
+    width: int
+    height: int
+    review: str = ""  # FathomNet's review state (VERIFIED, UNVERIFIED, ...), as it says
+
+    @classmethod
+    def from_api(cls, data, image_uuid=None):
+        """Build from FathomNet's BoundingBox JSON, refusing boxes we cannot work with."""
+        try:
+            uuid, concept = canonical_uuid(data["uuid"]), data["concept"]
+            image = canonical_uuid(image_uuid or data["imageUuid"])
+            numbers = [data[name] for name in ("x", "y", "width", "height")]
+            if not all(type(n) is int and abs(n) < 10**9 for n in numbers) or min(numbers[2:]) < 1:
+                raise ValueError("x, y, width and height must be whole numbers, the sides more than 0")
+            if not isinstance(concept, str) or not 0 < len(concept) <= 256:
+                raise ValueError("concept must be a name")
+        except (KeyError, TypeError, ValueError) as error:
+            log.warning("unusable bounding box %r: %r", data.get("uuid") if isinstance(data, dict) else None, error)
+            raise UpstreamError("FathomNet sent an unusable bounding box.") from None
+        review = data.get("reviewState") or ("VERIFIED" if data.get("verified") else "")
+        return cls(uuid, image, concept, *numbers, str(review)[:40])
+
+    @property
+    def box(self):
+        """The box as x1, y1, x2, y2."""
+        return Box(self.x, self.y, self.x + self.width, self.y + self.height)
+
+
+@dataclass(frozen=True)
 class ImageInfo:
     """What we need to know about a FathomNet image before downloading it."""
 
@@ -34,6 +72,7 @@ class ImageInfo:
     width: int
     height: int
     sha256: str | None = None
+    boxes: tuple | None = None  # its BoxInfos; None when not known (metadata stored before we kept them)
 
     @classmethod
     def from_api(cls, uuid, data):
@@ -44,11 +83,21 @@ class ImageInfo:
                 raise ValueError("width and height must be positive integers")
             if not isinstance(url, str) or not url:
                 raise ValueError("url must be a string")
+            boxes = data.get("boundingBoxes") or []
+            if not isinstance(boxes, list):
+                raise ValueError("boundingBoxes must be a list")
         except (KeyError, TypeError, ValueError) as error:
             log.warning("unusable metadata for image %s: %r", uuid, error)
             raise UpstreamError(f"FathomNet sent unusable metadata for image {uuid}.", uuid=uuid) from None
         sha256 = data.get("sha256")
-        return cls(uuid, url, width, height, sha256.lower() if isinstance(sha256, str) and sha256 else None)
+        sha256 = sha256.lower() if isinstance(sha256, str) and sha256 else None
+        return cls(uuid, url, width, height, sha256, tuple(usable_boxes(boxes, image_uuid=uuid)))
+
+    @classmethod
+    def from_dict(cls, data):
+        """Read back what to_dict() stored."""
+        boxes = data.get("boxes")
+        return cls(**{**data, "boxes": None if boxes is None else tuple(BoxInfo(**box) for box in boxes)})
 
     @property
     def size(self):
@@ -56,6 +105,20 @@ class ImageInfo:
 
     def to_dict(self):
         return asdict(self)
+
+
+def usable_boxes(items, image_uuid=None):
+    """The BoxInfos of the items that are usable; an unusable one is logged and left out, not fatal."""
+    for item in items:
+        try:
+            yield BoxInfo.from_api(item, image_uuid=image_uuid)
+        except UpstreamError:
+            continue
+
+
+def canonical_uuid(text):
+    """A UUID in canonical lower-case form, or ValueError."""
+    return str(uuidlib.UUID(str(text)))
 
 
 def origin(url):
@@ -131,6 +194,30 @@ class FathomNetClient:
                 except UpstreamError as error:  # one image's bad metadata is that image's problem only
                     found[uuid] = error
         return found
+
+    def bounding_box(self, uuid):
+        """Look up one annotation, or None if FathomNet has none with that uuid."""
+        found = self._api("GET", f"boundingboxes/{quote(uuid)}", f"bounding box {uuid}")
+        return None if found is None else BoxInfo.from_api(found)
+
+    def concept_boxes(self, concept, limit, offset):
+        """A page of the boxes of a concept, in FathomNet's order, as fathomnet-py's find() asks.
+
+        Returns (usable boxes, how many there are in all, how many this page held).
+        """
+        constraints = {"concept": concept, "limit": limit, "offset": offset}
+        page = self._api("POST", "boundingboxes/query", f"boxes of {concept!r}", json=constraints)
+        content = page.get("content") if isinstance(page, dict) else page
+        if not isinstance(content, list):
+            raise UpstreamError(f"FathomNet answered a query for boxes of {concept!r} with something unusable.")
+        boxes = list(usable_boxes(content))
+        total = page.get("totalSize") if isinstance(page, dict) else None
+        if not isinstance(total, int):
+            counted = self._api("POST", "boundingboxes/query/count", f"boxes of {concept!r}", json=constraints)
+            total = counted.get("count") if isinstance(counted, dict) else None
+        if not isinstance(total, int) or total < 0:
+            raise UpstreamError(f"FathomNet did not say how many boxes of {concept!r} there are.")
+        return boxes, total, len(content)
 
     def _api(self, method, path, what, **kwargs):
         """The JSON of an API answer (None for a 404), within the API's deadline and size cap."""

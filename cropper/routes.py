@@ -1,16 +1,29 @@
 """HTTP routes: the only module that touches the request."""
 
+import csv
+import io
 import json
 import math
+import uuid as uuidlib
 
-from flask import Blueprint, Request, current_app, jsonify, request, send_file
+from flask import Blueprint, Request, current_app, jsonify, redirect, request, send_file
 from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 from werkzeug.wsgi import get_input_stream
 
 from . import batch, crops
-from .errors import BoxOutsideImageError, CropNotFoundError, InvalidRequestError, body_of
+from .crops import CropRequest
+from .errors import (
+    BoxNotFoundError,
+    BoxOutsideImageError,
+    CropNotFoundError,
+    CropperError,
+    ImageNotFoundError,
+    InvalidRequestError,
+    body_of,
+)
 from .schemas import batch_items
+from .service import Resolved
 
 bp = Blueprint("cropper", __name__)
 
@@ -72,22 +85,9 @@ def crop_service():
     return current_app.extensions["cropper"]
 
 
-def crop_schema():
-    return current_app.extensions["cropper.schema"]
-
-
-def crop_for_path(relpath):
-    """The Crop a path names, held to the same limits as a POST; only canonical paths count."""
-    crop = crops.parse_relpath(relpath)
-    if crop is not None:
-        body = {"uuid": crop.uuid, **crop.box._asdict(), "format": crop.format}
-        try:
-            crop_schema().load(body)
-        except ValidationError:
-            crop = None
-    if crop is None:
-        raise CropNotFoundError("There is no crop at this path.")
-    return crop
+def schema(name):
+    """One of the app's request schemas: crop, concept."""
+    return current_app.extensions[f"cropper.schema.{name}"]
 
 
 def public_url(crop):
@@ -96,13 +96,33 @@ def public_url(crop):
     return f"{base.rstrip('/')}/crops/{crop.relpath}"
 
 
+def crop_answer(resolved, cached):
+    """What a client hears of a crop: its URL, what was asked, what was cut, and the output."""
+    crop = resolved.crop
+    width, height = crop.output_size
+    answer = {"url": public_url(crop), "uuid": crop.uuid, "box": list(resolved.box), "region": list(crop.region),
+              "width": width, "height": height, "format": crop.format, "cached": cached}
+    if resolved.annotation:
+        answer.update(box_uuid=resolved.annotation.uuid, concept=resolved.annotation.concept)
+    return answer
+
+
+def failed_answer(crop_request, error, fields=None):
+    """A batch item that failed: what it asked for (only as plain JSON), and why."""
+    if crop_request is not None:
+        fields = {"uuid": crop_request.uuid, "box": list(crop_request.box) if crop_request.box else None}
+        if crop_request.box_uuid:
+            fields["box_uuid"] = crop_request.box_uuid
+    return {**fields, **body_of(error)}
+
+
 @bp.post("/cropper")
 @bp.post("/cropper/")
 def create_crop():
-    """Crop a FathomNet image and answer with the public URL of the stored file."""
-    crop = crop_schema().load(request.json_body())
-    result = crop_service().get_or_create(crop)
-    response = jsonify(result.to_json(public_url(result.crop)))
+    """Crop a FathomNet image (or annotation) and answer with the public URL of the stored file."""
+    resolved = crop_service().resolve(schema("crop").load(request.json_body()))
+    result = crop_service().get_or_create(resolved.crop)
+    response = jsonify(crop_answer(resolved, result.cached))
     response.headers["X-Cropper-Cache"] = "hit" if result.cached else "miss"
     return response
 
@@ -111,32 +131,123 @@ def create_crop():
 @bp.post("/cropper-list/")
 def create_crops():
     """Crop many boxes at once: one answer per item, in order; one bad item never fails the rest."""
-    items = batch_items(request.json_body(), settings().batch_max_crops)
+    items = batch_items(request.json_body(), settings().batch_max_crops, schema("crop"))
     loaded = [load_item(item) for item in items]
-    wanted = [x for x in loaded if isinstance(x, crops.Crop)]
-    results = iter(batch.get_or_create_many(crop_service(), wanted, settings().batch_concurrency))
-    return jsonify([item_answer(next(results)) if isinstance(x, crops.Crop) else x for x in loaded])
+    wanted = [x for x in loaded if isinstance(x, CropRequest)]
+    return jsonify(make_all(loaded, wanted))
+
+
+def make_all(loaded, wanted, annotations=None):
+    """Answers for loaded items (CropRequests or failed answers), making the wanted ones in one go."""
+    service, concurrency = crop_service(), settings().batch_concurrency
+    outcomes = batch.resolve_many(service, wanted, concurrency, annotations)
+    crops_wanted = [outcome.crop for outcome in outcomes if isinstance(outcome, Resolved)]
+    made = iter(batch.get_or_create_many(service, crops_wanted, concurrency))
+    outcomes = iter(outcomes)
+    answers = []
+    for item in loaded:
+        if not isinstance(item, CropRequest):
+            answers.append(item)
+            continue
+        outcome = next(outcomes)
+        result = next(made) if isinstance(outcome, Resolved) else None
+        if result is None:
+            answers.append(failed_answer(item, outcome))
+        elif isinstance(result, batch.CropFailure):
+            answers.append(failed_answer(item, result.error))
+        else:
+            answers.append(crop_answer(outcome, result.cached))
+    return answers
 
 
 def load_item(item):
-    """A batch item as a Crop, or its error answer when it is not valid."""
+    """A batch item as a CropRequest, or its error answer when it is not valid."""
     try:
-        return crop_schema().load(item)
+        return schema("crop").load(item)
     except ValidationError as error:
         fields = item if isinstance(item, dict) else {}
         box = [echoed(fields.get(name)) for name in ("x1", "y1", "x2", "y2")]
         invalid = InvalidRequestError.from_validation_error(error, "This crop is not valid.")
-        return failed_item(echoed(fields.get("uuid")), box, invalid)
+        return failed_answer(None, invalid, {"uuid": echoed(fields.get("uuid")), "box": box})
 
 
-def item_answer(result):
-    if isinstance(result, batch.CropFailure):
-        return failed_item(result.crop.uuid, list(result.crop.box), result.error)
-    return result.to_json(public_url(result.crop))
+CSV_COLUMNS = ("url", "label", "box_uuid", "image_uuid", "x1", "y1", "x2", "y2")
 
 
-def failed_item(uuid, box, error):
-    return {"uuid": uuid, "box": box, **body_of(error)}
+@bp.post("/cropper-concept")
+@bp.post("/cropper-concept/")
+def crop_concept():
+    """Crop a page of FathomNet's annotations of one concept, for a data set; JSON, or CSV on request."""
+    concept_schema = schema("concept")
+    data = concept_schema.load(request.json_body())
+    page_max = settings().concept_page_max
+    limit, offset = data.get("limit", page_max), data.get("offset", 0)
+    if limit > page_max:
+        raise ValidationError({"limit": [f"A page is at most {page_max} boxes."]})
+    boxes, total, next_offset = crop_service().concept_page(data["concept"], limit, offset)
+    options = concept_schema.options(data)
+    wanted = [CropRequest(box_uuid=box.uuid, **options) for box in boxes]
+    answers = make_all(wanted, wanted, annotations={box.uuid: box for box in boxes})
+    if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
+        return csv_answer(answers)
+    return {"crops": answers, "next_offset": next_offset, "total": total}
+
+
+def csv_answer(answers):
+    """The crops made, one row each (failed ones are in the JSON answer, and counted in a header)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    made = [a for a in answers if "url" in a]
+    for a in made:
+        writer.writerow([a["url"], a["concept"], a["box_uuid"], a["uuid"], *a["region"]])
+    response = current_app.response_class(out.getvalue(), mimetype="text/csv")
+    response.headers["X-Cropper-Failed"] = str(len(answers) - len(made))
+    return response
+
+
+@bp.get("/images/<uuid>/boxes")
+def image_boxes(uuid):
+    """An image's FathomNet annotations, each with the request (and the URL) of its crop."""
+    uuid = path_uuid(uuid, ImageNotFoundError, "image")
+    info, boxes = crop_service().image_boxes(uuid)
+    default = schema("crop").options({})
+    listed = []
+    for box in boxes:
+        try:
+            resolved = crop_service().resolve(CropRequest(box_uuid=box.uuid, **default), info, box)
+        except CropperError:  # a box entirely outside its image: listed, with nothing to crop
+            resolved = None
+        listed.append({"box_uuid": box.uuid, "concept": box.concept, "review": box.review, "box": list(box.box),
+                       "region": list(resolved.crop.region) if resolved else None,
+                       "request": {"box_uuid": box.uuid}, "url": public_url(resolved.crop) if resolved else None})
+    return {"uuid": uuid, "width": info.width, "height": info.height, "boxes": listed}
+
+
+@bp.get("/boxes/<box_uuid>.<extension>")
+def box_crop(box_uuid, extension):
+    """Redirect to the crop of an annotation (options as query parameters), so an <img> can show it by uuid."""
+    box_uuid = path_uuid(box_uuid, BoxNotFoundError, "bounding box")
+    query = {**request.args.to_dict(), "box_uuid": box_uuid, "format": extension}
+    resolved = crop_service().resolve(schema("crop").load(query))
+    response = redirect(public_url(resolved.crop), 302)
+    response.cache_control.max_age = 3600  # an annotation may be edited in FathomNet; its crop's URL then changes
+    return response
+
+
+def path_uuid(text, not_found, what):
+    try:
+        return str(uuidlib.UUID(text))
+    except ValueError:
+        raise not_found(f"{text[:64]!r} is not the uuid of a FathomNet {what}.") from None
+
+
+def crop_for_path(relpath):
+    """The Crop a path names, within the same limits as a POST; only canonical paths count."""
+    crop = crops.parse_relpath(relpath)
+    if crop is None or crops.over_limits(crop, settings().max_crop_side, settings().max_crop_pixels):
+        raise CropNotFoundError("There is no crop at this path.")
+    return crop
 
 
 @bp.get("/crops/<path:relpath>")

@@ -1,18 +1,37 @@
-"""Request bodies: marshmallow schemas that turn JSON into a validated Crop."""
+"""Request bodies: marshmallow schemas that turn JSON into validated CropRequests.
+
+Every crop option (pad, square, width, height, fit, enlarge, background, quality, format) is read by
+`OptionsSchema`, so single crops, batches (whose top-level options apply to items naming none) and
+concept crops accept the same ones, spelled the same way.
+"""
 
 import math
+import re
 
 from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validates_schema
+from marshmallow.validate import Length, OneOf, Range
 
 from . import formats
-from .crops import MAX_DIGITS, Box, Crop
+from .crops import DEFAULT_BACKGROUND, FITS, MAX_DIGITS, Box, CropRequest, Pad
 from .errors import TooManyCropsError
+
+OPTIONS = ("pad", "square", "width", "height", "fit", "enlarge", "background", "quality", "format")
+MAX_PAD_PERCENT = 1000
+PERCENT = re.compile(r"\s*([0-9]{1,4}(?:\.[0-9]{1,2})?)\s*%\s*")
+COLOUR = re.compile(r"#?([0-9a-fA-F]{6})")
+
+
+def shown(value):
+    """A client's value as it may appear in an error message: short, whatever was sent."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class Pixel(fields.Integer):
     """A pixel coordinate: a whole number >= 0, also as a numeric string (the earlier API's clients send "100")."""
 
     default_error_messages = {"invalid": "Must be a whole number of pixels, not {input}."}
+    minimum = 0
 
     def _validated(self, value):
         # Longer numbers are refused before int() parses them.
@@ -24,17 +43,43 @@ class Pixel(fields.Integer):
             value = int(value)
         else:
             raise self.make_error("invalid", input=shown(value))
-        if value < 0:
-            raise ValidationError("Must be 0 or more.")
+        if value < self.minimum:
+            raise ValidationError(f"Must be {self.minimum} or more.")
         if value >= 10**MAX_DIGITS:
             raise ValidationError(f"Must be less than {10**MAX_DIGITS}.")
         return value
 
 
-def shown(value):
-    """A client's value as it may appear in an error message: short, whatever was sent."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+class Side(Pixel):
+    """An output side in pixels: a whole number >= 1."""
+
+    minimum = 1
+
+
+class PadField(fields.Field):
+    """Pixels on each side (16), or a percentage of the box's width and height ("10%")."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and (match := PERCENT.fullmatch(value)):
+            percent = float(match.group(1))
+            if percent > MAX_PAD_PERCENT:
+                raise ValidationError(f"A percentage may be at most {MAX_PAD_PERCENT}%.")
+            return Pad(percent, percent=True)
+        try:
+            return Pad(Pixel()._validated(value))
+        except ValidationError:
+            raise ValidationError(f'Must be a whole number of pixels or a percentage such as "10%", '
+                                  f"not {shown(value)}.") from None
+
+
+class Colour(fields.String):
+    """A hex colour, #rrggbb or rrggbb, as lower-case rrggbb."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        match = COLOUR.fullmatch(super()._deserialize(value, attr, data, **kwargs).strip())
+        if match is None:
+            raise ValidationError(f'Must be a hex colour such as "#1a2b3c", not {shown(value)}.')
+        return match.group(1).lower()
 
 
 class FormatName(fields.String):
@@ -47,14 +92,17 @@ class FormatName(fields.String):
         return fmt.name
 
 
-class CropSchema(Schema):
-    """One crop: {"uuid", "x1", "y1", "x2", "y2", "format"?}."""
+class OptionsSchema(Schema):
+    """The options any crop may have."""
 
-    uuid = fields.UUID(required=True)
-    x1 = Pixel(required=True)
-    y1 = Pixel(required=True)
-    x2 = Pixel(required=True)
-    y2 = Pixel(required=True)
+    pad = PadField()
+    square = fields.Boolean()
+    width = Side()
+    height = Side()
+    fit = fields.String(validate=OneOf(FITS, error=f"Must be one of: {', '.join(FITS)}."))
+    enlarge = fields.Boolean()
+    background = Colour()
+    quality = fields.Integer(validate=Range(1, 100, error="Must be from 1 to 100."))
     format = FormatName()
 
     def __init__(self, *, max_side, max_pixels, default_format, **kwargs):
@@ -64,9 +112,50 @@ class CropSchema(Schema):
         self.default_format = default_format
 
     @validates_schema
-    def check_box(self, data, **kwargs):
-        if not all(k in data for k in ("x1", "y1", "x2", "y2")):
-            return  # the missing field already has its own message
+    def check_output_size(self, data, **kwargs):
+        for name in ("width", "height"):
+            if data.get(name, 0) > self.max_side:
+                raise ValidationError(f"Must be at most {self.max_side} pixels.", name)
+        if data.get("width", 0) * data.get("height", 0) > self.max_pixels:
+            raise ValidationError(f"An output may have at most {self.max_pixels} pixels.", "width")
+        if data.get("fit") and not (data.get("width") and data.get("height")):
+            raise ValidationError("A fit needs both width and height.", "fit")
+        if "background" in data and data.get("fit") != "letterbox":
+            raise ValidationError("A background is the colour of a letterbox: it needs fit letterbox.", "background")
+
+    def options(self, data):
+        """The CropRequest arguments of the options in data, defaults filled in."""
+        return {"pad": data.get("pad"), "square": data.get("square", False), "width": data.get("width"),
+                "height": data.get("height"), "fit": data.get("fit", "contain"), "enlarge": data.get("enlarge", True),
+                "background": data.get("background", DEFAULT_BACKGROUND), "quality": data.get("quality"),
+                "format": data.get("format", self.default_format)}
+
+
+class CropSchema(OptionsSchema):
+    """One crop: an image and a box {"uuid", "x1", "y1", "x2", "y2"}, or an annotation {"box_uuid"}; options."""
+
+    uuid = fields.UUID()
+    box_uuid = fields.UUID()
+    x1 = Pixel()
+    y1 = Pixel()
+    x2 = Pixel()
+    y2 = Pixel()
+
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def check_what_to_crop(self, data, original, **kwargs):
+        if not isinstance(original, dict):
+            return  # "Invalid input type." says it all
+        given = set(original)
+        if "box_uuid" in given:
+            if given & {"uuid", "x1", "y1", "x2", "y2"}:
+                raise ValidationError("A crop names a box_uuid, or a uuid and a box: not both.", "box_uuid")
+            return
+        missing = {name: ["Missing data for required field."] for name in ("uuid", "x1", "y1", "x2", "y2")
+                   if name not in given}
+        if missing:
+            raise ValidationError(missing)
+        if not all(name in data for name in ("x1", "y1", "x2", "y2")):
+            return  # a corner that is not valid already has its own message
         box = Box(data["x1"], data["y1"], data["x2"], data["y2"])
         errors = {}
         if box.x2 <= box.x1:
@@ -81,31 +170,40 @@ class CropSchema(Schema):
             raise ValidationError(f"A crop may have at most {self.max_pixels} pixels.")
 
     @post_load
-    def make_crop(self, data, **kwargs):
+    def make_request(self, data, **kwargs):
+        if "box_uuid" in data:
+            return CropRequest(box_uuid=str(data["box_uuid"]), **self.options(data))
         box = Box(data["x1"], data["y1"], data["x2"], data["y2"])
-        return Crop(str(data["uuid"]), box, data.get("format", self.default_format))
+        return CropRequest(uuid=str(data["uuid"]), box=box, **self.options(data))
 
 
-class BatchSchema(Schema):
-    """The object form of a batch: {"crops": [...], "format"?}; a bare list is accepted too."""
+class BatchSchema(OptionsSchema):
+    """The object form of a batch: {"crops": [...], options?}; a bare list is accepted too."""
 
     crops = fields.List(fields.Raw(), required=True)
-    format = FormatName()
 
     @pre_load
     def accept_bare_list(self, data, **kwargs):
         return {"crops": data} if isinstance(data, list) else data
 
 
-def batch_items(body, max_crops):
-    """Split a batch body into its raw items, each with the batch's format unless it names one."""
-    batch = BatchSchema().load(body)
+class ConceptSchema(OptionsSchema):
+    """A page of FathomNet's boxes of one concept: {"concept", "limit"?, "offset"?, options?}."""
+
+    concept = fields.String(required=True, validate=Length(1, 256))
+    limit = fields.Integer(validate=Range(1, error="Must be 1 or more."))
+    offset = fields.Integer(validate=Range(0, 10**9, error="Must be 0 or more."))
+
+
+def batch_items(body, max_crops, schema):
+    """Split a batch body into its raw items, each with the batch's options unless it names its own."""
+    batch = BatchSchema(max_side=schema.max_side, max_pixels=schema.max_pixels,
+                        default_format=schema.default_format).load(body)
     if len(batch["crops"]) > max_crops:
         raise TooManyCropsError(
             f"A batch may ask for at most {max_crops} crops; this one asks for {len(batch['crops'])}.",
             max_crops=max_crops, crops=len(batch["crops"]),
         )
-    items = batch["crops"]
-    if "format" in batch:
-        items = [{"format": batch["format"], **item} if isinstance(item, dict) else item for item in items]
-    return items
+    raw = body if isinstance(body, dict) else {}
+    defaults = {name: raw[name] for name in OPTIONS if name in raw}
+    return [{**defaults, **item} if isinstance(item, dict) else item for item in batch["crops"]]

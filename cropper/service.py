@@ -3,12 +3,21 @@
 import logging
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-from . import imaging
+from . import crops, imaging
 from .crops import Crop
-from .errors import BusyError, CropperError, ImageNotFoundError, InsufficientStorageError, UpstreamError
-from .fathomnet import ImageInfo
+from .errors import (
+    BoxNotFoundError,
+    BusyError,
+    ConceptNotFoundError,
+    CropperError,
+    ImageNotFoundError,
+    InsufficientStorageError,
+    InvalidRequestError,
+    UpstreamError,
+)
+from .fathomnet import BoxInfo, ImageInfo
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +29,14 @@ class CropResult:
     crop: Crop
     cached: bool  # True when it was already stored (made earlier, or by a request we waited on)
 
-    def to_json(self, url):
-        crop = self.crop
-        return {
-            "url": url, "uuid": crop.uuid, "box": list(crop.box), "width": crop.box.width,
-            "height": crop.box.height, "format": crop.format, "cached": self.cached,
-        }
+
+@dataclass(frozen=True)
+class Resolved:
+    """A request made definite: the crop it names, the box it asked for, and the annotation it came from."""
+
+    crop: Crop
+    box: crops.Box
+    annotation: BoxInfo | None = None
 
 
 class Admission:
@@ -65,6 +76,21 @@ class CropService:
         self.pruner = pruner
         self.admission = Admission(settings.miss_slots, settings.miss_queue, settings.lock_timeout)
 
+    def resolve(self, request, info=None, annotation=None):
+        """The Resolved of a CropRequest: looks up the annotation and the image's size only when needed."""
+        if request.box_uuid is not None:
+            annotation = annotation or self.bounding_box(request.box_uuid)
+            uuid, box = annotation.image_uuid, annotation.box
+        else:
+            uuid, box = request.uuid, request.box
+        if request.needs_image_size and info is None:
+            info = self.image_info(uuid)
+        crop = crops.resolve(request, uuid, box, info.size if info else None)
+        too_large = crops.over_limits(crop, self.settings.max_crop_side, self.settings.max_crop_pixels)
+        if too_large:
+            raise InvalidRequestError("This crop is too large.", _schema=[too_large])
+        return Resolved(crop, box, annotation)
+
     def get_or_create(self, crop):
         """The stored crop, made on a miss; identical work runs once across workers."""
         if self.crop_store.find(crop):  # a hit costs one stat and no network
@@ -82,9 +108,10 @@ class CropService:
                 return CropResult(crop, cached=True)
             if info is None:
                 info = self.image_info(crop.uuid)
-                imaging.check_box(crop.box, info.size)
+                imaging.check_box(crop.region, info.size)
             with self.open_source(info) as source:
-                data = imaging.encode(source.crop(crop.box), crop.format, self.settings.quality)
+                image = imaging.render(source, crop)
+            data = imaging.encode(image, crop.format, crop.quality or self.settings.quality)
             self._with_room(self.crop_store, len(data), lambda: self.crop_store.put(crop, data))
         return CropResult(crop, cached=False)
 
@@ -92,10 +119,11 @@ class CropService:
         """Write nbytes into store within its budget; if the disk is full, free space once and try again."""
         self.pruner.make_room(store, nbytes)
         try:
-            return write()
+            write()
         except InsufficientStorageError:
             self.pruner.free(2 * nbytes)
-            return write()
+            write()
+        self.pruner.make_room(store, 0)  # writes that ran alongside this one may have passed the budget together
 
     def readiness(self):
         """Check what serving needs besides this process: the cache disk and FathomNet."""
@@ -142,7 +170,44 @@ class CropService:
 
     def _stored_info(self, uuid):
         data = self.source_store.read_info(uuid)
-        return ImageInfo(**data) if data else None
+        return ImageInfo.from_dict(data) if data else None
+
+    def bounding_box(self, box_uuid):
+        """A FathomNet annotation: stored when seen before, else looked up (once) and remembered."""
+        stored = self.source_store.read_box(box_uuid)
+        if stored:
+            return BoxInfo(**stored)
+        with self.source_store.lock(box_uuid):
+            stored = self.source_store.read_box(box_uuid)
+            if stored:
+                return BoxInfo(**stored)
+            found = self.fathomnet.bounding_box(box_uuid)
+            if found is None:
+                raise BoxNotFoundError(f"FathomNet has no bounding box with uuid {box_uuid}.", box_uuid=box_uuid)
+            self.remember_box(found)
+        return found
+
+    def remember_box(self, box):
+        self.source_store.write_box(box.uuid, asdict(box))
+
+    def image_boxes(self, uuid):
+        """The image's annotations, from its metadata (asked again if it was stored before boxes were kept)."""
+        info = self.image_info(uuid)
+        if info.boxes is None:
+            with self.source_store.lock(uuid):
+                info = self.fathomnet.image(uuid)
+                self.source_store.write_info(uuid, info.to_dict())
+        return info, list(info.boxes)
+
+    def concept_page(self, concept, limit, offset):
+        """A page of the boxes of a concept: (boxes, total, next offset or None); each box is remembered."""
+        boxes, total, received = self.fathomnet.concept_boxes(concept, limit, offset)
+        if total == 0:
+            raise ConceptNotFoundError(f"FathomNet has no boxes of the concept {concept!r}.", concept=concept)
+        for box in boxes:
+            self.remember_box(box)
+        next_offset = offset + received if received and offset + received < total else None
+        return boxes, total, next_offset
 
     def ensure_source(self, info):
         """Have the image's pixels stored, downloading and decoding them if need be."""
@@ -188,3 +253,4 @@ class CropService:
         self.pruner.make_room(self.source_store, imaging.raw_size(image.size))
         with self.source_store.new_pixels(info.uuid) as out:
             imaging.write_raw(image, out)
+        self.pruner.make_room(self.source_store, 0)

@@ -62,7 +62,7 @@ def test_answers_come_in_request_order_with_per_item_errors(client, standin):
     assert answers[2]["box"] == [600, 0, 700, 10]
     assert answers[2]["error"]["details"] == {"image_width": 640, "image_height": 480}
     assert answers[6]["error"]["details"]["x2"] == ["Must be greater than x1."]
-    assert set(answers[0]) == {"url", "uuid", "box", "width", "height", "format", "cached"}
+    assert set(answers[0]) == {"url", "uuid", "box", "region", "width", "height", "format", "cached"}
 
 
 def test_work_is_grouped_one_query_one_download_one_decode_per_image(client, standin, decodes):

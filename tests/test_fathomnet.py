@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from cropper.errors import ImageNotFoundError, ImageTooLargeError, UpstreamError, UpstreamTimeoutError
-from cropper.fathomnet import MAX_REDIRECTS, FathomNetClient, ImageInfo
+from cropper.fathomnet import MAX_REDIRECTS, BoxInfo, FathomNetClient, ImageInfo
 from devtools.servers import free_port
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -65,10 +65,15 @@ def client(settings, tiny):
 # -- metadata
 
 
+def boxes_of(standin, name):
+    """The BoxInfos of a stand-in image, as its metadata lists them."""
+    return tuple(BoxInfo.from_api(box) for box in standin.image_json(name)["boundingBoxes"])
+
+
 def test_image_returns_its_metadata(client, standin):
     record = standin.image("framegrab")
     info = client.image(record.uuid)
-    assert info == ImageInfo(record.uuid, record.url, 1920, 1080, record.sha256)
+    assert info == ImageInfo(record.uuid, record.url, 1920, 1080, record.sha256, boxes_of(standin, "framegrab"))
     assert info.size == (1920, 1080)
     assert standin.api_calls(record.uuid) == 1
 
@@ -129,8 +134,9 @@ def test_images_returns_only_the_known_ones(client, standin):
     framegrab, jpeg = standin.image("framegrab"), standin.image("jpeg")
     found = client.images([framegrab.uuid, UNKNOWN, jpeg.uuid])
     assert found == {
-        framegrab.uuid: ImageInfo(framegrab.uuid, framegrab.url, 1920, 1080, framegrab.sha256),
-        jpeg.uuid: ImageInfo(jpeg.uuid, jpeg.url, 1920, 1080, jpeg.sha256),
+        framegrab.uuid: ImageInfo(framegrab.uuid, framegrab.url, 1920, 1080, framegrab.sha256,
+                                  boxes_of(standin, "framegrab")),
+        jpeg.uuid: ImageInfo(jpeg.uuid, jpeg.url, 1920, 1080, jpeg.sha256, boxes_of(standin, "jpeg")),
     }
     assert standin.count("/api/images/query/uuids", method="POST") == 1
     assert standin.api_calls() == 1

@@ -31,8 +31,8 @@ def test_post_answers_with_the_crop_url_and_its_facts(client, standin):
     assert response.headers["X-Cropper-Cache"] == "miss"
     assert response.json == {
         "url": f"http://crops.test/crops/{record.uuid[:2]}/{record.uuid}/100_100_405_400.png",
-        "uuid": record.uuid, "box": [100, 100, 405, 400], "width": 305, "height": 300,
-        "format": "png", "cached": False,
+        "uuid": record.uuid, "box": [100, 100, 405, 400], "region": [100, 100, 405, 400], "width": 305,
+        "height": 300, "format": "png", "cached": False,
     }
     served = client.get(local(response.json["url"]))
     assert served.status_code == 200

@@ -28,7 +28,7 @@ def test_a_miss_looks_up_downloads_crops_and_stores_then_a_hit_does_nothing_else
     made = service.get_or_create(crop)
     assert (made.crop, made.cached) == (crop, False)
     assert (standin.api_calls(), standin.downloads()) == (1, 1)
-    assert_image_equal(stored_image(service, crop), expected_crop(record, crop.box))
+    assert_image_equal(stored_image(service, crop), expected_crop(record, crop.region))
 
     standin.reset()
     again = service.get_or_create(crop)
@@ -43,7 +43,7 @@ def test_a_second_box_of_an_image_uses_its_stored_pixels(service, standin):
     crop = Crop(record.uuid, Box(500, 300, 900, 700), "png")
     assert service.get_or_create(crop).cached is False
     assert (standin.api_calls(), standin.downloads()) == (0, 0)
-    assert_image_equal(stored_image(service, crop), expected_crop(record, crop.box))
+    assert_image_equal(stored_image(service, crop), expected_crop(record, crop.region))
 
 
 def test_a_box_outside_the_image_is_refused_after_the_lookup_and_before_the_download(service, standin):

@@ -19,7 +19,8 @@ UPSTREAM_STATUSES = {502, 503, 504}
 KNOWN_UUIDS = sorted(CATALOG_NAMES.values())
 EXAMPLES = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 
-scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
+scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+           | st.text(max_size=40))
 json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
     st.text(max_size=10), inner, max_size=4), max_leaves=20)
 pixels = st.integers(-5, 5000) | st.sampled_from(["100", "0", "-1", "1e3", " 7 ", ""]) | st.floats(-1, 5000)
