@@ -4,6 +4,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import iiif_routes
 from .cache import file_stores
 from .config import Settings
 from .errors import register_error_handlers
@@ -26,6 +27,7 @@ def create_app(settings=None):
     register_cors(app, settings)
     register_error_handlers(app)
     app.register_blueprint(bp)
+    app.register_blueprint(iiif_routes.bp)
     return app
 
 
@@ -58,9 +60,10 @@ def stores(settings):
 
 
 def register_cors(app, settings):
-    """Let browser tools on the configured origins call the API and draw crops on a canvas."""
+    """Let browser tools on the configured origins call the API and draw crops on a canvas; IIIF for everyone."""
     CORS(
-        app, resources={r"/cropper*": {}, r"/crops/*": {}, r"/images/*": {}, r"/boxes/*": {}},
+        app, resources={r"/cropper*": {}, r"/crops/*": {}, r"/images/*": {}, r"/boxes/*": {},
+                        r"/iiif/*": {"origins": "*", "send_wildcard": True}},  # IIIF: every viewer, as "*"
         origins=list(settings.cors_origins),
         methods=["GET", "HEAD", "POST", "OPTIONS"], expose_headers=["X-Cropper-Cache"], max_age=86400,
     )

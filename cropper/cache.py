@@ -208,17 +208,19 @@ def _same_file(fd, path):
 
 
 class FileCropStore:
-    """Crops as files under <root>/crops/, named by their relpath: the folder nginx serves."""
+    """Crops as files under <root>, named by their store path (crops/..., iiif/...): the folders nginx serves."""
 
     name = "crop cache"
+    families = ("crops", "iiif")
 
     def __init__(self, root, locks):
-        self.folder = Path(root).resolve() / "crops"
+        self.root = Path(root).resolve()
+        self.folder = self.root / "crops"
         self.locks = locks
-        self.usage = UsageCounter(Path(root).resolve() / "usage" / "crops")
+        self.usage = UsageCounter(self.root / "usage" / "crops")
 
     def path(self, crop):
-        return self.folder / crop.relpath
+        return self.root / crop.store_path
 
     def find(self, crop):
         """True if the crop is stored (and mark it used, for eviction)."""
@@ -245,18 +247,19 @@ class FileCropStore:
 
     def lock(self, crop, timeout=None):
         """Held while the crop is made (or removed), so identical work runs once."""
-        return self.locks.hold(f"crop:{crop.relpath}", "crop", timeout)
+        return self.locks.hold(f"crop:{crop.store_path}", "crop", timeout)
 
     def listing(self):
         """Every stored crop and left-over temp file, measured."""
         listing = Listing()
-        for path, stat in _files(self.folder):
-            if _is_temp(path):
-                listing.temp_files.append(TempFile(path, stat.st_mtime))
-                continue
-            crop = crops.parse_relpath(os.path.relpath(path, self.folder))
-            if crop is not None:
-                listing.entries.append(Entry(crop, [path], _disk_size(stat), _last_used(stat)))
+        for family in self.families:
+            for path, stat in _files(self.root / family):
+                if _is_temp(path):
+                    listing.temp_files.append(TempFile(path, stat.st_mtime))
+                    continue
+                crop = crops.parse_store_path(os.path.relpath(path, self.root))
+                if crop is not None:
+                    listing.entries.append(Entry(crop, [path], _disk_size(stat), _last_used(stat)))
         return listing
 
     def remove(self, entry):
@@ -266,10 +269,13 @@ class FileCropStore:
                 _unlink(entry.paths[0])
         except BusyError:
             return False
-        try:
-            os.rmdir(os.path.dirname(entry.paths[0]))  # the image's folder, when this was its last crop
-        except OSError:
-            pass
+        folder = Path(entry.paths[0]).parent
+        while len(folder.relative_to(self.root).parts) > 2:  # emptied folders up to the image's (shards stay)
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            folder = folder.parent
         return True
 
 

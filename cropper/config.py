@@ -105,6 +105,7 @@ class Settings:
         "0: only by command.")
     temp_grace: float = setting(600.0, _float, "Age in seconds after which a temp file left by a killed worker goes.")
     batch_max_crops: int = setting(1000, _int, "Most crops one /cropper-list request may ask for; more is a 413.")
+    iiif_tile_size: int = setting(512, _int, "Side of the IIIF tiles info.json offers viewers for deep zoom.")
     concept_page_max: int = setting(
         100, _int, "Most boxes one /cropper-concept page crops (and its default), so a page fits nginx's timeout.")
     batch_concurrency: int = setting(
@@ -139,6 +140,10 @@ class Settings:
     regen_rate_limit: str = setting(
         "10r/s", _str, "Per-client rate for fetching crops missing on disk (each may mean a download).")
     regen_burst: int = setting(20, _int, "Missing-crop fetches a client may send above that rate before 429.")
+    iiif_rate_limit: str = setting(
+        "100r/s", _str, "Per-client rate for IIIF requests nginx cannot answer from disk (a zooming viewer "
+        "asks for dozens of tiles at once).")
+    iiif_burst: int = setting(400, _int, "IIIF requests a client may send above that rate before 429.")
     tls_listen: str = setting("127.0.0.1:8443", _str, "Address nginx listens on for HTTPS, when TLS is on.")
     tls_cert_file: str = setting("", _str, "PEM certificate (chain) for HTTPS; with TLS_KEY_FILE turns TLS on.")
     tls_key_file: str = setting("", _str, "PEM private key for HTTPS: readable by the user starting nginx, mode 600.")
@@ -191,7 +196,7 @@ class Settings:
             raise ConfigError(f"GUNICORN_WORKER_CLASS must be gthread or sync, not {self.gunicorn_worker_class!r}")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ConfigError("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither")
-        for name in ("api_rate_limit", "regen_rate_limit"):
+        for name in ("api_rate_limit", "regen_rate_limit", "iiif_rate_limit"):
             if not re.fullmatch(r"[1-9][0-9]*r/[sm]", getattr(self, name)):
                 raise ConfigError(f"{name.upper()} must look like 50r/s or 600r/m, not {getattr(self, name)!r}")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):

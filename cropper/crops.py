@@ -98,28 +98,51 @@ class CropRequest:
 
 @dataclass(frozen=True)
 class Crop:
-    """One output the service makes and stores: which pixels of which image, how scaled, in which format."""
+    """One output the service makes and stores: which pixels of which image, how scaled, in which format.
+
+    Its family is the URL family that names it: "crops" (/crops/..., the crop API's) or "iiif"
+    (/iiif/3/..., IIIF image requests, which may also mirror, rotate and change the colours).
+    """
 
     uuid: str
     region: Box  # the source pixels cut
     format: str  # a name from the format table
-    size: tuple | None = None  # what the region is scaled to; None: as cut
+    size: tuple | None = None  # what the region is scaled to; None: as cut (IIIF: always given)
     canvas: tuple | None = None  # letterbox: the size of the canvas the scaled region is centred on
     background: str = DEFAULT_BACKGROUND  # the canvas's colour, rrggbb
     quality: int | None = None  # asked for explicitly; None: the configured default
+    mirror: bool = False  # IIIF: flipped left-right, before rotating
+    rotation: int = 0  # IIIF: clockwise, 0, 90, 180 or 270
+    colour: str = "default"  # IIIF quality: default, color, gray or bitonal
+    family: str = "crops"
 
     @property
     def output_size(self):
         """The size of the image a client gets."""
-        return self.canvas or self.size or self.region.size
+        width, height = self.canvas or self.size or self.region.size
+        return (height, width) if self.rotation in (90, 270) else (width, height)
 
     @property
     def scaled_size(self):
         return self.size or self.region.size
 
     @property
+    def store_path(self):
+        """Where the stores keep it: its family's folder, then its relpath."""
+        return f"{self.family}/{self.relpath}"
+
+    @property
+    def url_path(self):
+        """The path of its public URL."""
+        if self.family == "iiif":
+            return f"/iiif/3/{self.relpath.split('/', 1)[1]}"
+        return f"/crops/{self.relpath}"
+
+    @property
     def relpath(self):
-        """The crop's path below /crops/ (and below the crop store's root)."""
+        """The crop's path below its family's folder: for "crops", its path below /crops/."""
+        if self.family == "iiif":
+            return self._iiif_relpath()
         x1, y1, x2, y2 = self.region
         name = f"{x1}_{y1}_{x2}_{y2}"
         if self.size:
@@ -132,13 +155,26 @@ class Crop:
             name += f"_q{self.quality}"
         return f"{self.uuid[:2]}/{self.uuid}/{name}.{self.format}"
 
+    def _iiif_relpath(self):
+        # Always explicit (pixels, not "full" or "max"): the name must not depend on the image's
+        # size or the service's limits, and it is what viewers ask for tiles, so nginx finds it.
+        x1, y1, x2, y2 = self.region
+        width, height = self.size
+        rotation = f"{'!' if self.mirror else ''}{self.rotation}"
+        return (f"{self.uuid[:2]}/{self.uuid}/{x1},{y1},{x2 - x1},{y2 - y1}/{width},{height}/{rotation}/"
+                f"{self.colour}.{formats.get(self.format).iiif}")
+
     @property
     def media_type(self):
         return formats.get(self.format).media_type
 
     def is_canonical(self):
         """True if some request resolves to exactly this crop (a path may spell what none would)."""
-        if self.region.width < 1 or self.region.height < 1 or self.size == self.region.size:
+        if self.region.width < 1 or self.region.height < 1:
+            return False
+        if self.family == "iiif":
+            return self.size is not None and min(self.size) >= 1 and self.canvas is None and self.quality is None
+        if self.size == self.region.size:
             return False
         if self.quality is not None and not formats.get(self.format).lossy:
             return False
@@ -297,3 +333,40 @@ def url_path_pattern():
 def nginx_location_pattern():
     """nginx's location regex for crop files: the same grammar, anchored."""
     return f"^{url_path_pattern()}$"
+
+
+# -- the IIIF family: /iiif/3/<uuid>/<x,y,w,h>/<w,h>/<!?rotation>/<quality>.<format>, as stored
+
+IIIF_COLOURS = ("default", "color", "gray", "bitonal")
+
+
+def _iiif_tail_pattern():
+    n, p = NUMBER, POSITIVE
+    extensions = "|".join(map(re.escape, formats.iiif_names()))
+    return rf"{n},{n},{p},{p}/{p},{p}/!?(?:0|90|180|270)/(?:{'|'.join(IIIF_COLOURS)})\.(?:{extensions})"
+
+
+def parse_iiif_relpath(relpath):
+    """The IIIF Crop a stored relpath names, or None."""
+    match = re.fullmatch(rf"([0-9a-f]{{2}})/({UUID})/({_iiif_tail_pattern()})", relpath)
+    if match is None:
+        return None
+    region, size, rotation, last = match[3].split("/")
+    x, y, width, height = map(int, region.split(","))
+    colour, _, extension = last.rpartition(".")
+    crop = Crop(match[2], Box(x, y, x + width, y + height), formats.iiif_names()[extension].name,
+                tuple(map(int, size.split(","))), mirror=rotation.startswith("!"), rotation=int(rotation.lstrip("!")),
+                colour=colour, family="iiif")
+    return crop if crop.relpath == relpath else None
+
+
+def parse_store_path(path):
+    """The Crop a store path ("<family>/<relpath>") names, or None."""
+    family, _, relpath = path.partition("/")
+    return {"crops": parse_relpath, "iiif": parse_iiif_relpath}.get(family, lambda _: None)(relpath)
+
+
+def nginx_iiif_location_pattern():
+    """nginx's location regex for stored IIIF images, capturing what try_files needs to find them."""
+    return (rf"^/iiif/3/(?<iiif_uuid>(?<iiif_shard>[0-9a-f]{{2}})[0-9a-f]{{6}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-"
+            rf"[0-9a-f]{{4}}-[0-9a-f]{{12}})/(?<iiif_rest>{_iiif_tail_pattern()})$")

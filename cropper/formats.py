@@ -17,12 +17,13 @@ class Format:
     lossy: bool = False  # takes a quality, 1-100
     alpha: bool = False  # keeps transparency; without it, transparent parts are shown on white
     options: dict = field(default_factory=dict)  # further Image.save() options
+    iiif: str | None = None  # its name in IIIF Image API URLs, if the spec has one
 
 
 FORMATS = {f.name: f for f in (
-    Format("webp", "image/webp", "WEBP", lossy=True, alpha=True),
-    Format("jpeg", "image/jpeg", "JPEG", aliases=("jpg",), lossy=True),
-    Format("png", "image/png", "PNG", alpha=True, options={"compress_level": 6}),
+    Format("webp", "image/webp", "WEBP", lossy=True, alpha=True, iiif="webp"),
+    Format("jpeg", "image/jpeg", "JPEG", aliases=("jpg",), lossy=True, iiif="jpg"),
+    Format("png", "image/png", "PNG", alpha=True, options={"compress_level": 6}, iiif="png"),
 )}
 
 
@@ -38,6 +39,11 @@ def lookup(name):
         if name == fmt.name or name in fmt.aliases:
             return fmt
     return None
+
+
+def iiif_names():
+    """{IIIF name: format} of the formats IIIF URLs can ask for."""
+    return {fmt.iiif: fmt for fmt in FORMATS.values() if fmt.iiif}
 
 
 def get(name):

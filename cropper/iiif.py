@@ -38,7 +38,6 @@ SIZE = re.compile(rf"(?P<up>\^?)(?:(?P<max>max)|pct:(?P<pct>{DECIMAL})"
 ROTATION = re.compile(rf"(!?)({DECIMAL})")
 
 QUALITIES = ("default", "color", "gray", "bitonal")  # "default" is the source's own colours
-SPEC_FORMATS = ("jpg", "tif", "png", "gif", "jp2", "pdf", "webp")  # the extensions the spec names (4.5)
 LEVEL2_FORMATS = ("jpg", "png")  # what level 2 already promises; others go in extraFormats
 EXTRA_FEATURES = ("mirroring", "sizeUpscaling")  # beyond level 2 (level2.json lists the rest)
 SIZES_DOWN_TO = 200  # info.json's `sizes` halve the image until its long side is at most this
@@ -268,8 +267,7 @@ def parse_quality_format(text):
 
 def format_extensions():
     """{IIIF extension: format table name} for each format in the table that the spec has a name for."""
-    return {extension: name for name in formats.names()
-            for extension in (name, *formats.get(name).aliases) if extension in SPEC_FORMATS}
+    return {extension: fmt.name for extension, fmt in formats.iiif_names().items()}
 
 
 def extension_of(format_name):

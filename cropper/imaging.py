@@ -154,15 +154,36 @@ class RawImage:
         self.close()
 
 
+# Clockwise turns (IIIF's direction) as Pillow's transposes, which turn the other way.
+TURNS = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}
+
+
 def render(source, crop):
-    """The image a Crop describes, from a source RawImage: its region, scaled, centred on its canvas."""
+    """The image a Crop describes, from a source RawImage, in IIIF's order: region, size, mirror, rotation, quality."""
     image = source.crop(crop.region)
-    if crop.size:
+    if crop.size and crop.size != image.size:
         # Lanczos, with Pillow's reducing path (a box reduce first) for big reductions: sharp and fast.
         image = image.resize(crop.size, Image.Resampling.LANCZOS, reducing_gap=3.0)
     if crop.canvas:
         image = letterbox(image, crop.canvas, crop.background)
+    if crop.mirror:
+        image = ImageOps.mirror(image)
+    if crop.rotation:
+        image = image.transpose(TURNS[crop.rotation])
+    if crop.colour == "gray":
+        image = flatten(image).convert("L")
+    elif crop.colour == "bitonal":
+        image = flatten(image).convert("L").point(lambda v: 255 if v >= 128 else 0)
     return image
+
+
+def flatten(image):
+    """An RGBA image shown on white, as a page would (for outputs without alpha)."""
+    if image.mode != "RGBA":
+        return image
+    background = Image.new("RGB", image.size, (255, 255, 255))
+    background.paste(image, mask=image.getchannel("A"))
+    return background
 
 
 def letterbox(image, canvas, background):
@@ -180,11 +201,8 @@ def letterbox(image, canvas, background):
 def encode(image, format_name, quality):
     """Encode a crop as bytes of a format from the format table, with quality for the lossy ones."""
     fmt = formats.get(format_name)
-    if not fmt.alpha and image.mode == "RGBA":
-        # No alpha in this format: show transparent parts on white, as a browser page would.
-        background = Image.new("RGB", image.size, (255, 255, 255))
-        background.paste(image, mask=image.getchannel("A"))
-        image = background
+    if not fmt.alpha:
+        image = flatten(image)  # no alpha in this format: transparent parts are shown on white
     options = {**fmt.options, **({"quality": quality} if fmt.lossy else {})}
     out = io.BytesIO()
     image.save(out, fmt.pillow_format, **options)

@@ -257,6 +257,11 @@ def get_crop(relpath):
         result = crop_service().get_or_create(crop_for_path(relpath))
     except BoxOutsideImageError:
         raise CropNotFoundError("There is no crop at this path.") from None
+    return send_crop(result, "hit" if result.cached else "regenerated")
+
+
+def send_crop(result, cache_status):
+    """A stored crop's bytes, cached by browsers for good (a crop's bytes never change for its name)."""
     opened = crop_service().crop_store.open(result.crop)
     if opened is None:  # evicted between making and sending: make it once more
         result = crop_service().make(result.crop)
@@ -265,7 +270,7 @@ def get_crop(relpath):
                          etag=f"{opened.size:x}-{int(opened.modified * 1e6):x}", last_modified=opened.modified)
     response.cache_control.public = True
     response.cache_control.immutable = True
-    response.headers["X-Cropper-Cache"] = "hit" if result.cached else "regenerated"
+    response.headers["X-Cropper-Cache"] = cache_status
     return response
 
 

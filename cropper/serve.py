@@ -40,6 +40,8 @@ class NginxSite:
     api_burst: int = 100
     regen_rate: str = "10r/s"
     regen_burst: int = 20
+    iiif_rate: str = "100r/s"
+    iiif_burst: int = 400
     max_body: str = str(Settings().max_body_bytes)  # nginx refuses what the app would, before it is sent on
     tls_listen: str = ""
     tls_cert: str = ""
@@ -53,6 +55,7 @@ class NginxSite:
             cache_dir=settings.cache_dir.resolve(), access_log=settings.access_log.resolve(),
             cors_origins=settings.cors_origins, api_rate=settings.api_rate_limit, api_burst=settings.api_burst,
             regen_rate=settings.regen_rate_limit, regen_burst=settings.regen_burst,
+            iiif_rate=settings.iiif_rate_limit, iiif_burst=settings.iiif_burst,
             max_body=str(settings.max_body_bytes), tls_listen=settings.tls_listen if settings.tls_cert_file else "",
             tls_cert=settings.tls_cert_file, tls_key=settings.tls_key_file, resolver=settings.nginx_resolver,
         )
@@ -132,6 +135,8 @@ def template_values(site, process):
         "CROPPER_API_BURST": str(site.api_burst),
         "CROPPER_REGEN_RATE": site.regen_rate,
         "CROPPER_REGEN_BURST": str(site.regen_burst),
+        "CROPPER_IIIF_RATE": site.iiif_rate,
+        "CROPPER_IIIF_BURST": str(site.iiif_burst),
         "CROPPER_MAX_BODY": site.max_body,
         "CROPPER_TLS_LISTEN": site.tls_listen,
         "CROPPER_TLS_CERT": site.tls_cert,
@@ -139,6 +144,8 @@ def template_values(site, process):
         # What a crop is, its formats and the error bodies come from their owners, not from copies.
         "CROPPER_CROP_LOCATION": crops.nginx_location_pattern(),
         "CROPPER_CROP_TYPES": " ".join(f"{fmt.media_type} {fmt.name};" for fmt in formats.FORMATS.values()),
+        "CROPPER_IIIF_LOCATION": crops.nginx_iiif_location_pattern(),
+        "CROPPER_IIIF_TYPES": " ".join(f"{fmt.media_type} {name};" for name, fmt in formats.iiif_names().items()),
         "CROPPER_CROP_NOT_FOUND": json_404(errors.CropNotFoundError("There is no crop at this path.")),
         "CROPPER_NOT_FOUND": json_404(errors.NotFoundError("The requested URL was not found on the server.")),
         "CROPPER_ERROR_PAGES": error_pages(process.conf_dir / "conf.d" / "snippets"),
