@@ -274,6 +274,12 @@ def send_crop(result, cache_status):
     return response
 
 
+@bp.get("/")
+def page():
+    """The web page (nginx serves it itself; this is for Gunicorn alone)."""
+    return current_app.send_static_file("index.html")
+
+
 @bp.get("/healthz")
 def healthz():
     """Liveness: the process answers."""

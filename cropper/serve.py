@@ -24,6 +24,7 @@ from . import crops, errors, formats
 from .config import Settings
 
 NGINX_DIR = Path(__file__).resolve().parent / "nginx"
+STATIC_DIR = Path(__file__).resolve().parent / "static"  # the web page: copied beside nginx's config
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx")
 
 
@@ -125,6 +126,7 @@ def template_values(site, process):
         "CROPPER_TEMP_DIR": str(process.temp_dir),
         "CROPPER_CONF_DIR": str(process.conf_dir),
         "CROPPER_SNIPPETS_DIR": str(process.conf_dir / "conf.d" / "snippets"),
+        "CROPPER_STATIC_DIR": str(process.conf_dir / "static"),
         "CROPPER_LISTEN": site.listen,
         "CROPPER_UPSTREAM": f"{resolver}server {site.upstream}{' resolve' if site.resolver else ''} max_fails=0;",
         "CROPPER_CACHE_DIR": str(site.cache_dir),
@@ -175,6 +177,9 @@ def render_nginx(site, process):
         target.write_text(render(template, values))
     main = process.conf_dir / "nginx.conf"
     main.write_text(render(NGINX_DIR / "main.conf.template", values))
+    # The page's files go where its config is, so nginx in its own container (Docker) has them too.
+    shutil.rmtree(process.conf_dir / "static", ignore_errors=True)
+    shutil.copytree(STATIC_DIR, process.conf_dir / "static")
     return main
 
 
