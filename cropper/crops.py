@@ -20,7 +20,8 @@ so every link handed out names exactly one file:
 import functools
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import NamedTuple
 
 from . import formats
@@ -64,13 +65,14 @@ class Box(NamedTuple):
 class Pad:
     """Context around a box on each side: pixels, or a percentage of the box's width (left, right) and height."""
 
-    amount: float
+    amount: int | Fraction
     percent: bool = False
 
     def sides(self, box):
         if not self.percent:
             return int(self.amount), int(self.amount)
-        return half_up(box.width * self.amount / 100), half_up(box.height * self.amount / 100)
+        share = Fraction(self.amount) / 100  # amount: an int, or a Fraction of the decimal asked ("12.5%")
+        return half_up(box.width * share), half_up(box.height * share)
 
 
 @dataclass(frozen=True)
@@ -174,28 +176,30 @@ class Crop:
             return False
         if self.family == "iiif":
             return self.size is not None and min(self.size) >= 1 and self.canvas is None and self.quality is None
-        if self.size == self.region.size:
-            return False
-        if self.quality is not None and not formats.get(self.format).lossy:
-            return False
-        if self.canvas is None:
-            return self.background == DEFAULT_BACKGROUND
-        width, height = self.canvas
-        scaled = self.scaled_size
-        if scaled == self.canvas or scaled[0] > width or scaled[1] > height:
-            return False
-        contained = contain(self.region.size, width, height)
-        return scaled == contained or (self.size is None and contained[0] > scaled[0])  # not enlarged
+        asked = {"box": self.region, "format": self.format, "quality": self.quality}
+        if self.canvas:
+            candidates = [CropRequest(**asked, width=self.canvas[0], height=self.canvas[1], fit="letterbox",
+                                      background=self.background, enlarge=enlarge) for enlarge in (True, False)]
+        elif self.size:
+            candidates = [CropRequest(**asked, width=self.size[0], height=self.size[1], fit="fill")]
+        else:
+            candidates = [CropRequest(**asked)]
+        return any(resolve(candidate, self.uuid, self.region) == self for candidate in candidates)
 
 
 def half_up(value):
-    return int(math.floor(value + 0.5))
+    """value (a Fraction or an int) rounded to the nearest whole number, halves up."""
+    return math.floor(value + Fraction(1, 2))
 
 
-def contain(size, width, height):
-    """The largest size inside width x height with the aspect of size."""
-    scale = min(width / size[0], height / size[1])
-    return max(1, half_up(size[0] * scale)), max(1, half_up(size[1] * scale))
+def centred_cut(region, aspect):
+    """The largest part of region with the aspect (width / height), centred."""
+    rw, rh = region.size
+    if Fraction(rw, rh) > aspect:
+        cut = max(1, half_up(rh * aspect))
+        return Box(region.x1 + (rw - cut) // 2, region.y1, region.x1 + (rw - cut) // 2 + cut, region.y2)
+    cut = max(1, half_up(rw / aspect))
+    return Box(region.x1, region.y1 + (rh - cut) // 2, region.x2, region.y1 + (rh - cut) // 2 + cut)
 
 
 def region_of(box, image_size, pad=None, square=False, clamp_box=False):
@@ -239,30 +243,27 @@ def resolve(request, uuid, box, image_size=None):
     else:
         region = box
     size, canvas = None, None
+    width, height = request.width, request.height
     rw, rh = region.size
-    if request.width and request.height:
-        if request.fit == "cover":  # cut the centred part with the aspect asked for, then scale it
-            aspect = request.width / request.height
-            if rw / rh > aspect:
-                cut = max(1, half_up(rh * aspect))
-                region = Box(region.x1 + (rw - cut) // 2, region.y1, region.x1 + (rw - cut) // 2 + cut, region.y2)
-            else:
-                cut = max(1, half_up(rw / aspect))
-                region = Box(region.x1, region.y1 + (rh - cut) // 2, region.x2, region.y1 + (rh - cut) // 2 + cut)
-            size = (request.width, request.height)
-        elif request.fit == "fill":
-            size = (request.width, request.height)
-        else:  # contain, letterbox
-            size = contain(region.size, request.width, request.height)
-            if request.fit == "letterbox":
-                canvas = (request.width, request.height)
-    elif request.width:
-        size = (request.width, max(1, half_up(rh * request.width / rw)))
-    elif request.height:
-        size = (max(1, half_up(rw * request.height / rh)), request.height)
-    if size and not request.enlarge and (size[0] > region.width or size[1] > region.height):
-        scale = min(region.width / size[0], region.height / size[1])
-        size = (max(1, half_up(size[0] * scale)), max(1, half_up(size[1] * scale)))
+    # Exact fractions, not floats: every rounding is half up on the true value, and a client can
+    # compute the same URL (cropper_client.crop_url) without a request.
+    if width and height and request.fit == "cover":  # cut the centred part with the aspect asked for
+        region = centred_cut(region, Fraction(width, height))
+        size = (width, height)
+        if not request.enlarge and width > region.width:
+            size = None  # the cut already has the aspect asked for: keep it as cut
+    elif width and height and request.fit == "fill":
+        size = (width, height)
+        if not request.enlarge and (width > rw or height > rh):  # the aspect asked for, no larger than the region
+            scale = min(Fraction(rw, width), Fraction(rh, height))
+            size = (max(1, half_up(width * scale)), max(1, half_up(height * scale)))
+    elif width or height:  # contain and letterbox; one side alone keeps the aspect too
+        scale = min(Fraction(width, rw) if width else math.inf, Fraction(height, rh) if height else math.inf)
+        if not request.enlarge:
+            scale = min(scale, 1)
+        size = (max(1, half_up(rw * scale)), max(1, half_up(rh * scale)))
+        if width and height and request.fit == "letterbox":
+            canvas = (width, height)
     if size == region.size:
         size = None
     if canvas == (size or region.size):
@@ -280,11 +281,6 @@ def over_limits(crop, max_side, max_pixels):
         if width * height > max_pixels:
             return f"The {what} would be {width}x{height}: at most {max_pixels} pixels."
     return None
-
-
-def plain(crop):
-    """The crop's region as cut, in its format: what a plain box request for it names."""
-    return replace(crop, size=None, canvas=None, background=DEFAULT_BACKGROUND, quality=None)
 
 
 # -- the path grammar

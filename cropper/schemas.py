@@ -7,6 +7,7 @@ concept crops accept the same ones, spelled the same way.
 
 import math
 import re
+from fractions import Fraction
 
 from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validates_schema
 from marshmallow.validate import Length, OneOf, Range
@@ -61,7 +62,7 @@ class PadField(fields.Field):
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str) and (match := PERCENT.fullmatch(value)):
-            percent = float(match.group(1))
+            percent = Fraction(match.group(1))  # exactly the decimal asked for
             if percent > MAX_PAD_PERCENT:
                 raise ValidationError(f"A percentage may be at most {MAX_PAD_PERCENT}%.")
             return Pad(percent, percent=True)
