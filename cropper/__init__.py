@@ -4,7 +4,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import iiif_routes
+from . import iiif_routes, metrics
 from .cache import file_stores
 from .config import Settings
 from .errors import register_error_handlers
@@ -26,6 +26,7 @@ def create_app(settings=None):
     register_services(app, settings)
     register_cors(app, settings)
     register_error_handlers(app)
+    metrics.register(app)
     app.register_blueprint(bp)
     app.register_blueprint(iiif_routes.bp)
     return app

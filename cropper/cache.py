@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import crops, imaging
+from . import crops, imaging, metrics
 from .errors import BusyError, InsufficientStorageError
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,8 @@ class Locks:
     def hold(self, name, what="file", timeout=None):
         """Hold the lock of name, waiting at most timeout (default: the configured one), else BusyError."""
         timeout = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         path = self.path(name)
         while True:
             fd = self._open(path)
@@ -163,6 +164,8 @@ class Locks:
                 os.close(fd)
                 raise
             os.close(fd)  # the previous holder removed it after we opened it: take the one in place
+        if timeout:  # a wait that could have happened (evictions only ever try once)
+            metrics.lock_waited(time.monotonic() - started)
         try:
             yield
         finally:
@@ -190,6 +193,8 @@ class Locks:
                 if error.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
             if time.monotonic() >= deadline:
+                if timeout:
+                    metrics.busy("lock")
                 raise BusyError(
                     f"Another request is still making this {what}; try again shortly.",
                     retry_after=max(1, round(timeout / 10)),

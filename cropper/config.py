@@ -5,6 +5,7 @@ Settings from `.env` plus the process environment and hands it to everything els
 """
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -39,6 +40,13 @@ def _float(raw):
 
 def _path(raw):
     return Path(raw).expanduser()
+
+
+def _networks(raw):
+    networks = _csv(raw)
+    for network in networks:
+        ipaddress.ip_network(network)  # ValueError for what is not a network
+    return networks
 
 
 def _csv(raw):
@@ -113,6 +121,13 @@ class Settings:
     min_free_bytes: int = setting(
         512 * 1024 * 1024, _int, "Free space the cache's disk needs for /readyz to say ready.")
     ready_timeout: float = setting(2.0, _float, "Seconds /readyz waits for FathomNet to answer.")
+
+    # Metrics
+    metrics_allow: tuple = setting(
+        ("127.0.0.0/8", "::1/128"), _networks, "Networks that may read /metrics (the app's and nginx's), "
+        "comma-separated; add the one your Prometheus scrapes from.")
+    metrics_dir: Path = setting(
+        Path("var/metrics"), _path, "Folder where Gunicorn's workers keep their metrics (wiped at start).")
 
     # Gunicorn (read by gunicorn.conf.py)
     gunicorn_bind: str = setting("127.0.0.1:8000", _str, "Address Gunicorn listens on; nginx proxies to it.")

@@ -8,7 +8,7 @@ batch item and nginx's own error pages (rendered from `NGINX_ERRORS`) all use `e
 import json
 import logging
 
-from flask import jsonify
+from flask import g, jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -116,6 +116,8 @@ class BusyError(CropperError):
 # Errors nginx answers by itself, before or instead of the app: (status, code, message, Retry-After).
 NGINX_ERRORS = (
     (400, "bad_request", "The request is not valid HTTP.", None),
+    (403, "forbidden", "This URL is not open to this client.", None),
+    (404, "not_found", "The requested URL was not found on the server.", None),
     (405, "method_not_allowed", "This method is not allowed for this URL.", None),
     (413, "request_entity_too_large", "The request body is too large.", None),
     (414, "uri_too_long", "The request line (the URL) is too long.", None),
@@ -164,6 +166,7 @@ def register_error_handlers(app):
     @app.errorhandler(ValidationError)
     def handle_cropper_error(error):
         error = as_cropper_error(error)
+        g.error_code = error.code  # for the metrics of the request
         response = error_response(error.status, error.code, error.message, error.details)
         if isinstance(error, BusyError):
             response.headers["Retry-After"] = str(error.retry_after)

@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from . import cache
+from . import cache, metrics
 from .errors import BusyError, CropperError
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,8 @@ class Pruner:
                 if store.remove(entry):
                     freed_here += entry.size
             store.usage.set(listing.size - freed_here)
+            if freed_here:
+                metrics.evicted(store.name, len(listing.entries), freed_here)
             freed += freed_here
         log.warning("the cache's disk was full: removed %d bytes of least recently used files", freed)
         return freed
@@ -112,6 +114,9 @@ class Pruner:
                 freed += entry.size
         # The count becomes what was measured, less what went, plus what other writers added meanwhile.
         store.usage.add(listing.size - freed - counted)
+        metrics.measured(store.name, len(listing.entries) - removed, listing.size - freed)
+        if removed:
+            metrics.evicted(store.name, removed, freed)
         return removed, freed
 
 

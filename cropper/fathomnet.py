@@ -16,6 +16,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import requests
 from urllib3.util.retry import Retry
 
+from . import metrics
 from .crops import Box
 from .deadlines import DeadlineAdapter, deadline
 from .errors import ImageNotFoundError, ImageTooLargeError, UpstreamError, UpstreamTimeoutError
@@ -171,7 +172,7 @@ class FathomNetClient:
 
     def image(self, uuid):
         """Look up one image's metadata."""
-        found = self._api("GET", f"images/{quote(uuid)}", f"image {uuid}")
+        found = self._api("GET", f"images/{quote(uuid)}", f"image {uuid}", call="image")
         if found is None:
             raise ImageNotFoundError(f"FathomNet has no image with uuid {uuid}.", uuid=uuid)
         return ImageInfo.from_api(uuid, found)
@@ -182,7 +183,7 @@ class FathomNetClient:
         Unknown uuids are absent from the answer.
         """
         uuids = [uuid.lower() for uuid in uuids]
-        answer = self._api("POST", "images/query/uuids", "images", json=uuids)
+        answer = self._api("POST", "images/query/uuids", "images", json=uuids, call="images")
         if not isinstance(answer, list):
             raise UpstreamError("FathomNet answered an image query with something that is not a list.")
         found = {}
@@ -197,7 +198,7 @@ class FathomNetClient:
 
     def bounding_box(self, uuid):
         """Look up one annotation, or None if FathomNet has none with that uuid."""
-        found = self._api("GET", f"boundingboxes/{quote(uuid)}", f"bounding box {uuid}")
+        found = self._api("GET", f"boundingboxes/{quote(uuid)}", f"bounding box {uuid}", call="bounding_box")
         return None if found is None else BoxInfo.from_api(found)
 
     def concept_boxes(self, concept, limit, offset):
@@ -206,22 +207,26 @@ class FathomNetClient:
         Returns (usable boxes, how many there are in all, how many this page held).
         """
         constraints = {"concept": concept, "limit": limit, "offset": offset}
-        page = self._api("POST", "boundingboxes/query", f"boxes of {concept!r}", json=constraints)
+        page = self._api("POST", "boundingboxes/query", f"boxes of {concept!r}", json=constraints, call="concept")
         content = page.get("content") if isinstance(page, dict) else page
         if not isinstance(content, list):
             raise UpstreamError(f"FathomNet answered a query for boxes of {concept!r} with something unusable.")
         boxes = list(usable_boxes(content))
         total = page.get("totalSize") if isinstance(page, dict) else None
         if not isinstance(total, int):
-            counted = self._api("POST", "boundingboxes/query/count", f"boxes of {concept!r}", json=constraints)
+            counted = self._api("POST", "boundingboxes/query/count", f"boxes of {concept!r}", json=constraints,
+                                call="concept_count")
             total = counted.get("count") if isinstance(counted, dict) else None
         if not isinstance(total, int) or total < 0:
             raise UpstreamError(f"FathomNet did not say how many boxes of {concept!r} there are.")
         return boxes, total, len(content)
 
-    def _api(self, method, path, what, **kwargs):
+    def _api(self, method, path, what, call, **kwargs):
         """The JSON of an API answer (None for a 404), within the API's deadline and size cap."""
-        url = urljoin(self.api_url, path)
+        with metrics.upstream_call(call):
+            return self._api_json(method, urljoin(self.api_url, path), what, **kwargs)
+
+    def _api_json(self, method, url, what, **kwargs):
         with deadline(self.api_timeout) as call:
             try:
                 response = self._follow_within_origin(method, url, what, **kwargs)
@@ -262,6 +267,10 @@ class FathomNetClient:
 
     def download(self, url, out):
         """Stream an image into the file out, within the size and time limits; return its sha256 hex."""
+        with metrics.upstream_call("download"):
+            return self._download(url, out)
+
+    def _download(self, url, out):
         digest = hashlib.sha256()
         with deadline(self.download_timeout) as call:
             try:
@@ -272,6 +281,7 @@ class FathomNetClient:
                     for chunk in self._chunks(response, self.max_download_bytes, self._image_too_big()):
                         digest.update(chunk)
                         out.write(chunk)
+                        metrics.downloaded(len(chunk))
             except requests.RequestException as error:
                 raise self._failure(error, call, "The image host") from None
         return digest.hexdigest()

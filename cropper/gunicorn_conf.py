@@ -6,6 +6,7 @@ service, Gunicorn's included, is documented in one place: `.env.example`.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -15,6 +16,11 @@ try:
     settings = Settings.from_env()
 except ConfigError as error:
     sys.exit(f"Cannot start: {error}")  # one clear line, not a traceback
+
+# Metrics across workers: prometheus_client's multiprocess mode keeps each process's values in this
+# folder. It must be set before the workers fork (cropper.metrics imports prometheus_client only
+# then), and wiped at each start (on_starting); child_exit marks a dead worker's gauges.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(settings.metrics_dir.resolve()))
 
 bind = settings.gunicorn_bind
 
@@ -67,6 +73,18 @@ logconfig_dict = {
 # Gunicorn 27's control socket is one fixed path per user (~/.gunicorn/gunicorn.ctl), which several
 # instances on one host (tests, bench, replicas) would fight over; nothing here uses it.
 control_socket_disable = True
+
+
+def on_starting(server):
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 # The cache pruner runs beside the workers, started by the arbiter: a process of its own, so no

@@ -11,7 +11,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 from werkzeug.wsgi import get_input_stream
 
-from . import batch, crops
+from . import batch, crops, metrics
 from .crops import CropRequest
 from .errors import (
     BoxNotFoundError,
@@ -148,15 +148,19 @@ def make_all(loaded, wanted, annotations=None):
     for item in loaded:
         if not isinstance(item, CropRequest):
             answers.append(item)
+            metrics.crop_outcome("failed", item["error"]["code"])
             continue
         outcome = next(outcomes)
         result = next(made) if isinstance(outcome, Resolved) else None
         if result is None:
             answers.append(failed_answer(item, outcome))
+            metrics.crop_outcome("failed", outcome.code)
         elif isinstance(result, batch.CropFailure):
             answers.append(failed_answer(item, result.error))
+            metrics.crop_outcome("failed", result.error.code)
         else:
             answers.append(crop_answer(outcome, result.cached))
+            metrics.crop_outcome("hit" if result.cached else "miss")
     return answers
 
 

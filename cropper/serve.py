@@ -48,6 +48,7 @@ class NginxSite:
     tls_cert: str = ""
     tls_key: str = ""
     resolver: str = ""  # a DNS server to re-resolve the upstream's name with (Docker's, for scaled replicas)
+    metrics_allow: tuple = ("127.0.0.0/8", "::1/128")  # who may read /metrics and nginx's stub_status
 
     @classmethod
     def from_settings(cls, settings):
@@ -59,6 +60,7 @@ class NginxSite:
             iiif_rate=settings.iiif_rate_limit, iiif_burst=settings.iiif_burst,
             max_body=str(settings.max_body_bytes), tls_listen=settings.tls_listen if settings.tls_cert_file else "",
             tls_cert=settings.tls_cert_file, tls_key=settings.tls_key_file, resolver=settings.nginx_resolver,
+            metrics_allow=settings.metrics_allow,
         )
 
 
@@ -100,7 +102,8 @@ def nginx_string(text):
 def error_pages(snippets_dir):
     """nginx's own errors, answered in the service's JSON shape (errors.py owns the bodies), CORS included."""
     pages = errors.nginx_error_pages()
-    lines = [f"error_page {status} /_cropper_errors/{status};" for status, _, _ in pages]
+    # Not 404 for every location: the crop and API locations answer theirs themselves (or the app does).
+    lines = [f"error_page {status} /_cropper_errors/{status};" for status, _, _ in pages if status != 404]
     lines += ["location ^~ /_cropper_errors/ {", "    internal;",
               "    types { }  # or a path ending in .gif would make the JSON image/gif",
               "    default_type application/json;"]
@@ -151,6 +154,7 @@ def template_values(site, process):
         "CROPPER_CROP_NOT_FOUND": json_404(errors.CropNotFoundError("There is no crop at this path.")),
         "CROPPER_NOT_FOUND": json_404(errors.NotFoundError("The requested URL was not found on the server.")),
         "CROPPER_ERROR_PAGES": error_pages(process.conf_dir / "conf.d" / "snippets"),
+        "CROPPER_METRICS_ALLOW": " ".join(f"allow {network};" for network in site.metrics_allow),
     }
 
 

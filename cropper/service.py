@@ -2,10 +2,11 @@
 
 import logging
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
-from . import crops, imaging
+from . import crops, imaging, metrics
 from .crops import Crop
 from .errors import (
     BoxNotFoundError,
@@ -55,9 +56,11 @@ class Admission:
     @contextmanager
     def slot(self):
         if not self._room.acquire(blocking=False):
+            metrics.busy("slots")
             raise BusyError("This server is busy making other crops; try again shortly.", retry_after=1)
         try:
             if not self._slots.acquire(timeout=self.timeout):
+                metrics.busy("slots")
                 raise BusyError("This server is busy making other crops; try again shortly.", retry_after=1)
             try:
                 yield
@@ -109,9 +112,11 @@ class CropService:
             if info is None:
                 info = self.image_info(crop.uuid)
                 imaging.check_box(crop.region, info.size)
+            started = time.perf_counter()
             with self.open_source(info) as source:
                 image = imaging.render(source, crop)
             data = imaging.encode(image, crop.format, crop.quality or self.settings.quality)
+            metrics.encoded(crop.format, time.perf_counter() - started)
             self._with_room(self.crop_store, len(data), lambda: self.crop_store.put(crop, data))
         return CropResult(crop, cached=False)
 
@@ -246,7 +251,9 @@ class CropService:
                     expected_sha256=info.sha256, received_sha256=sha256,
                 )
             download.seek(0)
+            started = time.perf_counter()
             image = imaging.decode(download, self.settings.max_image_pixels, info.size)
+            metrics.decoded(time.perf_counter() - started)
         if image.size != info.size:
             log.warning("image %s is %s but FathomNet says %s", info.uuid, image.size, info.size)
         # Room is made now, when this write is next: a burst of downloads cannot all count on the same room.

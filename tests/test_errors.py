@@ -48,7 +48,7 @@ def test_a_cropper_error_is_itself():
 
 def test_nginx_error_pages_are_the_same_shape():
     pages = {status: (body, retry_after) for status, body, retry_after in nginx_error_pages()}
-    assert sorted(pages) == [400, 405, 413, 414, 429, 494, 502, 504]
+    assert sorted(pages) == [400, 403, 404, 405, 413, 414, 429, 494, 502, 504]
     for status, (body, retry_after) in pages.items():
         parsed = json.loads(body)
         assert set(parsed["error"]) == {"code", "message", "details"}, status
