@@ -1,0 +1,573 @@
+// The page: open an image, choose or draw a box, crop it or a batch; the address keeps the view.
+
+import * as api from "./api.js";
+import {Viewer, describeBox} from "./viewer.js";
+
+const $ = (id) => document.getElementById(id);
+const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
+const COORDS = ["x1", "y1", "x2", "y2"];
+
+const state = {
+  image: null,        // {uuid, width, height} of the open image
+  boxes: [],          // its annotations, as GET /images/<uuid>/boxes lists them
+  annotation: null,   // the annotation chosen (its box may have been changed since)
+  checked: new Set(), // box uuids checked for a batch
+  batch: null,        // the last batch: {answers, name, next} (next: the concept page after it)
+  opening: 0,         // the latest open; answers to older ones are dropped
+  resultUrl: null,    // object URL of the crop shown
+};
+
+const viewer = new Viewer({
+  element: $("viewer"),
+  layer: $("draw-layer"),
+  selection: $("selection"),
+  region: $("region-outline"),
+  onActivate: (boxUuid) => choose(boxUuid, {crop: true}),
+  onHover: (boxUuid) => hover(boxUuid),
+  onSelection: (box, final, kind) => {
+    if (kind === "draw") state.annotation = null;  // a new box; moving a corner only changes the chosen one
+    setCoords(box);
+    if (final) writeUrl();
+  },
+});
+window.cropperPage = {viewer: viewer.osd, state};  // for the browser tests and for debugging in the console
+
+// ---------------------------------------------------------------- errors, next to what caused them --
+
+function showError(el, error, fieldIds = []) {
+  const {title, message, hint, fields} = error.title ? error : api.describe(error);
+  el.replaceChildren();
+  const strong = document.createElement("strong");
+  strong.textContent = title;
+  const text = document.createElement("p");
+  text.textContent = [message, hint].filter(Boolean).join(" ");
+  el.append(strong, text);
+  if (fields && fields.length) {
+    const list = document.createElement("ul");
+    for (const {field, text: words} of fields) {
+      const item = document.createElement("li");
+      item.textContent = field === "_schema" ? words : `${field}: ${words}`;
+      list.append(item);
+      const input = $(field);
+      if (input) input.setAttribute("aria-invalid", "true");
+    }
+    el.append(list);
+  }
+  for (const id of fieldIds) $(id).setAttribute("aria-invalid", "true");
+  el.dataset.code = error.code || "";
+  el.hidden = false;
+  el.scrollIntoView({block: "nearest"});  // e.g. a crop asked from the image, its error by the fields
+}
+
+function clearError(el) {
+  el.hidden = true;
+  el.replaceChildren();
+  for (const input of el.closest("form, section")?.querySelectorAll("[aria-invalid]") || []) {
+    input.removeAttribute("aria-invalid");
+  }
+}
+
+// ---------------------------------------------------------------- opening an image --
+
+async function openText(text) {
+  clearError($("open-error"));
+  const match = text.match(UUID);
+  if (!match) {
+    const message = /^https?:\/\//i.test(text.trim())
+      ? "This URL has no UUID in it. A FathomNet image file's URL (…/static/m3/framegrabs/…) cannot be looked " +
+        "up through this service: copy the image's UUID from its page on fathomnet.org, or an annotation's UUID."
+      : "Paste an image UUID, a bounding box UUID, or a URL that contains one.";
+    showError($("open-error"), {title: "Nothing to open", message});
+    return;
+  }
+  const uuid = match[0].toLowerCase();
+  try {
+    await openImage(uuid, {push: true});
+  } catch (error) {
+    if (error.code !== "image_not_found") return showError($("open-error"), error);
+    await openBox(uuid, error);
+  }
+}
+
+// A uuid that is not an image may be an annotation's: its crop names its image.
+async function openBox(uuid, imageError) {
+  let answer;
+  const body = {box_uuid: uuid, ...options()};
+  try {
+    answer = await api.crop(body);
+  } catch (error) {
+    if (error.code !== "box_not_found") return showError($("open-error"), error);
+    return showError($("open-error"), {  // both of the service's messages: neither an image nor a box
+      title: "Not found (404 image_not_found, box_not_found)",
+      message: `${imageError.message} ${error.message}`,
+    });
+  }
+  try {
+    if (await openImage(answer.uuid, {push: true})) choose(uuid, {answer: {answer, body}});
+  } catch (error) {
+    showError($("open-error"), error);
+  }
+}
+
+// -> true when this image is now open (false: a later open overtook it); throws the service's error.
+async function openImage(uuid, {push = false} = {}) {
+  const mine = ++state.opening;
+  status("Loading annotations…");
+  let listing;
+  try {
+    listing = await api.getBoxes(uuid);
+  } finally {
+    if (mine === state.opening) status(null);
+  }
+  if (mine !== state.opening) return false;
+  state.image = {uuid: listing.uuid, width: listing.width, height: listing.height};
+  state.boxes = listing.boxes;
+  state.annotation = null;
+  state.checked.clear();
+  $("open-input").value = listing.uuid;
+  $("result").hidden = true;
+  $("result-empty").hidden = false;
+  clearError($("viewer-error"));
+  clearError($("crop-error"));
+  for (const id of COORDS) $(id).value = "";
+  viewer.setImage(listing.width, listing.height);
+  viewer.setSelection(null);
+  viewer.setRegion(null);
+  renderFilter();
+  renderList();
+  $("draw-toggle").disabled = false;
+  updateSelectionInfo();
+  if (push) writeUrl(true);
+  status("Loading the image…");
+  let shown = true;
+  try {
+    await viewer.open(listing.uuid);
+  } catch (error) {
+    shown = false;
+    showError($("viewer-error"), {title: "The image could not be shown", message: error.message});
+  } finally {
+    if (mine === state.opening) status(null);
+  }
+  if (mine !== state.opening) return false;
+  if (shown) viewer.setAnnotations(state.boxes);
+  applyFilter();
+  $("viewer-hint").textContent = "Drag to pan, scroll or pinch to zoom; click an annotation to crop it.";
+  return true;
+}
+
+function status(text) {
+  $("viewer-status").hidden = !text;
+  $("viewer-status").textContent = text || "";
+}
+
+// ---------------------------------------------------------------- the annotation list --
+
+function renderFilter() {
+  const counts = new Map();
+  for (const b of state.boxes) counts.set(b.concept, (counts.get(b.concept) || 0) + 1);
+  const select = $("concept-filter");
+  const all = new Option(`All concepts (${state.boxes.length})`, "");
+  select.replaceChildren(all, ...[...counts].sort().map(([c, n]) => new Option(`${c} (${n})`, c)));
+  select.disabled = state.boxes.length === 0;
+  $("concept-names").replaceChildren(...[...counts.keys()].sort().map((c) => new Option(c)));
+}
+
+function renderList() {
+  const list = $("box-list");
+  list.replaceChildren();
+  for (const b of state.boxes) {
+    const item = document.createElement("li");
+    item.dataset.box = b.box_uuid;
+    item.dataset.concept = b.concept;
+    const check = document.createElement("input");
+    check.type = "checkbox";
+    check.disabled = !b.region;
+    check.setAttribute("aria-label", `Batch: ${b.concept}, ${describeBox(b)}`);
+    check.addEventListener("change", () => {
+      if (check.checked) state.checked.add(b.box_uuid); else state.checked.delete(b.box_uuid);
+      updateBatchButtons();
+    });
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "box-item";
+    const name = document.createElement("span");
+    name.className = "concept";
+    name.textContent = b.concept;
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    meta.textContent = describeBox(b);
+    button.append(name, meta);
+    button.addEventListener("click", () => choose(b.box_uuid, {crop: true}));
+    button.addEventListener("pointerenter", () => viewer.mark(b.box_uuid, "hover", true));
+    button.addEventListener("pointerleave", () => viewer.mark(b.box_uuid, "hover", false));
+    button.addEventListener("focus", () => viewer.mark(b.box_uuid, "hover", true));
+    button.addEventListener("blur", () => viewer.mark(b.box_uuid, "hover", false));
+    item.append(check, button);
+    list.append(item);
+  }
+  $("boxes-count").textContent = state.image ? `(${state.boxes.length})` : "";
+  $("boxes-empty").hidden = state.boxes.length > 0;
+  $("boxes-empty").textContent = state.image ? "FathomNet has no annotations on this image." : "No image open.";
+  updateBatchButtons();
+}
+
+function applyFilter() {
+  const concept = $("concept-filter").value;
+  const shown = new Set(state.boxes.filter((b) => !concept || b.concept === concept).map((b) => b.box_uuid));
+  for (const item of $("box-list").children) item.hidden = !shown.has(item.dataset.box);
+  viewer.showOnly(concept ? shown : null);
+  $("check-shown").textContent = concept ? `Check all ${concept}` : "Check all shown";
+  if (concept) $("concept-name").value = concept;
+  updateBatchButtons();
+}
+
+function hover(boxUuid) {
+  for (const item of $("box-list").children) item.classList.toggle("hover", item.dataset.box === boxUuid);
+}
+
+function updateBatchButtons() {
+  $("crop-checked").textContent = `Crop checked (${state.checked.size})`;
+  $("crop-checked").disabled = state.checked.size === 0;
+  $("check-shown").disabled = !state.boxes.length;
+}
+
+// ---------------------------------------------------------------- the box being cropped --
+
+function choose(boxUuid, {crop = false, answer = null} = {}) {
+  const b = state.boxes.find((x) => x.box_uuid === boxUuid);
+  if (!b) {
+    showError($("crop-error"), {title: "Not found", message: `This image has no annotation ${boxUuid}.`});
+    return;
+  }
+  state.annotation = b;
+  setCoords(b.region || b.box);
+  writeUrl();
+  if (answer) showResult(answer.answer, answer.body);
+  else if (crop) cropNow();
+}
+
+function setCoords(box, fromFields = false) {
+  if (!fromFields) COORDS.forEach((id, i) => { $(id).value = box ? box[i] : ""; });
+  viewer.setSelection(box);
+  viewer.setRegion(null);  // the last crop's region outline belongs to the box before
+  updateSelectionInfo();
+}
+
+function fieldCoords() {
+  return COORDS.map((id) => ($(id).value.trim() === "" ? null : Number($(id).value)));
+}
+
+function unchanged() {  // the chosen annotation, not moved: crop it by its box_uuid
+  const a = state.annotation;
+  return a && (a.region || a.box).every((v, i) => v === fieldCoords()[i]);
+}
+
+function updateSelectionInfo() {
+  const coords = fieldCoords();
+  const complete = coords.every((v) => v !== null && Number.isFinite(v));
+  const a = state.annotation;
+  let text = "Click an annotation, or draw a box: “Draw a box”, then drag on the image.";
+  if (a && unchanged()) text = `Annotation ${a.concept} (${a.box_uuid.slice(0, 8)}…): cropped by its box_uuid.`;
+  else if (a && complete) text = `Changed from the annotation ${a.concept}: this box is cropped as it is now.`;
+  else if (complete) text = `Your box: ${coords[2] - coords[0]}×${coords[3] - coords[1]} px.`;
+  $("selection-info").textContent = text;
+  const chosen = a && unchanged() ? a.box_uuid : null;  // the annotation is marked only while it is what gets cropped
+  viewer.mark(chosen, "selected", true);
+  for (const item of $("box-list").children) {
+    item.classList.toggle("selected", item.dataset.box === chosen);
+    item.querySelector(".box-item").setAttribute("aria-pressed", String(item.dataset.box === chosen));
+  }
+  $("crop-button").disabled = $("crop-button-top").disabled = !state.image || !complete;
+}
+
+// The crop options, as the service spells them; defaults are left out, so the request stays short.
+function options() {
+  const o = {format: $("format").value};
+  const pad = $("pad").value.trim();
+  if (pad !== "" && Number(pad) !== 0) o.pad = $("pad-unit").value === "%" ? `${pad}%` : Number(pad);
+  if ($("square").checked) o.square = true;
+  const width = $("width").value.trim();
+  const height = $("height").value.trim();
+  if (width) o.width = Number(width);
+  if (height) o.height = Number(height);
+  if (width && height && $("fit").value !== "contain") o.fit = $("fit").value;
+  if (o.fit === "letterbox" && $("background").value !== "#000000") o.background = $("background").value;
+  return o;
+}
+
+function cropBody() {
+  if (unchanged()) return {box_uuid: state.annotation.box_uuid, ...options()};
+  const [x1, y1, x2, y2] = fieldCoords();
+  return {uuid: state.image.uuid, x1, y1, x2, y2, ...options()};
+}
+
+async function cropNow() {
+  clearError($("crop-error"));
+  const body = cropBody();
+  $("crop-button").disabled = $("crop-button-top").disabled = true;
+  $("crop-button").textContent = "Cropping…";
+  try {
+    showResult(await api.crop(body), body);
+  } catch (error) {
+    const box = error.code === "box_outside_image" ? COORDS : [];
+    showError($("crop-error"), error, box);
+  } finally {
+    $("crop-button").textContent = "Crop";
+    updateSelectionInfo();
+  }
+}
+
+async function showResult(answer, body) {
+  $("result").hidden = false;
+  $("result-empty").hidden = true;
+  $("result-url").value = answer.url;
+  $("result-img").alt = `Crop of ${answer.concept || "the box"} [${answer.region.join(", ")}] of image ${answer.uuid}`;
+  const made = `${answer.width} × ${answer.height} px · ${answer.format}${answer.cached ? " · cached" : ""}`;
+  $("result-size").textContent = `${made} · measuring bytes…`;
+  $("copy-status").textContent = "";
+  const {curl, python} = api.snippets("/cropper/", body);
+  $("curl-line").textContent = curl;
+  $("python-line").textContent = python;
+  viewer.setRegion(answer.region);
+  // One download serves both the picture and its byte size.
+  if (state.resultUrl) URL.revokeObjectURL(state.resultUrl);
+  state.resultUrl = null;
+  try {
+    const response = await fetch(answer.url);
+    if (!response.ok) throw new Error(`${response.status}`);
+    const blob = await response.blob();
+    if ($("result-url").value !== answer.url) return;  // a later crop is shown already
+    state.resultUrl = URL.createObjectURL(blob);
+    $("result-img").src = state.resultUrl;
+    $("result-size").textContent = `${made} · ${api.formatBytes(blob.size)} (${blob.size.toLocaleString("en")} bytes)`;
+  } catch {
+    $("result-img").src = answer.url;
+    $("result-size").textContent = `${made} · byte size unknown (the crop could not be fetched here)`;
+  }
+}
+
+// ---------------------------------------------------------------- batches --
+
+async function runBatch(request, errorEl, name, button) {
+  clearError(errorEl);
+  button.disabled = true;
+  try {
+    const answer = await request();
+    const answers = Array.isArray(answer) ? answer : answer.crops;
+    state.batch = {answers, name, next: answer.next_offset ?? null, total: answer.total};
+    renderBatch();
+  } catch (error) {
+    showError(errorEl, error);
+  } finally {
+    button.disabled = false;
+    updateBatchButtons();
+  }
+}
+
+function cropChecked() {
+  const crops = state.boxes.filter((b) => state.checked.has(b.box_uuid)).map((b) => ({box_uuid: b.box_uuid}));
+  return runBatch(() => api.cropList({crops, ...options()}), $("batch-error"), `image-${state.image.uuid}`,
+    $("crop-checked"));
+}
+
+function cropConcept(offset = 0) {
+  const concept = $("concept-name").value.trim();
+  const limit = Number($("concept-limit").value || 20);
+  const body = {concept, limit, ...options()};
+  if (offset) body.offset = offset;
+  state.conceptRequest = body;
+  return runBatch(() => api.cropConcept(body), $("concept-error"), concept.replace(/\W+/g, "-"),
+    $("concept-form").querySelector("button"));
+}
+
+function renderBatch() {
+  const {answers, next, total} = state.batch;
+  const made = answers.filter((a) => a.url);
+  const failed = answers.length - made.length;
+  const request = state.conceptRequest;
+  let summary = `${made.length} crop${made.length === 1 ? "" : "s"} made${failed ? `, ${failed} failed` : ""}.`;
+  if (total !== undefined) {
+    const first = (request.offset || 0) + 1;
+    summary += ` Boxes ${first}–${first + answers.length - 1} of ${total} ${request.concept} boxes in FathomNet.`;
+  }
+  $("batch-summary").textContent = summary;
+  $("next-page").hidden = next === null;
+  const grid = $("batch-grid");
+  grid.replaceChildren();
+  for (const a of answers) {
+    const item = document.createElement("li");
+    if (a.url) {
+      const link = document.createElement("a");
+      link.href = a.url;
+      const img = document.createElement("img");
+      img.src = a.url;
+      img.loading = "lazy";
+      img.alt = `${a.concept || "crop"}, ${a.width}×${a.height} px`;
+      link.append(img);
+      const caption = document.createElement("p");
+      caption.textContent = `${a.concept || ""} · ${a.width}×${a.height} px`;
+      const url = document.createElement("a");
+      url.className = "crop-url";
+      url.href = a.url;
+      url.textContent = a.url.split("/crops/")[1] || a.url;
+      url.title = a.url;
+      item.append(link, caption, url);
+    } else {
+      item.className = "failed";  // one item failed, the rest stand: the service's words for it
+      item.textContent = `${a.concept || a.box_uuid || a.uuid}: ${a.error.message} (${a.error.code})`;
+    }
+    grid.append(item);
+  }
+  $("batch").hidden = false;
+}
+
+function downloadCsv() {
+  const blob = new Blob([api.toCsv(state.batch.answers)], {type: "text/csv"});
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = `crops-${state.batch.name}.csv`;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+// ---------------------------------------------------------------- the address: a link opens the same view --
+
+const OPTION_PARAMS = {format: "webp", pad: "", square: "", width: "", height: "", fit: "contain", bg: "000000"};
+
+function writeUrl(push = false) {
+  const p = new URLSearchParams();
+  if (state.image) p.set("image", state.image.uuid);
+  if (unchanged()) p.set("box", state.annotation.box_uuid);
+  else if (state.image) fieldCoords().forEach((v, i) => { if (v !== null) p.set(COORDS[i], v); });
+  const o = options();
+  const values = {
+    format: o.format, pad: o.pad ?? "", square: o.square ? "1" : "", width: o.width ?? "", height: o.height ?? "",
+    fit: o.fit || "contain", bg: o.background ? o.background.slice(1) : "000000",
+  };
+  for (const [key, fallback] of Object.entries(OPTION_PARAMS)) {
+    if (String(values[key]) !== fallback) p.set(key, values[key]);
+  }
+  if ($("concept-filter").value) p.set("concept", $("concept-filter").value);
+  const query = p.toString();
+  const url = `${location.pathname}${query ? `?${query}` : ""}`;
+  if (url !== `${location.pathname}${location.search}`) history[push ? "pushState" : "replaceState"](null, "", url);
+}
+
+function readOptions(p) {
+  $("format").value = ["webp", "jpeg", "png"].includes(p.get("format")) ? p.get("format") : "webp";
+  const pad = p.get("pad") || "";
+  $("pad").value = pad.replace("%", "") || "0";
+  $("pad-unit").value = pad.endsWith("%") ? "%" : "px";
+  $("square").checked = p.get("square") === "1";
+  $("width").value = p.get("width") || "";
+  $("height").value = p.get("height") || "";
+  $("fit").value = ["cover", "fill", "letterbox"].includes(p.get("fit")) ? p.get("fit") : "contain";
+  $("background").value = /^[0-9a-f]{6}$/i.test(p.get("bg") || "") ? `#${p.get("bg")}` : "#000000";
+  updateFitControls();
+}
+
+// Opens what the address names; a box or coordinates in it are cropped at once, as the link's sender saw.
+async function applyUrl() {
+  const p = new URLSearchParams(location.search);
+  readOptions(p);
+  const image = p.get("image");
+  if (!image) return;
+  clearError($("open-error"));
+  try {
+    if (!state.image || state.image.uuid !== image.toLowerCase()) {
+      if (!(await openImage(image))) return;
+    }
+  } catch (error) {
+    $("open-input").value = image;
+    return showError($("open-error"), error);
+  }
+  const concept = p.get("concept") || "";
+  if ([...$("concept-filter").options].some((o) => o.value === concept)) $("concept-filter").value = concept;
+  applyFilter();
+  if (p.get("box")) {
+    choose(p.get("box").toLowerCase(), {crop: true});
+  } else if (COORDS.every((k) => p.get(k) !== null)) {
+    state.annotation = null;
+    setCoords(COORDS.map((k) => Number(p.get(k))));
+    cropNow();
+  }
+}
+
+// ---------------------------------------------------------------- wiring --
+
+function updateFitControls() {
+  const both = $("width").value.trim() !== "" && $("height").value.trim() !== "";
+  $("fit").disabled = !both;
+  $("background-label").hidden = !(both && $("fit").value === "letterbox");
+}
+
+function setDrawMode(on) {
+  viewer.setDrawMode(on);
+  $("draw-toggle").setAttribute("aria-pressed", String(on));
+  $("draw-toggle").textContent = on ? "Drawing: on" : "Draw a box";
+  $("viewer-hint").textContent = on
+    ? "Drag on the image to draw a box; drag its corners to adjust. Esc or the button goes back to panning."
+    : "Drag to pan, scroll or pinch to zoom; click an annotation to crop it.";
+}
+
+$("open-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  openText($("open-input").value);
+});
+$("crop-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (!$("crop-button").disabled) cropNow();
+});
+for (const id of COORDS) {
+  $(id).addEventListener("input", () => {
+    const coords = fieldCoords();
+    setCoords(coords.every((v) => v !== null && Number.isFinite(v)) ? coords : null, true);
+    writeUrl();
+  });
+}
+for (const id of ["format", "pad", "pad-unit", "square", "width", "height", "fit", "background"]) {
+  $(id).addEventListener("input", () => { updateFitControls(); writeUrl(); });
+  $(id).addEventListener("change", () => { updateFitControls(); writeUrl(); });
+}
+$("concept-filter").addEventListener("change", () => { applyFilter(); writeUrl(); });
+$("check-shown").addEventListener("click", () => {
+  for (const item of $("box-list").children) {
+    const check = item.querySelector("input");
+    if (!item.hidden && !check.disabled) { check.checked = true; state.checked.add(item.dataset.box); }
+  }
+  updateBatchButtons();
+});
+$("crop-checked").addEventListener("click", cropChecked);
+$("concept-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (!$("concept-name").value.trim()) {
+    showError($("concept-error"), {title: "No concept", message: "Type a concept, or choose one in the filter."});
+    return;
+  }
+  cropConcept();
+});
+$("next-page").addEventListener("click", () => {
+  if (state.batch && state.batch.next !== null) cropConcept(state.batch.next);
+});
+$("download-csv").addEventListener("click", downloadCsv);
+$("copy-url").addEventListener("click", async () => {
+  const url = $("result-url").value;
+  try {
+    await navigator.clipboard.writeText(url);
+    $("copy-status").textContent = "Copied.";
+  } catch {  // no clipboard access (an insecure origin): leave it selected for Ctrl+C
+    $("result-url").select();
+    $("copy-status").textContent = "Selected: press Ctrl+C (⌘C) to copy.";
+  }
+});
+$("draw-toggle").addEventListener("click", () => setDrawMode(!viewer.drawing));
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && viewer.drawing) setDrawMode(false);
+});
+window.addEventListener("popstate", applyUrl);
+// A mistake in this page must still say something where people look, not only in the console.
+window.addEventListener("unhandledrejection", (event) => showError($("open-error"), event.reason));
+window.addEventListener("error", (event) => showError($("open-error"), event.error || event.message));
+applyUrl();

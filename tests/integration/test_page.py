@@ -1,0 +1,414 @@
+"""The web page (cropper/static) in a real browser: headless Debian Chromium driven by Selenium, against
+real nginx, Gunicorn and the FathomNet stand-in.
+
+The page is checked against the API it uses: the annotations drawn are the stand-in's, the crop shown
+is the one POST /cropper/ gives, a box drawn on a zoomed view has the image coordinates of the drag,
+batches show the crops the batch endpoints make. Chromium's network log proves the original image is
+never downloaded by the browser (tiles only). Each test leaves a screenshot in its tmp_path.
+
+Needs Debian's chromium and chromium-driver, and axe-core from npm (AXE_CORE_JS, by default
+var/npm/node_modules/axe-core/axe.min.js): without them the tests are skipped, except in CI.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.actions.action_builder import ActionBuilder
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from devtools.servers import NginxServer, find_nginx_or_skip
+from devtools.standin import EDGE_BOXES, MULTIPAGE_CONCEPT, boxes, uuid_for
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+AXE = Path(os.environ.get("AXE_CORE_JS", ROOT / "var" / "npm" / "node_modules" / "axe-core" / "axe.min.js"))
+UNKNOWN = "00000000-0000-4000-8000-000000000000"
+DESKTOP, PHONE = (1280, 800, False), (390, 844, True)
+
+
+def missing_or_skip(what, hint):
+    """CI must have the browser tools (.ci/setup installs them); elsewhere their tests are skipped, loudly."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing in CI: {hint}")
+    pytest.skip(f"{what} is missing ({hint})")
+
+
+@pytest.fixture(scope="module")
+def browser(nginx):
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not shutil.which(path):
+            missing_or_skip(path, "apt-get install -y chromium chromium-driver")
+    profile = tempfile.mkdtemp(prefix="cropper-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    # The network log: every request the page makes, read (and emptied) by requested().
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    # An explicit driver: without it Selenium Manager would try to download one.
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def page(browser, nginx, tmp_path):
+    """The browser at 1280x800 on a blank page, its logs emptied; a screenshot of the end state is kept."""
+    browser.get("about:blank")
+    size(browser, DESKTOP)
+    browser.get_log("performance")
+    browser.get_log("browser")
+    yield Page(browser, nginx.url)
+    browser.save_screenshot(str(tmp_path / "page.png"))
+    # The service's error answers are logged as failed loads; anything else is the page's own mistake.
+    mistakes = [e["message"] for e in browser.get_log("browser")
+                if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]]
+    assert mistakes == []
+
+
+def size(driver, viewport):
+    width, height, mobile = viewport
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
+
+
+class Page:
+    def __init__(self, driver, base):
+        self.driver, self.base = driver, base
+
+    def open(self, query=""):
+        self.driver.get(f"{self.base}/{query}")
+
+    def wait(self, condition, timeout=20, message=""):
+        try:
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.05).until(lambda d: condition())
+        except TimeoutException:
+            raise AssertionError(f"timed out waiting for {message or condition}") from None
+
+    def js(self, script, *args):
+        return self.driver.execute_script(script, *args)
+
+    def el(self, css):
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def all(self, css):
+        return self.driver.find_elements(By.CSS_SELECTOR, css)
+
+    def value(self, css):
+        return self.el(css).get_attribute("value")
+
+    def annotations(self):
+        return self.all(".annotation")
+
+    def annotation(self, box_uuid):
+        return self.el(f'.annotation[data-box="{box_uuid}"]')
+
+    def wait_for_image(self, count):
+        """Until the page shows `count` annotations and every tile in view is drawn."""
+        self.wait(lambda: len(self.annotations()) == count, message=f"{count} annotations")
+        self.wait(lambda: self.js("const i = window.cropperPage.viewer.world.getItemAt(0);"
+                                  "return Boolean(i && i.getFullyLoaded())"), message="the tiles")
+
+    def wait_for_result(self, previous=""):
+        self.wait(lambda: self.value("#result-url") not in ("", previous) and "bytes" in self.el("#result-size").text,
+                  message="a crop")
+        return self.value("#result-url")
+
+    def error(self, css):
+        self.wait(lambda: self.el(css).is_displayed(), message=f"an error in {css}")
+        return self.el(css).text
+
+    def requested(self):
+        """URLs the browser asked for since the last call (reading the log empties it)."""
+        urls = []
+        for entry in self.driver.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            if message["method"] == "Network.requestWillBeSent":
+                urls.append(message["params"]["request"]["url"])
+        return urls
+
+    def to_image(self, x, y):
+        """Image coordinates of a point of the window, by OpenSeadragon's own viewport arithmetic."""
+        return self.js("""const v = window.cropperPage.viewer, r = v.element.getBoundingClientRect();
+            const p = v.viewport.viewerElementToImageCoordinates(new OpenSeadragon.Point(arguments[0] - r.left,
+                                                                                         arguments[1] - r.top));
+            return [p.x, p.y];""", x, y)
+
+    def type_into(self, css, text):
+        field = self.el(css)
+        field.clear()
+        field.send_keys(text)
+
+
+def post(nginx, path, body, **kwargs):
+    answer = requests.post(f"{nginx.url}{path}", json=body, timeout=60, **kwargs)
+    assert answer.status_code == 200, answer.text
+    return answer
+
+
+def full_size(url, width, height):
+    """Whether an IIIF image URL asks for the whole image at its full size."""
+    parts = urlsplit(url).path.split("/")  # "", iiif, 3, uuid, region, size, rotation, quality.format
+    if len(parts) != 8 or parts[1:3] != ["iiif", "3"]:
+        return False
+    region, wanted = parts[4], parts[5].lstrip("^")
+    if region not in ("full", "square", f"0,0,{width},{height}", "pct:0,0,100,100"):
+        return False
+    if wanted in ("max", "full", "pct:100"):
+        return True
+    w, _, h = wanted.lstrip("!").partition(",")
+    return (w and int(w) >= width) or (h and int(h) >= height)
+
+
+def test_an_image_opens_with_its_annotations_drawn_from_tiles_only(page, standin, nginx):
+    name = "framegrab-0"
+    image = standin.image(name)
+    expected = standin.image_json(name)["boundingBoxes"]
+    page.open()
+    page.type_into("#open-input", f"https://fathomnet.org/images/{image.uuid}")  # a URL with a uuid in it
+    page.el("#open-input").send_keys(Keys.ENTER)
+    page.wait_for_image(len(expected))
+    assert {a.get_attribute("data-box") for a in page.annotations()} == {b["uuid"] for b in expected}
+    labels = sorted(a.find_element(By.CSS_SELECTOR, ".label").text for a in page.annotations())
+    assert labels == sorted(b["concept"] for b in expected)
+    assert len(page.all("#box-list li")) == len(expected)
+    assert f"image={image.uuid}" in page.driver.current_url
+    # The list filters the boxes, on the image too.
+    Select(page.el("#concept-filter")).select_by_value(MULTIPAGE_CONCEPT)
+    shown = [b for b in expected if b["concept"] == MULTIPAGE_CONCEPT]
+    assert len([a for a in page.annotations() if a.is_displayed()]) == len(shown) < len(expected)
+    assert len([li for li in page.all("#box-list li") if li.is_displayed()]) == len(shown)
+    # Hover or keyboard focus shows an annotation's details.
+    first = page.annotations()[-1]
+    page.js("arguments[0].focus()", first)
+    details = first.find_element(By.CSS_SELECTOR, ".details")
+    assert details.is_displayed() and "px" in details.text
+    urls = page.requested()
+    tiles = [u for u in urls if "/iiif/3/" in u and not u.endswith("info.json")]
+    assert tiles, urls
+    assert not [u for u in urls if u.startswith(standin.base_url) or quote(image.path) in u]  # never the original
+    assert not [u for u in tiles if full_size(u, image.width, image.height)]
+
+
+def test_clicking_an_annotation_shows_the_crop_cropper_gives_for_its_box(page, standin, nginx):
+    name, box_uuid = "framegrab-2", EDGE_BOXES["right"]
+    page.open(f"?image={uuid_for(name)}")
+    page.wait_for_image(len(boxes(name)))
+    ActionChains(page.driver).move_to_element(page.annotation(box_uuid)).click().perform()
+    shown = page.wait_for_result()
+    answer = post(nginx, "/cropper/", {"box_uuid": box_uuid}).json()
+    assert shown == answer["url"]
+    size_text = page.el("#result-size").text
+    assert f"{answer['width']} × {answer['height']} px" in size_text
+    assert f"({len(requests.get(answer['url'], timeout=30).content):,} bytes)" in size_text
+    assert f"box={box_uuid}" in page.driver.current_url
+    assert box_uuid in page.el("#curl-line").text and box_uuid in page.el("#python-line").text
+    assert [page.value(f"#{k}") for k in ("x1", "y1", "x2", "y2")] == [str(v) for v in answer["region"]]
+    page.el("#copy-url").click()
+    page.wait(lambda: page.el("#copy-status").text, message="the copy button's answer")
+    # With the keyboard: another annotation, focused and chosen with Enter.
+    other = next(b["uuid"] for b in boxes(name) if b["uuid"] != box_uuid)
+    page.js("arguments[0].focus()", page.annotation(other))
+    page.driver.switch_to.active_element.send_keys(Keys.ENTER)
+    assert page.wait_for_result(shown) == post(nginx, "/cropper/", {"box_uuid": other}).json()["url"]
+
+
+def test_a_box_drawn_on_a_zoomed_view_has_the_image_coordinates_of_the_drag(page, standin, nginx):
+    name = "framegrab-1"
+    page.open(f"?image={uuid_for(name)}")
+    page.wait_for_image(len(boxes(name)))
+    page.js("""const v = window.cropperPage.viewer;
+        v.viewport.zoomTo(3, null, true);
+        v.viewport.panTo(v.viewport.imageToViewportCoordinates(new OpenSeadragon.Point(1300, 700)), true);""")
+    page.el("#draw-toggle").click()
+    assert page.el("#draw-toggle").get_attribute("aria-pressed") == "true"
+    rect = page.js("return document.getElementById('viewer').getBoundingClientRect().toJSON()")
+    start = (int(rect["left"] + 150), int(rect["top"] + 90))
+    end = (int(rect["left"] + 530), int(rect["top"] + 330))
+    # Viewport coordinates: element-relative moves land wrong when the element is partly off-screen.
+    actions = ActionBuilder(page.driver)
+    actions.pointer_action.move_to_location(*start).pointer_down()
+    actions.pointer_action.move_to_location(start[0] + 90, start[1] + 40).move_to_location(*end).pointer_up()
+    actions.perform()
+    (x1, y1), (x2, y2) = page.to_image(*start), page.to_image(*end)
+    assert 100 < x2 - x1 < 380  # zoomed in: 380 screen pixels are about 290 image pixels (870 at home)
+    typed = [int(page.value(f"#{k}")) for k in ("x1", "y1", "x2", "y2")]
+    assert all(abs(a - b) <= 2 for a, b in zip(typed, (x1, y1, x2, y2))), (typed, (x1, y1, x2, y2))
+    assert "x1=" in page.driver.current_url and "box=" not in page.driver.current_url
+    # Its lower right corner, moved by its handle (in draw mode too).
+    handle = page.el('.handle[data-corner="se"]').rect
+    moved = (int(handle["x"] + handle["width"] / 2) + 60, int(handle["y"] + handle["height"] / 2) + 45)
+    actions = ActionBuilder(page.driver)
+    actions.pointer_action.move_to_location(int(handle["x"] + 7), int(handle["y"] + 7)).pointer_down()
+    actions.pointer_action.move_to_location(*moved).pointer_up()
+    actions.perform()
+    x2, y2 = page.to_image(*moved)
+    typed = [int(page.value(f"#{k}")) for k in ("x1", "y1", "x2", "y2")]
+    assert all(abs(a - b) <= 2 for a, b in zip(typed, (x1, y1, x2, y2))), (typed, (x1, y1, x2, y2))
+    page.el("#crop-button-top").click()  # the toolbar's, beside the drawing
+    shown = page.wait_for_result()
+    body = {"uuid": uuid_for(name), **dict(zip(("x1", "y1", "x2", "y2"), typed))}
+    assert shown == post(nginx, "/cropper/", body).json()["url"]
+    assert f"{typed[2] - typed[0]} × {typed[3] - typed[1]} px" in page.el("#result-size").text
+
+
+def test_a_batch_of_checked_boxes_and_a_concept_batch_show_their_crops_and_csv(page, standin, nginx, tmp_path):
+    name = "framegrab-0"
+    concept_here = [b["uuid"] for b in boxes(name) if b["concept"] == MULTIPAGE_CONCEPT]
+    page.driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    page.open(f"?image={uuid_for(name)}&concept={quote(MULTIPAGE_CONCEPT)}&format=png")
+    page.wait_for_image(len(boxes(name)))
+    page.el("#check-shown").click()
+    assert page.el("#crop-checked").text == f"Crop checked ({len(concept_here)})"
+    page.el("#crop-checked").click()
+    page.wait(lambda: len(page.all("#batch-grid li")) == len(concept_here), message="the batch grid")
+    answers = post(nginx, "/cropper-list/", {"crops": [{"box_uuid": u} for u in concept_here], "format": "png"}).json()
+    assert [a.get_attribute("href") for a in page.all("#batch-grid .crop-url")] == [a["url"] for a in answers]
+    # Every box of the concept in FathomNet, a page at a time.
+    assert page.value("#concept-name") == MULTIPAGE_CONCEPT
+    page.type_into("#concept-limit", "10")
+    page.el("#concept-form button").click()
+    page.wait(lambda: "of 32" in page.el("#batch-summary").text, message="the concept batch")
+    body = {"concept": MULTIPAGE_CONCEPT, "limit": 10, "format": "png"}
+    concept = post(nginx, "/cropper-concept/", body).json()
+    assert [a.get_attribute("href") for a in page.all("#batch-grid .crop-url")] == [c["url"] for c in concept["crops"]]
+    page.el("#download-csv").click()
+    csv_file = tmp_path / f"crops-{MULTIPAGE_CONCEPT.replace(' ', '-')}.csv"
+    page.wait(csv_file.exists, message="the CSV download")
+    as_csv = post(nginx, "/cropper-concept/", body, headers={"Accept": "text/csv"}).text
+    assert csv_file.read_text() == as_csv
+    page.el("#next-page").click()
+    page.wait(lambda: "Boxes 11–20" in page.el("#batch-summary").text, message="the next page")
+
+
+def test_a_shared_link_opens_the_same_view(page, standin, nginx):
+    name, box_uuid = "framegrab-3", EDGE_BOXES["bottom"]
+    page.open(f"?image={uuid_for(name)}")
+    page.wait_for_image(len(boxes(name)))
+    Select(page.el("#format")).select_by_value("jpeg")
+    page.type_into("#pad", "10")
+    Select(page.el("#pad-unit")).select_by_value("%")
+    page.el("#square").click()
+    Select(page.el("#concept-filter")).select_by_value(MULTIPAGE_CONCEPT)
+    page.el(f'#box-list li[data-box="{box_uuid}"] .box-item').click()
+    shown = page.wait_for_result()
+    link = page.driver.current_url
+    fields = {k: page.value(f"#{k}") for k in ("x1", "y1", "x2", "y2", "format", "pad", "pad-unit", "concept-filter")}
+    page.driver.get("about:blank")
+    page.driver.get(link)
+    page.wait_for_image(len(boxes(name)))
+    assert page.wait_for_result() == shown
+    assert {k: page.value(f"#{k}") for k in fields} == fields
+    assert page.el("#square").is_selected()
+    assert "selected" in page.annotation(box_uuid).get_attribute("class")
+    answer = post(nginx, "/cropper/", {"box_uuid": box_uuid, "format": "jpeg", "pad": "10%", "square": True}).json()
+    assert shown == answer["url"]
+
+
+def test_a_box_uuid_opens_its_image_with_the_box_chosen_and_cropped(page, standin, nginx):
+    box_uuid = EDGE_BOXES["top"]
+    name = next(n for n in ("framegrab-0", "framegrab-1") if box_uuid in {b["uuid"] for b in boxes(n)})
+    page.open()
+    page.type_into("#open-input", box_uuid + "\n")
+    page.wait_for_image(len(boxes(name)))
+    assert page.wait_for_result() == post(nginx, "/cropper/", {"box_uuid": box_uuid}).json()["url"]
+    assert page.value("#open-input") == uuid_for(name)
+    assert f"image={uuid_for(name)}&box={box_uuid}" in page.driver.current_url
+    assert "selected" in page.annotation(box_uuid).get_attribute("class")
+
+
+def test_unknown_uuids_and_plain_urls_are_told_next_to_the_open_field(page):
+    page.open()
+    page.type_into("#open-input", UNKNOWN + "\n")
+    text = page.error("#open-error")
+    assert "Not found (404 image_not_found, box_not_found)" in text  # tried as an image, then as a box
+    assert f"no image with uuid {UNKNOWN}" in text and f"no bounding box with uuid {UNKNOWN}" in text
+    page.type_into("#open-input", "https://database.fathomnet.org/static/m3/framegrabs/Doc%20Ricketts/a.png\n")
+    page.wait(lambda: "no UUID" in page.el("#open-error").text, message="the plain URL's message")
+
+
+def test_a_box_outside_the_image_is_the_services_422_next_to_the_crop_button(page, standin):
+    name = "framegrab-4"
+    page.open(f"?image={uuid_for(name)}")
+    page.wait_for_image(len(boxes(name)))
+    for field, value in zip(("x1", "y1", "x2", "y2"), (1800, 100, 2000, 200)):
+        page.type_into(f"#{field}", str(value))
+    page.el("#crop-button").click()
+    text = page.error("#crop-error")
+    assert "422 box_outside_image" in text and "does not fit inside the 1920x1080 image" in text
+    assert page.el("#x2").get_attribute("aria-invalid") == "true"
+
+
+def test_fathomnet_down_is_a_502_told_next_to_the_open_field(page, standin):
+    uuid = uuid_for("palette")  # opened by no other test here, so the service must ask FathomNet
+    standin.set_fault("500", target="api", uuid=uuid)
+    page.open(f"?image={uuid}")
+    text = page.error("#open-error")
+    assert "FathomNet is not answering properly (502 upstream_error)" in text and "try again later" in text
+    assert page.el("h1").is_displayed()  # the page itself stays
+
+
+def test_a_rate_limit_is_a_429_with_its_wait(page, standin, gunicorn, tmp_path):
+    find_nginx_or_skip()
+    name, box_uuid = "framegrab-5", EDGE_BOXES["bottom-right"]
+    with NginxServer(gunicorn, gunicorn.cache_dir, tmp_path, api_rate="1r/m", api_burst=1) as limited:
+        page.driver.get(f"{limited.url}/?image={uuid_for(name)}&box={box_uuid}")  # two API requests: boxes, crop
+        page.wait_for_result()
+        page.el("#crop-button").click()
+        text = page.error("#crop-error")
+    assert "Too many requests (429 too_many_requests)" in text and "Wait 1 s" in text
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x800", "390x844"])
+def test_axe_finds_no_serious_or_critical_violations(page, standin, viewport):
+    if not AXE.exists():
+        missing_or_skip(str(AXE), "npm install --prefix var/npm axe-core@4.14.1, or set AXE_CORE_JS")
+    size(page.driver, viewport)
+    name = "framegrab-6"
+    page.open(f"?image={uuid_for(name)}&box={EDGE_BOXES['full-frame']}")
+    page.wait_for_image(len(boxes(name)))
+    page.wait_for_result()
+    page.el("#check-shown").click()
+    page.el("#crop-checked").click()
+    page.wait(lambda: page.all("#batch-grid li"), message="the batch grid")
+    page.type_into("#x2", "5000")  # an error on show too
+    page.el("#crop-button").click()
+    page.error("#crop-error")
+    page.js(AXE.read_text())
+    page.driver.set_script_timeout(60)
+    violations = page.driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then((r) => done(r.violations), (e) => done(String(e)));")
+    assert isinstance(violations, list), violations
+    serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:5]) for v in violations
+               if v["impact"] in ("serious", "critical")]
+    assert serious == [], serious
+    width = page.js("return document.documentElement.scrollWidth")
+    assert width <= viewport[0], f"the page is {width} px wide at {viewport[0]}"  # no sideways scrolling
+
+
+def test_the_page_loads_nothing_from_the_internet(page, nginx):
+    page.open(f"?image={uuid_for('framegrab-7')}")
+    page.wait_for_image(len(boxes("framegrab-7")))
+    time.sleep(0.2)
+    hosts = {urlsplit(u).netloc for u in page.requested() if u.startswith("http")}
+    assert hosts == {urlsplit(nginx.url).netloc}, hosts
