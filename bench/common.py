@@ -35,19 +35,28 @@ def post_json(session, url, body):
     return response.json()
 
 
-def wrk(url, seconds=5, connections=8, threads=2, body=None):
-    """Requests/s from Debian's wrk (POST with a JSON body when given); None when wrk is missing."""
+def wrk(url, seconds=5, connections=8, threads=2, body=None, paths=None):
+    """Requests/s from Debian's wrk; None when wrk is missing.
+
+    body: POST it as JSON. paths: GET these paths of url's host in turn.
+    """
     if shutil.which("wrk") is None:
         return None
-    script = None
     args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
+    lua = ""
     if body is not None:
-        script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-        script.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                     f"wrk.body = {json.dumps(json.dumps(body))}\n")
-        script.close()
-        args += ["-s", script.name]
-    out = subprocess.run(args + [url], capture_output=True, text=True, timeout=seconds + 30).stdout
+        lua = ('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+               f"wrk.body = {json.dumps(json.dumps(body))}\n")
+    if paths:
+        listed = ", ".join(json.dumps(path) for path in paths)
+        lua += (f"local paths = {{{listed}}}\nlocal i = 0\n"
+                "request = function()\n  i = i % #paths + 1\n  return wrk.format(nil, paths[i])\nend\n")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        if lua:
+            script.write(lua)
+            script.flush()
+            args += ["-s", script.name]
+        out = subprocess.run(args + [url], capture_output=True, text=True, timeout=seconds + 30).stdout
     rate = re.search(r"Requests/sec:\s*([\d.]+)", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": float(rate.group(1)) if rate else 0.0, "non_2xx": int(errors.group(1)) if errors else 0}

@@ -1,4 +1,5 @@
-"""Operator commands: `cropper serve | env-example | nginx-config DIR | cache stats | cache prune [--every N]`."""
+"""Operator commands: `cropper serve | env-example | nginx-config [--front] DIR | cache stats | cache prune
+[--every N] | store init`."""
 
 import argparse
 import logging
@@ -11,7 +12,7 @@ from pathlib import Path
 from . import stores
 from .config import ConfigError, Settings, env_example
 from .eviction import Pruner, run_pruner
-from .serve import NginxProcess, NginxSite, render_nginx, serve
+from .serve import FrontSite, NginxProcess, NginxSite, StartError, prepare_store, render_front, render_nginx, serve
 
 
 def main(argv=None):
@@ -21,6 +22,9 @@ def main(argv=None):
     commands.add_parser("env-example", help="print every setting with its default, as in .env.example")
     nginx = commands.add_parser("nginx-config", help="render nginx's config for the official nginx image")
     nginx.add_argument("out", type=Path, help="folder nginx reads it from (the same path in both containers)")
+    nginx.add_argument("--front", action="store_true", help="the front of several hosts (CLUSTER_HOSTS) instead")
+    store = commands.add_parser("store", help="the shared crop store (CACHE_BACKEND=s3)")
+    store.add_argument("action", choices=["init"], help="init: create the bucket, open its crops to reads")
     cache = commands.add_parser("cache", help="inspect or prune the cache folder (CACHE_DIR)")
     cache.add_argument("action", choices=["stats", "prune"])
     cache.add_argument("--every", type=float, metavar="SECONDS",
@@ -37,7 +41,17 @@ def main(argv=None):
     if args.command == "serve":
         return serve(settings)
     if args.command == "nginx-config":
-        print(f"wrote {render_nginx(NginxSite.from_settings(settings), NginxProcess.docker(args.out))}")
+        if args.front:
+            print(f"wrote {render_front(FrontSite.from_settings(settings), NginxProcess.docker(args.out))}")
+        else:
+            print(f"wrote {render_nginx(NginxSite.from_settings(settings), NginxProcess.docker(args.out))}")
+        return 0
+    if args.command == "store":
+        try:
+            prepare_store(settings)
+        except StartError as error:
+            parser.exit(1, f"{parser.prog}: {error}\n")
+        print(f"bucket {settings.s3_bucket} ready: crops/ and iiif/ readable by anyone, written only with credentials")
         return 0
     crop_store, source_store = stores(settings)
     pruner = Pruner(crop_store, source_store, settings)

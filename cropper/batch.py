@@ -62,25 +62,58 @@ def _or_error(call, *args):
         return error
 
 
-def get_or_create_many(service, crops, concurrency):
+def get_or_create_many(service, crops, concurrency, here=False):
     """Results for many crops, in order: a CropResult, or a CropFailure saying why not.
 
     Work is grouped by image: one metadata query for every image not seen before, each source
     downloaded and decoded at most once, and all its boxes cut from those pixels, with
-    `concurrency` images fetched at once.
+    `concurrency` images fetched at once. In a cluster, images another host owns are made there,
+    meanwhile (here: make them all on this host, as the owner asked to).
     """
     results = [None] * len(crops)
     pending = {}  # uuid -> [(index, crop)] of crops not stored yet
-    for index, crop in enumerate(crops):
-        if service.crop_store.find(crop):
+    for index, (crop, found) in enumerate(zip(crops, _found(service.crop_store, crops))):
+        if isinstance(found, CropperError):  # the shared store failed
+            results[index] = found
+        elif found:
             results[index] = CropResult(crop, cached=True)
         else:
             pending.setdefault(crop.uuid, []).append((index, crop))
-    if pending:
-        with service.admission.slot():  # a batch is one request: one slot, however many images
-            _make_pending(service, pending, results, concurrency)
+    elsewhere = {} if here else {uuid: items for uuid, items in pending.items() if not service.cluster.is_mine(uuid)}
+    mine = {uuid: items for uuid, items in pending.items() if uuid not in elsewhere}
+    with ThreadPoolExecutor(1) as asking:
+        asked = asking.submit(_make_elsewhere, service, elsewhere, results) if elsewhere else None
+        if mine:
+            with service.admission.slot():  # a batch is one request: one slot, however many images
+                _make_pending(service, mine, results, concurrency)
+        left_to_us = asked.result() if asked else {}
+    if left_to_us:  # their owners could not be reached, and the ring gave them to this host
+        with service.admission.slot():
+            _make_pending(service, left_to_us, results, concurrency)
     return [result if isinstance(result, CropResult) else CropFailure(crop, result)
             for crop, result in zip(crops, results)]
+
+
+def _found(store, crops):
+    """Whether each crop is stored: a stat each on disk, HEADs side by side in a shared store."""
+    if not store.shared or len(crops) < 2:
+        return [_or_error(store.find, crop) for crop in crops]
+    with ThreadPoolExecutor(min(16, len(crops))) as pool:
+        return list(pool.map(lambda crop: _or_error(store.find, crop), crops))
+
+
+def _make_elsewhere(service, elsewhere, results):
+    """Have other hosts make the crops of the images they own; return those left to this host."""
+    items = [item for group in elsewhere.values() for item in group]
+    left_to_us = {}
+    for (index, crop), made in zip(items, service.cluster.make_elsewhere([crop for _, crop in items])):
+        if made is None:
+            left_to_us.setdefault(crop.uuid, []).append((index, crop))
+        elif isinstance(made, CropperError):
+            results[index] = made
+        else:
+            results[index] = CropResult(crop, cached=made.cached)
+    return left_to_us
 
 
 def _make_pending(service, pending, results, concurrency):

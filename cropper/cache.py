@@ -40,6 +40,7 @@ TEMP_SUFFIX = ".tmp"
 # What a write meets when the cache's disk cannot take it: full, over quota, read-only, or not ours.
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 BLOCK = 4096  # what a file of n bytes takes on disk is counted in blocks of this
+SPOOL_BYTES = 16 * 1024 * 1024  # downloads up to this stay in memory: no write and read back of a framegrab
 SOURCE_NAME = re.compile(rf"([0-9a-f]{{2}})/({crops.UUID})\.(json|pix|box)")
 # Refreshing atime at most this often keeps a hit to one stat in the common case. nginx's reads
 # refresh it too, under the usual relatime mount option, once a day at most.
@@ -110,8 +111,11 @@ class UsageCounter:
     def add(self, nbytes):
         """Count nbytes more (or fewer); return the new total."""
         with storing("cache"):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # the first count in a new cache
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX)
             raw = os.pread(fd, 32, 0)
@@ -217,19 +221,21 @@ class FileCropStore:
 
     name = "crop cache"
     families = ("crops", "iiif")
+    shared = False  # this host's folder (an S3CropStore is shared by every host)
 
     def __init__(self, root, locks):
         self.root = Path(root).resolve()
         self.folder = self.root / "crops"
         self.locks = locks
         self.usage = UsageCounter(self.root / "usage" / "crops")
+        self._root = str(self.root)  # paths by string joins: pathlib costs more than the stat on a hit
 
     def path(self, crop):
         return self.root / crop.store_path
 
     def find(self, crop):
         """True if the crop is stored (and mark it used, for eviction)."""
-        path = self.path(crop)
+        path = f"{self._root}/{crop.store_path}"
         try:
             _mark_used(path, os.stat(path))
         except FileNotFoundError:
@@ -360,10 +366,11 @@ class FileSourceStore:
 
     @contextmanager
     def scratch_file(self):
-        """An anonymous temp file on the cache's disk, for a download: nothing is left if we are killed."""
+        """A temp file for a download: in memory up to SPOOL_BYTES (most images), then anonymous on the
+        cache's disk; nothing is left if we are killed."""
         with storing(self.name):
             self.folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=self.folder) as file:
+            with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, dir=self.folder) as file:
                 yield file
 
     def check_writable(self, min_free_bytes):
@@ -428,13 +435,13 @@ def atomic_writer(path):
     killed mid-write; a killed writer leaves only a *.tmp file for the pruner.
     """
     for attempt in range(3):
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
             break
-        except FileNotFoundError:  # the pruner removed the (empty) folder in between
+        except FileNotFoundError:  # a new folder, or the pruner removed the (empty) folder in between
             if attempt == 2:
                 raise
+            path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with os.fdopen(fd, "wb") as out:
             yield out

@@ -20,6 +20,7 @@ class CropperError(Exception):
 
     status = 500
     code = "internal_error"
+    retry_after = None  # seconds, for a Retry-After header, when trying again later may work
 
     def __init__(self, message, **details):
         super().__init__(message)
@@ -113,6 +114,23 @@ class BusyError(CropperError):
         self.retry_after = retry_after
 
 
+class StoreUnavailableError(CropperError):
+    """The shared crop store (CACHE_BACKEND=s3) cannot be reached or fails: nothing new can be made
+    or read from it until it is back (nginx still serves what its local cache holds)."""
+
+    status = 503
+    code = "store_unavailable"
+    retry_after = 5
+
+
+class ClusterUnavailableError(CropperError):
+    """The host that owns an image could not be asked to make its crops, or failed to."""
+
+    status = 503
+    code = "cluster_unavailable"
+    retry_after = 5
+
+
 # Errors nginx answers by itself, before or instead of the app: (status, code, message, Retry-After).
 NGINX_ERRORS = (
     (400, "bad_request", "The request is not valid HTTP.", None),
@@ -168,7 +186,7 @@ def register_error_handlers(app):
         error = as_cropper_error(error)
         g.error_code = error.code  # for the metrics of the request
         response = error_response(error.status, error.code, error.message, error.details)
-        if isinstance(error, BusyError):
+        if error.retry_after is not None:
             response.headers["Retry-After"] = str(error.retry_after)
         return response
 

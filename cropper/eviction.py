@@ -48,17 +48,21 @@ class Pruner:
         self.low_water = settings.cache_low_water
         self.temp_grace = settings.temp_grace
         self.budgets = {id(crop_store): self.max_crop_bytes, id(source_store): self.max_source_bytes}
+        # A store every host shares is evicted by one designated host's pruner (S3_PRUNER), by listing
+        # it; the others, and writers everywhere, leave it alone.
+        self.stores = [source_store] if crop_store.shared and not settings.s3_pruner else [crop_store, source_store]
 
     def prune(self, now=None):
         """Remove old temp files and, where over budget, least recently used entries."""
         now = time.time() if now is None else now
         report = PruneReport()
-        for store in (self.crop_store, self.source_store):
+        for store in self.stores:
             for temp in store.listing().temp_files:
                 if now - temp.modified > self.temp_grace:
                     cache.remove_temp_file(temp)
                     report.temp_files_removed += 1
-        report.crops_removed, report.crop_bytes_removed = self._within_budget(self.crop_store, report)
+        if self.crop_store in self.stores:
+            report.crops_removed, report.crop_bytes_removed = self._within_budget(self.crop_store, report)
         report.sources_removed, report.source_bytes_removed = self._within_budget(self.source_store, report)
         return report
 
@@ -81,6 +85,8 @@ class Pruner:
         """The disk is full: remove the least recently used that nobody uses until nbytes more are free."""
         freed = 0
         for store in (self.source_store, self.crop_store):  # sources first: a few big files
+            if store.shared:
+                continue  # not on this disk
             listing = store.listing()
             freed_here = 0
             for entry in sorted(listing.entries, key=lambda e: e.last_used):

@@ -47,9 +47,11 @@ graceful_timeout = 30
 keepalive = 5
 
 # Recycle workers now and then so slow leaks cannot build up; the jitter keeps them from
-# all restarting at once.
-max_requests = 5000
-max_requests_jitter = 500
+# all restarting at once. Rarely: a worker answers 1,500 cached requests a second, and each
+# restart costs an import and drops the worker's keep-alive connections to clients that then
+# crowd the others (5,000 made every worker restart every few seconds under load, bench/floor.py).
+max_requests = 200_000
+max_requests_jitter = 20_000
 
 # nginx writes the access log people monitor; Gunicorn's own would only repeat it. The service's
 # own lines (warnings, prune reports) go to stderr beside Gunicorn's, in its format.

@@ -11,7 +11,7 @@ from flask import Blueprint, jsonify, redirect, request
 from . import iiif
 from .crops import Crop
 from .errors import ImageNotFoundError
-from .routes import crop_service, path_uuid, send_crop, settings
+from .routes import base_url, crop_service, path_uuid, send_crop, settings
 
 bp = Blueprint("iiif", __name__, url_prefix="/iiif/3")
 
@@ -20,8 +20,7 @@ LD_JSON = f'application/ld+json;profile="{iiif.CONTEXT}"'
 
 
 def base_uri(uuid):
-    base = settings().public_url or request.url_root
-    return f"{base.rstrip('/')}/iiif/3/{uuid}"
+    return f"{base_url()}/iiif/3/{uuid}"
 
 
 def image_of(identifier):

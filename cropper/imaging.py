@@ -100,6 +100,30 @@ def raw_size(size):
     return RAW_HEADER.size + size[0] * size[1] * BANDS["RGBA"]
 
 
+class MemorySource:
+    """A decoded image cropped as a RawImage is, while its raw pixel file is being written."""
+
+    def __init__(self, image):
+        self.image = image
+
+    @property
+    def size(self):
+        return self.image.size
+
+    def crop(self, box):
+        check_box(box, self.size)
+        return self.image.crop(tuple(box))
+
+    def close(self):
+        pass  # shared by the requests that came while it is stored; dropped when it is
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def write_raw(image, out):
     """Write an L, RGB or RGBA image as a raw pixel file."""
     out.write(RAW_HEADER.pack(RAW_MAGIC, image.mode.encode(), image.width, image.height))
@@ -135,7 +159,14 @@ class RawImage:
     def crop(self, box):
         """Return the pixels inside box as a new image, reading only its rows."""
         check_box(box, self.size)
-        stride = self.width * BANDS[self.mode]
+        bands = BANDS[self.mode]
+        stride = self.width * bands
+        if self.mode == "RGB":
+            # Pillow holds RGB in 4 bytes a pixel, so it cannot map these rows and must unpack
+            # them: unpack the box's pixels alone (the decoder steps over the rest of each row).
+            start = RAW_HEADER.size + box.y1 * stride + box.x1 * bands
+            with memoryview(self._map)[start:start + (box.height - 1) * stride + box.width * bands] as pixels:
+                return Image.frombuffer("RGB", box.size, pixels, "raw", "RGB", stride, 1)
         start = RAW_HEADER.size + box.y1 * stride
         with memoryview(self._map)[start:start + box.height * stride] as rows:
             strip = Image.frombuffer(self.mode, (self.width, box.height), rows, "raw", self.mode, 0, 1)
@@ -198,12 +229,15 @@ def letterbox(image, canvas, background):
     return out
 
 
-def encode(image, format_name, quality):
-    """Encode a crop as bytes of a format from the format table, with quality for the lossy ones."""
+def encode(image, format_name, quality, options=None):
+    """Encode a crop as bytes of a format from the format table, with quality for the lossy ones.
+
+    options: Pillow save() options that override the table's (the configured encoder effort).
+    """
     fmt = formats.get(format_name)
     if not fmt.alpha:
         image = flatten(image)  # no alpha in this format: transparent parts are shown on white
-    options = {**fmt.options, **({"quality": quality} if fmt.lossy else {})}
+    options = {**fmt.options, **(options or {}), **({"quality": quality} if fmt.lossy else {})}
     out = io.BytesIO()
     image.save(out, fmt.pillow_format, **options)
     return out.getvalue()

@@ -9,6 +9,7 @@ Crops nginx serves from disk never reach Python; nginx's own counters (stub_stat
 local-only location) and the access log cover those.
 """
 
+import functools
 import ipaddress
 import os
 import threading
@@ -133,6 +134,16 @@ def measured(store, files, nbytes):
 # -- the app's side: requests, crop outcomes, and /metrics
 
 
+@functools.lru_cache(maxsize=1024)  # the labelled children, looked up once: this runs on every request
+def _requests(endpoint, status):
+    return metrics().requests.labels(endpoint, str(status))
+
+
+@functools.lru_cache(maxsize=256)
+def _request_seconds(endpoint):
+    return metrics().request_seconds.labels(endpoint)
+
+
 def register(app):
     """Count every request by endpoint and status, and the crops single requests make or find."""
 
@@ -143,9 +154,9 @@ def register(app):
     @app.after_request
     def count(response):
         endpoint = request.endpoint or "unknown"
-        metrics().requests.labels(endpoint, str(response.status_code)).inc()
+        _requests(endpoint, response.status_code).inc()
         if hasattr(g, "metrics_started"):
-            metrics().request_seconds.labels(endpoint).observe(time.perf_counter() - g.metrics_started)
+            _request_seconds(endpoint).observe(time.perf_counter() - g.metrics_started)
         if endpoint in ("cropper.create_crop", "cropper.get_crop", "iiif.image"):
             if response.status_code < 400:
                 crop_outcome(response.headers.get("X-Cropper-Cache", "hit"))

@@ -1,6 +1,8 @@
 """HTTP routes: the only module that touches the request."""
 
 import csv
+import functools
+import hmac
 import io
 import json
 import math
@@ -11,7 +13,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 from werkzeug.wsgi import get_input_stream
 
-from . import batch, crops, metrics
+from . import batch, cluster, crops, metrics
 from .crops import CropRequest
 from .errors import (
     BoxNotFoundError,
@@ -20,6 +22,7 @@ from .errors import (
     CropperError,
     ImageNotFoundError,
     InvalidRequestError,
+    NotFoundError,
     body_of,
 )
 from .schemas import batch_items
@@ -34,9 +37,13 @@ class JSONRequest(Request):
     """A request whose body is read within MAX_CONTENT_LENGTH however it is sent, and parsed as strict JSON."""
 
     def json_body(self):
+        return parse_json(self.json_bytes())
+
+    def json_bytes(self):
+        """The body, unparsed: a JSON body read within the limit."""
         if not self.is_json:
             raise UnsupportedMediaType("Send the body as JSON, with Content-Type: application/json.")
-        return parse_json(self._body_within_limit())
+        return self._body_within_limit()
 
     def _body_within_limit(self):
         limit = self.max_content_length
@@ -90,18 +97,33 @@ def schema(name):
     return current_app.extensions[f"cropper.schema.{name}"]
 
 
+MEMO_BODY_BYTES = 2048  # a single crop's body; larger ones are validated each time, not remembered
+
+
+def crop_request_of(data):
+    """The CropRequest of a crop body; the same bytes are parsed and validated once (tools repeat requests)."""
+    if len(data) > MEMO_BODY_BYTES:
+        return schema("crop").load(parse_json(data))
+    return current_app.extensions["cropper.crop_memo"](data)
+
+
+def base_url():
+    """The service's base URL: PUBLIC_URL, else the request's scheme and host (after ProxyFix)."""
+    return settings().public_url.rstrip("/") or f"{request.scheme}://{request.host}{request.root_path}"
+
+
 def public_url(crop):
-    """The absolute URL of a crop, from PUBLIC_URL or else from the request (after ProxyFix)."""
-    base = settings().public_url or request.url_root
-    return f"{base.rstrip('/')}/crops/{crop.relpath}"
+    """The absolute URL of a crop."""
+    return f"{base_url()}{crop.url_path}"
 
 
-def crop_answer(resolved, cached):
+def crop_answer(resolved, cached, base=None):
     """What a client hears of a crop: its URL, what was asked, what was cut, and the output."""
     crop = resolved.crop
     width, height = crop.output_size
-    answer = {"url": public_url(crop), "uuid": crop.uuid, "box": list(resolved.box), "region": list(crop.region),
-              "width": width, "height": height, "format": crop.format, "cached": cached}
+    answer = {"url": f"{base or base_url()}{crop.url_path}", "uuid": crop.uuid, "box": list(resolved.box),
+              "region": list(crop.region), "width": width, "height": height, "format": crop.format,
+              "cached": cached}
     if resolved.annotation:
         answer.update(box_uuid=resolved.annotation.uuid, concept=resolved.annotation.concept)
     return answer
@@ -116,13 +138,20 @@ def failed_answer(crop_request, error, fields=None):
     return {**fields, **body_of(error)}
 
 
+@functools.lru_cache(maxsize=4096)
+def crop_answer_json(base, resolved, cached):
+    """crop_answer as jsonify writes it (compact, key order kept), remembered: tools repeat their requests."""
+    return json.dumps(crop_answer(resolved, cached, base), separators=(",", ":")) + "\n"
+
+
 @bp.post("/cropper")
 @bp.post("/cropper/")
 def create_crop():
     """Crop a FathomNet image (or annotation) and answer with the public URL of the stored file."""
-    resolved = crop_service().resolve(schema("crop").load(request.json_body()))
+    resolved = crop_service().resolve(crop_request_of(request.json_bytes()))
     result = crop_service().get_or_create(resolved.crop)
-    response = jsonify(crop_answer(resolved, result.cached))
+    response = current_app.response_class(crop_answer_json(base_url(), resolved, result.cached),
+                                          mimetype="application/json")
     response.headers["X-Cropper-Cache"] = "hit" if result.cached else "miss"
     return response
 
@@ -276,6 +305,33 @@ def send_crop(result, cache_status):
     response.cache_control.immutable = True
     response.headers["X-Cropper-Cache"] = cache_status
     return response
+
+
+@bp.post("/_cluster/make")
+def make_for_another_host():
+    """Another host of the cluster asks this one, its images' owner, to make crops: {"paths": [store paths]}.
+
+    Answers one {"cached"} or error object per path, in order; a path no request would make is a 404 item.
+    """
+    if not settings().cluster_key or not hmac.compare_digest(
+            request.headers.get(cluster.KEY_HEADER, "").encode(), settings().cluster_key.encode()):
+        raise NotFoundError("The requested URL was not found on the server.")  # as if it were not there
+    body = request.json_body()
+    paths = body.get("paths") if isinstance(body, dict) else None
+    if not isinstance(paths, list) or len(paths) > settings().batch_max_crops:
+        raise InvalidRequestError("The body must be {\"paths\": [...]}, with at most BATCH_MAX_CROPS paths.")
+    wanted = cluster.crops_of_paths(paths)
+    made = iter(batch.get_or_create_many(crop_service(), [crop for crop in wanted if crop],
+                                         settings().batch_concurrency, here=True))
+    answers = []
+    for crop in wanted:
+        result = next(made) if crop else batch.CropFailure(None, CropNotFoundError("There is no crop at this path."))
+        if isinstance(result, batch.CropFailure):
+            answers.append({"status": result.error.status, "retry_after": result.error.retry_after,
+                            **body_of(result.error)})
+        else:
+            answers.append({"cached": result.cached})
+    return jsonify(answers)
 
 
 @bp.get("/")

@@ -1,9 +1,10 @@
 """The crop store in an S3-compatible bucket (AWS S3, SeaweedFS, ...), behind FileCropStore's methods.
 
-A crop is the object <prefix><Crop.relpath>, written once with its content type and a one-year
-immutable Cache-Control, and readable without credentials through a bucket policy on the prefix
-(so a CDN or the client can fetch `public_url(crop)` straight from the bucket). Nothing else in
-the bucket is touched: a key that is not a crop's is never listed or removed.
+A crop is the object <prefix><Crop.store_path> (crops/... or iiif/..., the paths the file store
+uses and nginx is asked for), written once with its content type and a one-year immutable
+Cache-Control, and readable without credentials through a bucket policy on those keys (so nginx,
+a CDN or the client can fetch `public_url(crop)` straight from the bucket). Nothing else in the
+bucket is touched: a key that is not a crop's is never listed or removed.
 
 A store that cannot be reached or answers with an error is a StoreUnavailableError (503): the
 client hears that in words, the log gets botocore's own text.
@@ -20,22 +21,11 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
 from . import cache, crops
-from .errors import BusyError, CropperError
+from .errors import BusyError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"  # a crop's key names its bytes, which never change
-
-
-class StoreUnavailableError(CropperError):
-    """The crop store cannot be reached, or fails: nothing can be made or served until it is back."""
-
-    status = 503
-    code = "store_unavailable"
-
-    def __init__(self, message, retry_after=5, **details):
-        super().__init__(message, **details)
-        self.retry_after = retry_after
 
 
 class NoUsage:
@@ -54,11 +44,13 @@ class NoUsage:
 
 
 class S3CropStore:
-    """Crops as objects <prefix><relpath> in one bucket, shared by every host."""
+    """Crops as objects <prefix><store path> in one bucket, shared by every host."""
 
     name = "crop store"
+    shared = True  # by every host: only the designated pruner evicts from it
+    families = ("crops", "iiif")
 
-    def __init__(self, bucket, endpoint_url, locks, prefix="crops/", connect_timeout=3.05, read_timeout=10.0,
+    def __init__(self, bucket, endpoint_url, locks, prefix="", connect_timeout=3.05, read_timeout=10.0,
                  region="us-east-1", access_key=None, secret_key=None):
         self.bucket = bucket
         self.prefix = prefix
@@ -80,7 +72,7 @@ class S3CropStore:
         self.endpoint_url = self.client.meta.endpoint_url
 
     def key(self, crop):
-        return f"{self.prefix}{crop.relpath}"
+        return f"{self.prefix}{crop.store_path}"
 
     def public_url(self, crop):
         """The crop's URL for anyone, without credentials (path-style, as the bucket policy allows)."""
@@ -128,18 +120,21 @@ class S3CropStore:
 
     def lock(self, crop, timeout=None):
         """Held while the crop is made (or removed), so identical work runs once."""
-        return self.locks.hold(f"crop:{crop.relpath}", "crop", timeout)
+        return self.locks.hold(f"crop:{crop.store_path}", "crop", timeout)
 
     def listing(self):
         """Every stored crop, measured; last_used is when it was stored (objects have no access time)."""
         listing = cache.Listing()
         with self._reaching("list"):
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
-                for item in page.get("Contents", []):
-                    crop = crops.parse_relpath(item["Key"][len(self.prefix):])
-                    if crop is not None:
-                        listing.entries.append(
-                            cache.Entry(crop, [item["Key"]], item["Size"], item["LastModified"].timestamp()))
+            for family in self.families:
+                pages = self.client.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=f"{self.prefix}{family}/")
+                for page in pages:
+                    for item in page.get("Contents", []):
+                        crop = crops.parse_store_path(item["Key"][len(self.prefix):])
+                        if crop is not None:
+                            listing.entries.append(
+                                cache.Entry(crop, [item["Key"]], item["Size"], item["LastModified"].timestamp()))
         return listing
 
     def remove(self, entry):
@@ -150,6 +145,15 @@ class S3CropStore:
         except BusyError:
             return False
         return True
+
+    def readiness_problem(self):
+        """None if the bucket answers, else what is wrong (for /readyz)."""
+        try:
+            with self._reaching("reach the bucket"):
+                self.client.head_bucket(Bucket=self.bucket)
+        except StoreUnavailableError as error:
+            return error.message
+        return None
 
     def ensure_bucket(self):
         """Create the bucket if missing, and let anyone read (only) the crops in it. Safe to repeat.
@@ -172,7 +176,7 @@ class S3CropStore:
                 "Version": "2012-10-17",
                 "Statement": [{
                     "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"],
-                    "Resource": [f"arn:aws:s3:::{self.bucket}/{self.prefix}*"],
+                    "Resource": [f"arn:aws:s3:::{self.bucket}/{self.prefix}{family}/*" for family in self.families],
                 }],
             }))
 
@@ -189,7 +193,7 @@ class S3CropStore:
             else:
                 reason = "it could not be connected to or broke off"
             log.warning("crop store %s at %s failed to %s %s: %r", self.bucket, self.endpoint_url, doing,
-                        crop.relpath if crop else "", error)
+                        crop.store_path if crop else "", error)
             raise StoreUnavailableError(
                 f"The crop store (S3 bucket {self.bucket} at {self.endpoint_url}) cannot be reached: {reason}. "
                 "Try again shortly.",

@@ -28,10 +28,13 @@ def shown(value):
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-class Pixel(fields.Integer):
-    """A pixel coordinate: a whole number >= 0, also as a numeric string (the earlier API's clients send "100")."""
+class Whole(fields.Integer):
+    """A whole number >= 0, also as a numeric string (query strings; the earlier API's clients send "100").
 
-    default_error_messages = {"invalid": "Must be a whole number of pixels, not {input}."}
+    Not marshmallow's Integer, which reads 2.5 as 2 and "+1_0" as 10.
+    """
+
+    default_error_messages = {"invalid": "Must be a whole number, not {input}."}
     minimum = 0
 
     def _validated(self, value):
@@ -49,6 +52,12 @@ class Pixel(fields.Integer):
         if value >= 10**MAX_DIGITS:
             raise ValidationError(f"Must be less than {10**MAX_DIGITS}.")
         return value
+
+
+class Pixel(Whole):
+    """A pixel coordinate: a whole number >= 0."""
+
+    default_error_messages = {"invalid": "Must be a whole number of pixels, not {input}."}
 
 
 class Side(Pixel):
@@ -103,7 +112,7 @@ class OptionsSchema(Schema):
     fit = fields.String(validate=OneOf(FITS, error=f"Must be one of: {', '.join(FITS)}."))
     enlarge = fields.Boolean()
     background = Colour()
-    quality = fields.Integer(validate=Range(1, 100, error="Must be from 1 to 100."))
+    quality = Whole(validate=Range(1, 100, error="Must be from 1 to 100."))
     format = FormatName()
 
     def __init__(self, *, max_side, max_pixels, default_format, **kwargs):
@@ -181,7 +190,7 @@ class CropSchema(OptionsSchema):
 class BatchSchema(OptionsSchema):
     """The object form of a batch: {"crops": [...], options?}; a bare list is accepted too."""
 
-    crops = fields.List(fields.Raw(), required=True)
+    crops = fields.List(fields.Raw(allow_none=True), required=True)  # a null item is answered in place too
 
     @pre_load
     def accept_bare_list(self, data, **kwargs):
@@ -192,8 +201,8 @@ class ConceptSchema(OptionsSchema):
     """A page of FathomNet's boxes of one concept: {"concept", "limit"?, "offset"?, options?}."""
 
     concept = fields.String(required=True, validate=Length(1, 256))
-    limit = fields.Integer(validate=Range(1, error="Must be 1 or more."))
-    offset = fields.Integer(validate=Range(0, 10**9, error="Must be 0 or more."))
+    limit = Whole(validate=Range(1, error="Must be 1 or more."))
+    offset = Whole()  # 0 or more, below a billion
 
 
 def batch_items(body, max_crops, schema):

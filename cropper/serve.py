@@ -19,8 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from urllib.parse import urlsplit
 
 from . import crops, errors, formats
+from .cluster import FAILED_HOST_SECONDS
 from .config import Settings
 
 NGINX_DIR = Path(__file__).resolve().parent / "nginx"
@@ -49,6 +51,9 @@ class NginxSite:
     tls_key: str = ""
     resolver: str = ""  # a DNS server to re-resolve the upstream's name with (Docker's, for scaled replicas)
     metrics_allow: tuple = ("127.0.0.0/8", "::1/128")  # who may read /metrics and nginx's stub_status
+    real_ip_from: tuple = ()  # proxies (a cluster's front) whose X-Forwarded-For names the client
+    store_url: str = ""  # CACHE_BACKEND=s3: http://host:port/bucket nginx reads crops from; "": from cache_dir
+    store_cache_max: int = 1024**3  # bytes of nginx's local cache of crops read from the store
 
     @classmethod
     def from_settings(cls, settings):
@@ -60,7 +65,9 @@ class NginxSite:
             iiif_rate=settings.iiif_rate_limit, iiif_burst=settings.iiif_burst,
             max_body=str(settings.max_body_bytes), tls_listen=settings.tls_listen if settings.tls_cert_file else "",
             tls_cert=settings.tls_cert_file, tls_key=settings.tls_key_file, resolver=settings.nginx_resolver,
-            metrics_allow=settings.metrics_allow,
+            metrics_allow=settings.metrics_allow, real_ip_from=settings.nginx_real_ip_from,
+            store_url=store_url(settings) if settings.cache_backend == "s3" else "",
+            store_cache_max=settings.store_cache_max_bytes,
         )
 
 
@@ -112,6 +119,8 @@ def error_pages(snippets_dir):
                   f"        include {snippets_dir}/cropper-cors.conf;"]
         if retry_after:
             lines.append(f"        add_header Retry-After {retry_after} always;")
+        if status == 405:
+            lines.append("        add_header Allow $cropper_allow always;")
         lines += [f"        return {status} {nginx_string(body)};", "    }"]
     return "\n".join(lines + ["}"])
 
@@ -120,15 +129,49 @@ def json_404(error):
     return nginx_string(json.dumps(errors.body_of(error)))
 
 
-def template_values(site, process):
-    cors_default, cors_regex = cors_values(site.cors_origins)
-    resolver = f"resolver {site.resolver} valid=10s ipv6=off; " if site.resolver else ""
+def store_url(settings):
+    """Where nginx reads crops from the shared store: its public endpoint, path-style, and the bucket."""
+    base = settings.s3_public_url or settings.s3_endpoint_url or f"https://s3.{settings.s3_region}.amazonaws.com"
+    return f"{base.rstrip('/')}/{settings.s3_bucket}"
+
+
+def store_values(site, process):
+    """The http-level part of reading crops from the store (its upstream, nginx's cache of it), its host, its path."""
+    if not site.store_url:
+        return {"CROPPER_STORE_HTTP": "", "CROPPER_STORE_HOST": "", "CROPPER_STORE_PATH": ""}
+    url = urlsplit(site.store_url)
+    if url.scheme != "http" or not url.hostname:
+        raise ValueError(f"nginx reads the store over plain http://host:port (S3_PUBLIC_URL), not {site.store_url}")
+    host = f"{url.hostname}:{url.port or 80}"
+    # With a resolver (Docker's), the store's name is looked up again as nginx runs: a store container
+    # started again elsewhere is found (resolve needs the upstream in a shared zone; nginx 1.27.3+).
+    server = (f"zone cropper_store_peers 64k; resolver {site.resolver} valid=10s ipv6=off; "
+              f"server {host} resolve max_fails=0;") if site.resolver else f"server {host} max_fails=0;"
+    http = "\n".join([
+        f"upstream cropper_store {{ {server} keepalive 16; }}",
+        f"proxy_cache_path {process.temp_dir / 'store-cache'} levels=1:2 keys_zone=cropper_store:16m "
+        f"max_size={site.store_cache_max} inactive=7d use_temp_path=off;",
+        "map $upstream_cache_status $cropper_store_cache { HIT hit; STALE hit; UPDATING hit; REVALIDATED hit; "
+        "default store; }",
+    ])
+    return {"CROPPER_STORE_HTTP": http, "CROPPER_STORE_HOST": host, "CROPPER_STORE_PATH": url.path.rstrip("/")}
+
+
+def process_values(process):
     return {
         "CROPPER_USER": f"user {process.user};" if process.user else "",
         "CROPPER_PID": str(process.pid_file),
         "CROPPER_TEMP_DIR": str(process.temp_dir),
         "CROPPER_CONF_DIR": str(process.conf_dir),
         "CROPPER_SNIPPETS_DIR": str(process.conf_dir / "conf.d" / "snippets"),
+    }
+
+
+def template_values(site, process):
+    cors_default, cors_regex = cors_values(site.cors_origins)
+    resolver = f"resolver {site.resolver} valid=10s ipv6=off; " if site.resolver else ""
+    return {
+        **process_values(process),
         "CROPPER_STATIC_DIR": str(process.conf_dir / "static"),
         "CROPPER_LISTEN": site.listen,
         "CROPPER_UPSTREAM": f"{resolver}server {site.upstream}{' resolve' if site.resolver else ''} max_fails=0;",
@@ -155,7 +198,19 @@ def template_values(site, process):
         "CROPPER_NOT_FOUND": json_404(errors.NotFoundError("The requested URL was not found on the server.")),
         "CROPPER_ERROR_PAGES": error_pages(process.conf_dir / "conf.d" / "snippets"),
         "CROPPER_METRICS_ALLOW": " ".join(f"allow {network};" for network in site.metrics_allow),
+        "CROPPER_REAL_IP": real_ip(site.real_ip_from),
+        **store_values(site, process),
     }
+
+
+def real_ip(proxies):
+    """Take the client's address from the last X-Forwarded-For entry, for connections from `proxies` only.
+
+    Only the last: the front appends the address it saw, and anything before it is the client's to make up.
+    """
+    if not proxies:
+        return ""
+    return " ".join(f"set_real_ip_from {network};" for network in proxies) + " real_ip_header X-Forwarded-For;"
 
 
 def render(template, values):
@@ -175,8 +230,11 @@ def render_nginx(site, process):
     templates = [NGINX_DIR / "cropper.conf.template", *sorted((NGINX_DIR / "snippets").glob("*.template"))]
     if site.tls_cert:
         templates.append(NGINX_DIR / "tls.conf.template")
-    for template in templates:
+    files = NGINX_DIR / "files" / f"{'store' if site.store_url else 'disk'}.conf.template"
+    for template in [*templates, files]:
         target = conf_d / template.relative_to(NGINX_DIR).with_suffix("")
+        if template == files:
+            target = conf_d / "snippets" / "cropper-files.conf"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(render(template, values))
     main = process.conf_dir / "nginx.conf"
@@ -184,6 +242,56 @@ def render_nginx(site, process):
     # The page's files go where its config is, so nginx in its own container (Docker) has them too.
     shutil.rmtree(process.conf_dir / "static", ignore_errors=True)
     shutil.copytree(STATIC_DIR, process.conf_dir / "static")
+    return main
+
+
+@dataclass(frozen=True)
+class FrontSite:
+    """The front nginx of several hosts: where it listens, and the hosts' nginx (CLUSTER_HOSTS, in order)."""
+
+    listen: str
+    hosts: tuple
+    access_log: Path
+    cors_origins: tuple = ("*",)
+    max_body: str = str(Settings().max_body_bytes)
+    resolver: str = ""  # a DNS server to look the hosts' names up again with (Docker's: a host restarted moves)
+
+    @classmethod
+    def from_settings(cls, settings):
+        return cls(listen=settings.nginx_listen, hosts=settings.cluster_hosts, access_log=settings.access_log.resolve(),
+                   cors_origins=settings.cors_origins, max_body=str(settings.max_body_bytes),
+                   resolver=settings.nginx_resolver)
+
+
+def render_front(front, process):
+    """Write the front nginx's config into process.conf_dir and return the main file's path."""
+    if not front.hosts:
+        raise ValueError("the front needs CLUSTER_HOSTS: the hosts' nginx, as host:port")
+    cors_default, cors_regex = cors_values(front.cors_origins)
+    values = {
+        **process_values(process),
+        "CROPPER_FRONT_LISTEN": front.listen,
+        # max_fails/fail_timeout as cluster.FAILED_HOST_SECONDS: the front and the hosts pass over a failed host alike
+        "CROPPER_FRONT_SERVERS": "\n    ".join(
+            ([f"resolver {front.resolver} valid=10s ipv6=off;"] if front.resolver else [])
+            + [f"server {host}{' resolve' if front.resolver else ''} max_fails=1 fail_timeout={FAILED_HOST_SECONDS}s;"
+               for host in front.hosts]),
+        "CROPPER_UUID": crops.UUID,
+        "CROPPER_ACCESS_LOG": str(front.access_log),
+        "CROPPER_MAX_BODY": front.max_body,
+        "CROPPER_CORS_DEFAULT": cors_default,
+        "CROPPER_CORS_REGEX": cors_regex,
+        "CROPPER_NOT_FOUND": json_404(errors.NotFoundError("The requested URL was not found on the server.")),
+        "CROPPER_ERROR_PAGES": error_pages(process.conf_dir / "conf.d" / "snippets").replace("\n", "\n    "),
+    }
+    conf_d = process.conf_dir / "conf.d"
+    shutil.rmtree(conf_d, ignore_errors=True)
+    (conf_d / "snippets").mkdir(parents=True)
+    (conf_d / "front.conf").write_text(render(NGINX_DIR / "front" / "front.conf.template", values))
+    (conf_d / "snippets" / "cropper-cors.conf").write_text(
+        render(NGINX_DIR / "snippets" / "cropper-cors.conf.template", values))
+    main = process.conf_dir / "nginx.conf"
+    main.write_text(render(NGINX_DIR / "main.conf.template", values))
     return main
 
 
@@ -220,7 +328,8 @@ class Nginx:
     def __init__(self, site, run_dir, binary=None, user=""):
         self.site, self.run_dir = site, Path(run_dir).resolve()
         self.binary = binary or find_nginx()
-        self.conf = render_nginx(site, NginxProcess.local(self.run_dir, user))
+        render = render_front if isinstance(site, FrontSite) else render_nginx
+        self.conf = render(site, NginxProcess.local(self.run_dir, user))
         site.access_log.parent.mkdir(parents=True, exist_ok=True)
         self.process = None
 
@@ -246,9 +355,9 @@ class Nginx:
                 self.process.wait()
 
 
-def gunicorn_command():
+def gunicorn_command(app="cropper:create_app()"):
     """Gunicorn with the package's settings, serving the app factory: works from any folder."""
-    return [sys.executable, "-m", "gunicorn", "-c", "python:cropper.gunicorn_conf", "cropper:create_app()"]
+    return [sys.executable, "-m", "gunicorn", "-c", "python:cropper.gunicorn_conf", app]
 
 
 class StartError(Exception):
@@ -376,11 +485,24 @@ def serve(settings):
         return 1
 
 
+def prepare_store(settings):
+    """Create the shared crop store's bucket if need be, and open its crops to reads (safe to repeat)."""
+    from . import stores
+    from .errors import StoreUnavailableError
+
+    try:
+        stores(settings)[0].ensure_bucket()
+    except StoreUnavailableError as error:
+        raise StartError(error.message) from None
+
+
 def _serve(settings):
     if settings.tls_cert_file:
         problems = check_tls_files(settings.tls_cert_file, settings.tls_key_file)
         if problems:
             raise StartError("TLS: " + "; ".join(problems))
+    if settings.cache_backend == "s3":
+        prepare_store(settings)
     nginx, settings = prepared_nginx(settings)
     check_free(settings.gunicorn_bind, "GUNICORN_BIND")
     if nginx:

@@ -1,9 +1,11 @@
 """CropService: the one place that orders lookup, download, decode, crop and store for one crop."""
 
+import functools
 import logging
 import threading
 import time
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 
 from . import crops, imaging, metrics
@@ -70,17 +72,35 @@ class Admission:
             self._room.release()
 
 
+def encoder_options(settings):
+    """Pillow save() options by format: the encoder effort the settings choose."""
+    return {"webp": {"method": settings.webp_method}, "png": {"compress_level": settings.png_compress_level},
+            "jpeg": {"optimize": settings.jpeg_optimize, "progressive": settings.jpeg_progressive}}
+
+
 class CropService:
-    def __init__(self, settings, crop_store, source_store, fathomnet, pruner):
+    def __init__(self, settings, crop_store, source_store, fathomnet, pruner, cluster):
         self.settings = settings
         self.crop_store = crop_store
         self.source_store = source_store
         self.fathomnet = fathomnet
         self.pruner = pruner
+        self.cluster = cluster  # who makes an image's crops: this host, or the one that owns the image
+        self._decoded = {}  # uuid -> MemorySource of images whose pixels are being stored
+        self._unstored = {}  # uuid -> (image, its lock) fetched, to be stored (store_fetched)
+        self._writer = None
         self.admission = Admission(settings.miss_slots, settings.miss_queue, settings.lock_timeout)
+        self.encoder_options = encoder_options(settings)
+        # A plain box's crop depends on the request alone, and tools repeat their requests.
+        self._resolve_plain = functools.lru_cache(maxsize=4096)(self._resolve)
 
     def resolve(self, request, info=None, annotation=None):
         """The Resolved of a CropRequest: looks up the annotation and the image's size only when needed."""
+        if request.box_uuid is None and not request.needs_image_size:
+            return self._resolve_plain(request)
+        return self._resolve(request, info, annotation)
+
+    def _resolve(self, request, info=None, annotation=None):
         if request.box_uuid is not None:
             annotation = annotation or self.bounding_box(request.box_uuid)
             uuid, box = annotation.image_uuid, annotation.box
@@ -94,10 +114,19 @@ class CropService:
             raise InvalidRequestError("This crop is too large.", _schema=[too_large])
         return Resolved(crop, box, annotation)
 
-    def get_or_create(self, crop):
-        """The stored crop, made on a miss; identical work runs once across workers."""
-        if self.crop_store.find(crop):  # a hit costs one stat and no network
+    def get_or_create(self, crop, here=False):
+        """The stored crop, made on a miss; identical work runs once across workers (and hosts).
+
+        here: make it on this host whoever owns the image (another host asked us to).
+        """
+        if self.crop_store.find(crop):  # a hit costs one stat (or one HEAD of the store) and no FathomNet call
             return CropResult(crop, cached=True)
+        if not here:
+            made = self.cluster.make_elsewhere([crop])[0]
+            if isinstance(made, CropperError):
+                raise made
+            if made is not None:
+                return CropResult(crop, cached=made.cached)
         with self.admission.slot():
             return self.make(crop)
 
@@ -112,12 +141,16 @@ class CropService:
             if info is None:
                 info = self.image_info(crop.uuid)
                 imaging.check_box(crop.region, info.size)
-            started = time.perf_counter()
-            with self.open_source(info) as source:
-                image = imaging.render(source, crop)
-            data = imaging.encode(image, crop.format, crop.quality or self.settings.quality)
-            metrics.encoded(crop.format, time.perf_counter() - started)
-            self._with_room(self.crop_store, len(data), lambda: self.crop_store.put(crop, data))
+            try:
+                started = time.perf_counter()
+                with self.open_source(info, store_later=True) as source:
+                    image = imaging.render(source, crop)
+                data = imaging.encode(image, crop.format, crop.quality or self.settings.quality,
+                                      self.encoder_options.get(crop.format))
+                metrics.encoded(crop.format, time.perf_counter() - started)
+                self._with_room(self.crop_store, len(data), lambda: self.crop_store.put(crop, data))
+            finally:
+                self.store_fetched(info.uuid)  # pixels fetched for this crop: stored now it is made (or failed)
         return CropResult(crop, cached=False)
 
     def _with_room(self, store, nbytes, write):
@@ -136,6 +169,8 @@ class CropService:
             "cache": self.source_store.check_writable(self.settings.min_free_bytes),
             "fathomnet": self.fathomnet.ping(self.settings.ready_timeout),
         }
+        if self.crop_store.shared:
+            problems["store"] = self.crop_store.readiness_problem()
         return {name: {"ok": problem is None, **({"error": problem} if problem else {})}
                 for name, problem in problems.items()}
 
@@ -215,28 +250,61 @@ class CropService:
         return boxes, total, next_offset
 
     def ensure_source(self, info):
-        """Have the image's pixels stored, downloading and decoding them if need be."""
+        """Have the image's pixels at hand, downloading and decoding them if need be."""
         self.open_source(info).close()
 
-    def open_source(self, info):
-        """The image's pixels as a RawImage: stored, else downloaded and decoded (once)."""
-        source = self.source_store.open_pixels(info.uuid)
-        if source is None:
-            with self.source_store.lock(info.uuid):
-                source = self.source_store.open_pixels(info.uuid)
-                if source is None:
-                    self._fetch_source(info)
-                    source = self.source_store.open_pixels(info.uuid)
+    def open_source(self, info, store_later=False):
+        """The image's pixels: stored (a memory-mapped RawImage), being stored (in memory), else fetched (once).
+
+        A fresh image's crops are cut from its decoded pixels at once; storing them for later crops
+        happens after, in the background, holding the image's lock until they are whole, so nothing
+        half-written is read and nobody fetches the image again meanwhile. store_later: not before
+        the caller calls store_fetched (which it must, come what may), so the store does not slow
+        the crop that is waited for.
+        """
+        source = self._decoded.get(info.uuid) or self.source_store.open_pixels(info.uuid)
+        if source is not None:
+            return source
+        with ExitStack() as held:
+            held.enter_context(self.source_store.lock(info.uuid))
+            source = self._decoded.get(info.uuid) or self.source_store.open_pixels(info.uuid)
+            if source is None:
+                image = self._fetch_source(info)
+                source = self._decoded[info.uuid] = imaging.MemorySource(image)
+                self._unstored[info.uuid] = (image, held.pop_all())
+                if not store_later:
+                    self.store_fetched(info.uuid)
         return source
 
-    def _fetch_source(self, info):
-        """Download, verify and decode the image, and store its pixels; metadata that led nowhere is forgotten."""
+    def store_fetched(self, uuid):
+        """Start storing the pixels of an image this process fetched, if they wait to be."""
+        unstored = self._unstored.pop(uuid, None)
+        if unstored is not None:
+            self._background().submit(self._store_pixels, uuid, *unstored)
+
+    def _background(self):
+        if self._writer is None:  # started at first use: the app factory starts no thread
+            self._writer = ThreadPoolExecutor(2, thread_name_prefix="store-pixels")
+        return self._writer
+
+    def _store_pixels(self, uuid, image, held):
+        """Store a decoded image's pixels for later crops, then let go of its lock."""
         try:
-            try:
-                self._download_and_decode(info)
-            except InsufficientStorageError:  # the download or the pixels met a full disk: free space, once
-                self.pruner.free(2 * imaging.raw_size(info.size))
-                self._download_and_decode(info)
+            # Room is made now, when this write is next: a burst of downloads cannot all count on the same room.
+            self.pruner.make_room(self.source_store, imaging.raw_size(image.size))
+            with self.source_store.new_pixels(uuid) as out:
+                imaging.write_raw(image, out)
+            self.pruner.make_room(self.source_store, 0)
+        except Exception:  # the crop was made: only later crops pay, with a new download
+            log.exception("could not store the pixels of image %s", uuid)
+        finally:
+            self._decoded.pop(uuid, None)
+            held.close()
+
+    def _fetch_source(self, info):
+        """Download, verify and decode the image; metadata that led nowhere is forgotten."""
+        try:
+            return self._download_and_decode(info)
         except CropperError:
             self.source_store.forget_info(info.uuid)  # failures are never cached, metadata included
             raise
@@ -256,8 +324,4 @@ class CropService:
             metrics.decoded(time.perf_counter() - started)
         if image.size != info.size:
             log.warning("image %s is %s but FathomNet says %s", info.uuid, image.size, info.size)
-        # Room is made now, when this write is next: a burst of downloads cannot all count on the same room.
-        self.pruner.make_room(self.source_store, imaging.raw_size(image.size))
-        with self.source_store.new_pixels(info.uuid) as out:
-            imaging.write_raw(image, out)
-        self.pruner.make_room(self.source_store, 0)
+        return image

@@ -1,10 +1,11 @@
 """Try the service with no internet: `python -m devtools.demo`.
 
 Starts the FathomNet stand-in, then the service exactly as `cropper serve` runs it (nginx in front
-of Gunicorn, or Gunicorn alone without nginx) pointed at the stand-in, prints a curl line that
-works against them, and stops everything on Ctrl-C or SIGTERM (also when started in the
-background). The cache and nginx's access log stay in var/demo/ (printed at start), where
-`cropper cache stats` and `python -m cropper.logstats` find them.
+of Gunicorn, or Gunicorn alone without nginx) pointed at the stand-in, prints the web page's
+address, opened on an image with annotations, and a curl line that works against them, and stops
+everything on Ctrl-C or SIGTERM (also when started in the background). The cache and nginx's
+access log stay in var/demo/ (printed at start), where `cropper cache stats` and `python -m
+cropper.logstats` find them.
 """
 
 import argparse
@@ -17,6 +18,7 @@ from pathlib import Path
 from cropper.config import Settings
 from cropper.serve import can_reach, find_nginx, worker_user
 from devtools.servers import ROOT, StandInProcess, wait_for
+from devtools.standin import ANNOTATED_NAMES
 
 
 class Stop(Exception):
@@ -60,7 +62,9 @@ def main(argv=None):
             service = subprocess.Popen([sys.executable, "-m", "cropper", "serve"], cwd=folder, env=env)
             wait_for(f"{url}/healthz", process=service)
             uuid = standin.catalog()["framegrab"]["uuid"]
+            annotated = standin.catalog()[ANNOTATED_NAMES[0]]["uuid"]
             print(f"\nFathomNet stand-in: {standin.api_url}   service: {url}")
+            print(f"Open the page on an image with annotations: {url}/?image={annotated}")
             print(f"Cache: {folder / 'cache'}   access log: {folder / 'access.log'}")
             print("Try:")
             print(f"  curl -s -X POST {url}/cropper/ -H 'Content-Type: application/json' \\")

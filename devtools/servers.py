@@ -89,10 +89,32 @@ def children(pid):
     return found
 
 
-class Gunicorn:
-    """Real Gunicorn serving wsgi:app with gunicorn.conf.py; env holds the app's settings."""
+def _cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
-    def __init__(self, env, cwd, workers=2, port=None):
+
+def service_env(standin, cache_dir, **extra):
+    """The service's environment against the stand-in: short timeouts, so a failure shows in seconds."""
+    return {
+        "CACHE_DIR": cache_dir,
+        "FATHOMNET_API_URL": standin.api_url,
+        "ALLOWED_IMAGE_HOSTS": f"127.0.0.1:{standin.port}",
+        "CONNECT_TIMEOUT": "1",
+        "READ_TIMEOUT": "1",
+        "API_TIMEOUT": "5",
+        "DOWNLOAD_TIMEOUT": "3",
+        "LOCK_TIMEOUT": "20",
+        **extra,
+    }
+
+
+class Gunicorn:
+    """Real Gunicorn with the package's settings serving `app` (the service by default); env holds the settings."""
+
+    def __init__(self, env, cwd, workers=2, port=None, app="cropper:create_app()"):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -101,7 +123,7 @@ class Gunicorn:
             "GUNICORN_WORKERS": str(workers),
             **{k: str(v) for k, v in env.items()},
         }
-        self.workers = workers
+        self.workers, self.app = workers, app
         self.cwd = Path(cwd)  # a folder without a .env, so a developer's own settings cannot leak in
         self.log_path = self.cwd / "gunicorn.log"
         self.process = None
@@ -109,14 +131,15 @@ class Gunicorn:
     def start(self):
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                gunicorn_command(),
+                gunicorn_command(self.app),
                 env=self.env, cwd=self.cwd, stdout=log, stderr=log,
             )
         wait_for(f"{self.url}/healthz", process=self.process)
         return self
 
     def worker_pids(self):
-        return children(self.process.pid)
+        """The workers' pids: the arbiter's children but the cache pruner it starts beside them."""
+        return [pid for pid in children(self.process.pid) if b"prune" not in _cmdline(pid)]
 
     def stop(self):
         if self.process and self.process.poll() is None:

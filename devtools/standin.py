@@ -31,7 +31,8 @@ The framegrab-0..9 images carry a hand-made annotation set (see
 ``MULTIPAGE_CONCEPT``, ``EDGE_BOXES``): boxes of one concept over ten images,
 boxes on every image edge and boxes that overhang the frame, as real
 FathomNet has.  ``boxes(name)``, ``box(uuid)`` and ``concept_boxes(concept)``
-give them to tests.  The ``iiif-validator`` entry is the IIIF validator's
+give them to tests.  survey-0..9 have ten boxes each of ``SURVEY_CONCEPT``
+(the bench's batches and concept pages of 100).  The ``iiif-validator`` entry is the IIIF validator's
 10x10 colour-grid test image.
 
 Faults (``set_fault(kind, target, uuid, times, **options)``, or POST
@@ -246,6 +247,9 @@ _ENTRIES += [
     # Appended last: an entry's position sets its path and ids, which must not move.
     _Entry("iiif-validator", 1000, 1000, "RGB", "PNG", _iiif),
 ]
+# The bench's survey: ten more framegrabs with ten boxes each of one concept (SURVEY_CONCEPT), for
+# batches of 100 box-UUID crops over 10 images and a concept page of 100.
+_ENTRIES += [_Entry(f"survey-{i}", 1920, 1080, "RGB", "PNG", _rgb_png(1920, 1080, 200 + i)) for i in range(10)]
 _BY_NAME = {e.name: e for e in _ENTRIES}
 CATALOG_NAMES = {e.name: str(uuidlib.uuid5(NAMESPACE, e.name)) for e in _ENTRIES}
 _NAME_BY_UUID = {u: n for n, u in CATALOG_NAMES.items()}
@@ -348,12 +352,28 @@ def _annotated_boxes(name: str) -> tuple[list[dict], dict[str, str]]:
     return out, labels
 
 
+SURVEY_NAMES = tuple(f"survey-{i}" for i in range(10))
+SURVEY_CONCEPT = "Benthocodon pedunculata"
+
+
+def _survey_boxes(name: str) -> list[dict]:
+    """Ten seeded boxes of SURVEY_CONCEPT inside the image, 120-480 by 80-320 pixels."""
+    rng = random.Random(name)
+    out = []
+    for i in range(10):
+        bw, bh = rng.randint(120, 480), rng.randint(80, 320)
+        out.append(_box(name, i, SURVEY_CONCEPT, rng.randrange(1920 - bw), rng.randrange(1080 - bh), bw, bh))
+    return out
+
+
 def _all_boxes() -> tuple[dict[str, list[dict]], dict[str, str]]:
     by_image, edge_boxes = {}, {}
     for name in CATALOG_NAMES:
         if name in ANNOTATED_NAMES:
             by_image[name], labels = _annotated_boxes(name)
             edge_boxes.update(labels)
+        elif name in SURVEY_NAMES:
+            by_image[name] = _survey_boxes(name)
         else:
             by_image[name] = _random_boxes(name)
     return by_image, {label: edge_boxes[label] for label in _EDGE_SPECS}

@@ -154,6 +154,18 @@ def test_a_body_that_is_not_a_batch_is_refused(client, body, status, code):
     assert response.status_code == status and response.json["error"]["code"] == code
 
 
+@pytest.mark.parametrize("form", ["list", "object"])
+def test_a_null_item_is_answered_in_place_like_any_bad_item(client, standin, form):
+    """Found by Schemathesis: a null item failed the whole batch with a 422 (marshmallow's "may not be null")."""
+    items = [item(standin.image("gray"), (0, 0, 10, 10)), None]
+    response = client.post("/cropper-list/", json=items if form == "list" else {"crops": items})
+    assert response.status_code == 200
+    made, failed = response.json
+    assert "url" in made
+    assert failed == {"uuid": None, "box": [None] * 4, "error": {"code": "validation_error", "message":
+                      "This crop is not valid.", "details": {"_schema": ["Invalid input type."]}}}
+
+
 def test_an_empty_batch_is_an_empty_answer(client):
     assert client.post("/cropper-list/", json=[]).json == []
 

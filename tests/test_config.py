@@ -117,6 +117,24 @@ def test_replace_checks_the_new_settings():
         settings.replace(quality=0)
 
 
+@pytest.mark.parametrize("environ, says", [
+    ({"CACHE_BACKEND": "nfs"}, "CACHE_BACKEND must be file or s3"),
+    ({"CACHE_BACKEND": "s3", "CLUSTER_HOSTS": "a:80,b:80", "CLUSTER_SELF": "c:80", "CLUSTER_KEY": "k"},
+     "CLUSTER_SELF must be one of them"),
+    ({"CACHE_BACKEND": "s3", "CLUSTER_HOSTS": "a:80,b:80", "CLUSTER_SELF": "a:80"}, "CLUSTER_KEY must be set"),
+    ({"CLUSTER_HOSTS": "a:80,b:80", "CLUSTER_SELF": "a:80", "CLUSTER_KEY": "k"}, "needs CACHE_BACKEND=s3"),
+])
+def test_a_cluster_or_store_that_cannot_work_is_refused_at_start(environ, says):
+    with pytest.raises(ConfigError, match=says):
+        Settings.from_env(environ)
+
+
+def test_a_cluster_host_lists_every_host_and_itself():
+    settings = Settings.from_env({"CACHE_BACKEND": "s3", "CLUSTER_HOSTS": "Host1:8080, host2:8080",
+                                  "CLUSTER_SELF": "host1:8080", "CLUSTER_KEY": "k", "S3_PRUNER": "yes"})
+    assert settings.cluster_hosts == ("host1:8080", "host2:8080") and settings.s3_pruner is True
+
+
 def test_settings_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Settings().quality = 5
@@ -166,7 +184,11 @@ def test_describe_yields_every_field_with_its_default_and_help():
         default, help = described[field.name.upper()]
         assert help and help == field.metadata["help"]
         expected = getattr(defaults, field.name)
-        assert default == (",".join(expected) if isinstance(expected, tuple) else expected)
+        if isinstance(expected, tuple):
+            expected = ",".join(expected)
+        elif isinstance(expected, bool):
+            expected = str(expected).lower()  # as an .env file spells it
+        assert default == expected
 
 
 def test_described_defaults_parse_back_to_the_defaults():

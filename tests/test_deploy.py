@@ -5,6 +5,7 @@ Debian's docker-compose (which needs no daemon) and the Dockerfile is linted by 
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -86,9 +87,25 @@ def test_the_docker_rendering_is_the_tested_rendering_with_dockers_values(compos
     site = (out / "conf.d" / "cropper.conf").read_text()
     assert "listen 80 default_server;" in site
     assert "resolver 127.0.0.11 valid=10s ipv6=off; server app:8000 resolve max_fails=0;" in site
+    assert "set_real_ip_from" not in site  # one host: the client is the connection's address
     locations = (out / "conf.d" / "snippets" / "cropper-locations.conf").read_text()
-    assert "root /var/cache/cropper;" in locations and "/var/log/cropper/access.log" in locations
+    files = (out / "conf.d" / "snippets" / "cropper-files.conf").read_text()
+    assert "root /var/cache/cropper;" in files and "/var/log/cropper/access.log" in locations
     assert "ssl_certificate /etc/nginx/tls/fullchain.pem;" in (out / "conf.d" / "tls.conf").read_text()
+
+
+def test_nginx_drops_idle_app_connections_before_gunicorn_closes_them(tmp_path):
+    """Otherwise nginx now and then sends a request down a socket Gunicorn just closed: a 502 under steady load."""
+    out = tmp_path / "rendered"
+    result = subprocess.run([sys.executable, "-m", "cropper", "nginx-config", str(out)], cwd=tmp_path,
+                            env={"PATH": os.environ["PATH"], "CACHE_DIR": str(tmp_path / "cache")},
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    site = (out / "conf.d" / "cropper.conf").read_text()
+    upstream = re.search(r"upstream cropper_app \{(.*?)\}", site, re.S).group(1)
+    idle = re.search(r"keepalive_timeout (\d+)s;", upstream)
+    gunicorn = re.search(r"^keepalive = (\d+)$", (ROOT / "cropper" / "gunicorn_conf.py").read_text(), re.M)
+    assert idle and gunicorn and int(idle.group(1)) < int(gunicorn.group(1))  # (importing the conf sets metrics up)
 
 
 def test_dockerfile_passes_hadolint():
@@ -121,3 +138,124 @@ def test_check_tls_script_explains_what_is_wrong(tmp_path):
     assert missing.returncode != 0 and "does not exist" in missing.stderr
     not_pem = run_check_tls(key, key)
     assert not_pem.returncode != 0 and "not PEM" in not_pem.stderr
+
+
+# -- docker-compose.cluster.yml: a front nginx, three hosts (nginx + Gunicorn), SeaweedFS
+
+CLUSTER_SECRETS = {"CLUSTER_KEY": "a-long-random-secret", "AWS_ACCESS_KEY_ID": "cropper",
+                   "AWS_SECRET_ACCESS_KEY": "a-made-up-secret-key"}
+HOST_NUMBERS = (1, 2, 3)
+
+
+@pytest.fixture
+def cluster_dir(tmp_path):
+    """docker-compose.cluster.yml beside a .env made from .env.example, as a deployment would have them."""
+    shutil.copy(ROOT / "docker-compose.cluster.yml", tmp_path / "docker-compose.cluster.yml")
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    return tmp_path
+
+
+def cluster_services(cluster_dir, env=CLUSTER_SECRETS):
+    return compose_services(cluster_dir, "docker-compose.cluster.yml", env=env)
+
+
+def render_with(environment, out, *args):
+    """Run the app image's renderer here with the environment compose gives one of its services."""
+    return subprocess.run([sys.executable, "-m", "cropper", "nginx-config", *args, str(out)], cwd=out.parent,
+                          env={"PATH": os.environ["PATH"],
+                               **{k: str(v) for k, v in environment.items() if v is not None}},
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_cluster_compose_file_is_valid_and_refuses_to_start_without_its_secrets(cluster_dir):
+    assert compose(cluster_dir, "-f", "docker-compose.cluster.yml", "config", "-q", env=CLUSTER_SECRETS).returncode == 0
+    for missing in CLUSTER_SECRETS:
+        without = compose(cluster_dir, "-f", "docker-compose.cluster.yml", "config", "-q",
+                          env={**CLUSTER_SECRETS, missing: ""})
+        assert without.returncode != 0 and missing in without.stderr
+
+
+def test_cluster_hosts_are_the_hosts_nginx_each_app_one_of_them_and_all_agree(cluster_dir):
+    services = cluster_services(cluster_dir)
+    hosts = [f"nginx-{n}:80" for n in HOST_NUMBERS]
+    apps = [services[f"app-{n}"]["environment"] for n in HOST_NUMBERS]
+    front = services["front-config"]["environment"]
+    for n, app in zip(HOST_NUMBERS, apps):
+        assert app["CLUSTER_HOSTS"].split(",") == hosts == front["CLUSTER_HOSTS"].split(",")
+        assert app["CLUSTER_SELF"] == f"nginx-{n}:80"  # its own nginx, which fronts it:
+        assert services[f"nginx-config-{n}"]["environment"]["NGINX_UPSTREAM"] == f"app-{n}:8000"
+        assert services[f"nginx-config-{n}"]["environment"]["NGINX_LISTEN"] == "80 default_server"
+        assert app["CLUSTER_KEY"] == CLUSTER_SECRETS["CLUSTER_KEY"] and app["CACHE_BACKEND"] == "s3"
+        assert app["S3_ENDPOINT_URL"] == "http://seaweedfs:8333" and app["GUNICORN_BIND"] == "0.0.0.0:8000"
+        assert app["AWS_ACCESS_KEY_ID"] == CLUSTER_SECRETS["AWS_ACCESS_KEY_ID"]
+        assert services[f"app-{n}"]["depends_on"]["store-init"]["condition"] == "service_completed_successfully"
+    assert len({app["CLUSTER_SELF"] for app in apps}) == 3
+    assert [str(app.get("S3_PRUNER", "false")).lower() for app in apps] == ["true", "false", "false"]  # one pruner
+    sources = [services[f"app-{n}"]["volumes"][0] for n in HOST_NUMBERS]
+    assert len({volume.split(":")[0] for volume in sources}) == 3  # image sources stay each host's own
+    assert all(volume.endswith(":/var/cache/cropper:rw") for volume in sources)
+    # Only what writes to the store (or is it) holds its credentials.
+    holders = {name for name, service in services.items() if "AWS_SECRET_ACCESS_KEY" in service.get("environment", {})}
+    assert holders == {"seaweedfs", "store-init", "app-1", "app-2", "app-3"}
+
+
+def test_the_cluster_runs_the_official_images_and_starts_in_order(cluster_dir):
+    services = cluster_services(cluster_dir)
+    assert services["seaweedfs"]["image"].startswith("chrislusf/seaweedfs:")
+    assert services["seaweedfs"]["command"][0] == "mini" and "-dir=/data" in services["seaweedfs"]["command"]
+    assert services["store-init"]["entrypoint"] == ["cropper", "store", "init"]
+    assert services["store-init"]["depends_on"]["seaweedfs"]["condition"] == "service_healthy"
+    assert services["front-config"]["entrypoint"] == ["cropper", "nginx-config", "--front", "/etc/cropper-nginx"]
+    for name in ("front", *(f"nginx-{n}" for n in HOST_NUMBERS)):
+        nginx = services[name]
+        renderer = "front-config" if name == "front" else f"nginx-config-{name[-1]}"
+        assert nginx["image"].startswith("nginx:1.28")  # 1.27.3+: "server ... resolve"
+        assert nginx["command"] == ["nginx", "-c", "/etc/cropper-nginx/nginx.conf"]
+        assert nginx["depends_on"][renderer]["condition"] == "service_completed_successfully"
+        assert services[renderer]["build"] == services["app-1"]["build"]
+        assert f"{renderer}:/etc/cropper-nginx:ro" in nginx["volumes"]
+        assert f"{renderer}:/etc/cropper-nginx:rw" in services[renderer]["volumes"]
+    assert {f"nginx-{n}" for n in HOST_NUMBERS} <= set(services["front"]["depends_on"])
+    published = [name for name, service in services.items() if service.get("ports")]
+    assert published == ["front"]  # the hosts, their apps and the store are reached inside the network only
+
+
+def test_the_cluster_renderings_are_the_tested_ones_with_dockers_values(cluster_dir, tmp_path):
+    services = cluster_services(cluster_dir)
+    for n in HOST_NUMBERS:
+        out = tmp_path / f"host{n}"
+        result = render_with(services[f"nginx-config-{n}"]["environment"], out)
+        assert result.returncode == 0, result.stderr
+        http = (out / "conf.d" / "cropper.conf").read_text()
+        assert f"server app-{n}:8000 resolve max_fails=0;" in http
+        assert "upstream cropper_store { zone cropper_store_peers 64k; resolver 127.0.0.11 valid=10s ipv6=off; " \
+               "server seaweedfs:8333 resolve max_fails=0; keepalive 16; }" in http
+        assert "proxy_cache_path /var/cache/nginx/store-cache " in http
+        assert "set_real_ip_from 172.16.0.0/12;" in http and "real_ip_header X-Forwarded-For;" in http  # the front's
+        files = (out / "conf.d" / "snippets" / "cropper-files.conf").read_text()
+        assert "proxy_pass http://cropper_store/cropper-crops$uri;" in files  # store mode, the bucket's path
+        assert "user nginx;" in (out / "nginx.conf").read_text()
+    out = tmp_path / "front"
+    result = render_with(services["front-config"]["environment"], out, "--front")
+    assert result.returncode == 0, result.stderr
+    front = (out / "conf.d" / "front.conf").read_text()
+    assert "hash $cropper_image consistent;" in front and "listen 80 default_server;" in front
+    assert "resolver 127.0.0.11 valid=10s ipv6=off;" in front
+    servers = [line.split()[1] for line in front.splitlines() if line.strip().startswith("server nginx-")]
+    assert servers == [f"nginx-{n}:80" for n in HOST_NUMBERS]  # CLUSTER_HOSTS, in its order: the apps' ring
+    assert all(" resolve max_fails=1 fail_timeout=10s;" in line for line in front.splitlines()
+               if line.strip().startswith("server nginx-"))
+    assert "/var/log/cropper/front.log" in front
+
+
+def test_the_installed_package_carries_every_nginx_template():
+    """The image installs the package (pip install .): its package-data must name every template the renderer reads."""
+    import tomllib
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["cropper"]
+    package = ROOT / "cropper"
+    carried = {path for pattern in patterns for path in package.glob(pattern)}  # setuptools' globs, from the package
+    templates = sorted((package / "nginx").rglob("*.template"))
+    assert templates
+    missing = [str(path.relative_to(package)) for path in templates if path not in carried]
+    assert not missing, f"pyproject.toml's package-data leaves out {missing}: the Docker image would lack them"

@@ -43,7 +43,7 @@ def test_a_format_added_to_the_table_is_accepted_encoded_served_and_matched_by_n
 
     site = NginxSite("127.0.0.1:1", "127.0.0.1:2", tmp_path / "cache", tmp_path / "access.log")
     render_nginx(site, NginxProcess.local(tmp_path / "nginx"))
-    locations = (tmp_path / "nginx" / "conf.d" / "snippets" / "cropper-locations.conf").read_text()
+    locations = (tmp_path / "nginx" / "conf.d" / "snippets" / "cropper-files.conf").read_text()
     pattern = re.search(r'location ~ "([^"]+)"', locations).group(1)
     assert re.fullmatch(pattern, path) and pattern == crops.nginx_location_pattern()
     assert "image/bmp bmp;" in locations

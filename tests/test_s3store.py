@@ -12,9 +12,11 @@ import uuid
 import pytest
 import requests
 
-from cropper.cache import Locks
+from cropper.cache import FileSourceStore, Locks
+from cropper.config import Settings
 from cropper.crops import Box, Crop
-from cropper.s3store import StoreUnavailableError
+from cropper.errors import StoreUnavailableError
+from cropper.eviction import Pruner
 from devtools.seaweed import SeaweedFS
 from tests.processes import HeldInChild
 
@@ -71,6 +73,14 @@ def test_anyone_may_read_but_not_write_or_list(store, seaweed):
     assert store.open(crop).file.read() == b"png bytes"
 
 
+def test_iiif_outputs_are_kept_under_their_own_family_and_readable_by_anyone_too(store):
+    tile = Crop(str(uuid.uuid4()), Box(0, 0, 512, 512), "jpeg", size=(256, 256), family="iiif")
+    store.put(tile, b"jpeg bytes")
+    assert store.key(tile) == tile.store_path and store.key(tile).startswith("iiif/")
+    assert requests.get(store.public_url(tile), timeout=5).content == b"jpeg bytes"
+    assert tile in {entry.key for entry in store.listing().entries}
+
+
 def test_a_crop_is_written_once(store):
     crop = new_crop()
     store.put(crop, b"first")
@@ -91,8 +101,8 @@ def test_listing_measures_every_crop_and_nothing_else(seaweed, locks):
     for crop, data in made.items():
         store.put(crop, data)
     stray = new_crop()
-    for key in ("listed/README", f"listed/{stray.relpath}.part", f"elsewhere/{stray.relpath}",
-                f"listed/{stray.relpath.upper()}"):
+    for key in ("listed/README", f"listed/{stray.store_path}.part", f"elsewhere/{stray.store_path}",
+                f"listed/{stray.store_path.upper()}", f"listed/{stray.relpath}", "listed/crops/README"):
         store.client.put_object(Bucket=store.bucket, Key=key, Body=b"not a crop")
     entries = {entry.key: entry for entry in store.listing().entries}
     assert set(entries) == set(made)
@@ -166,3 +176,18 @@ def test_a_stopped_store_is_unavailable_and_comes_back_with_its_crops(store, sea
     later = new_crop()
     store.put(later, b"new")
     assert store.find(later)
+
+
+def test_only_the_designated_pruner_evicts_from_the_shared_store(seaweed, locks, tmp_path):
+    store = seaweed.store(locks, prefix="pruned/")
+    made = [new_crop(box=(0, 0, n + 1, 1)) for n in range(6)]
+    for crop in made:
+        store.put(crop, b"x" * 1000)
+        time.sleep(1.1)  # S3 times are in seconds: the first stored is the least recently used
+    settings = Settings(cache_dir=tmp_path, cache_backend="s3", cache_max_bytes=4000, cache_low_water=0.5)
+    sources = FileSourceStore(tmp_path, locks)
+    assert Pruner(store, sources, settings).prune().crops_removed == 0  # not this host's to evict
+    assert all(store.find(crop) for crop in made)
+    report = Pruner(store, sources, settings.replace(s3_pruner=True)).prune()
+    assert report.crops_removed == 4  # 6000 bytes over a 4000 budget: down to 2000
+    assert [store.find(crop) for crop in made] == [False] * 4 + [True] * 2

@@ -4,7 +4,7 @@ import pytest
 from marshmallow import ValidationError
 
 from cropper.crops import Box, CropRequest
-from cropper.schemas import CropSchema
+from cropper.schemas import ConceptSchema, CropSchema
 
 UUID = "f11816b8-1234-4abc-8def-0123456789ab"
 MAX_SIDE = 100
@@ -197,3 +197,32 @@ def test_the_input_dict_is_not_modified():
     data = body(format="JPG")
     load(data)
     assert data["format"] == "JPG"
+
+
+# Found by Schemathesis: quality, limit and offset were marshmallow Integers, which read 80.5 as 80,
+# 2.6e-42 as 0 and "+1_0" as 10. They are whole numbers like the pixels (a numeric string still does).
+def concept(**changes):
+    return ConceptSchema(max_side=MAX_SIDE, max_pixels=MAX_PIXELS, default_format="webp").load(
+        {"concept": "Aurelia aurita", **changes})
+
+
+@pytest.mark.parametrize("name", ["limit", "offset"])
+@pytest.mark.parametrize("given", [2.5, 2.589e-42, "+10", "1_0", "1.0", True])
+def test_page_numbers_are_whole_numbers(name, given):
+    with pytest.raises(ValidationError) as info:
+        concept(**{name: given})
+    assert list(info.value.messages) == [name]
+
+
+@pytest.mark.parametrize("given, expected", [(10, 10), (10.0, 10), ("10", 10), (" 007 ", 7)])
+def test_page_numbers_as_numbers_or_numeric_strings(given, expected):
+    assert concept(limit=given, offset=given) == {"concept": "Aurelia aurita", "limit": expected, "offset": expected}
+
+
+@pytest.mark.parametrize("given", [80.5, 0.5, "+80", "8_0", True])
+def test_quality_is_a_whole_number(given):
+    assert "quality" in errors(body(quality=given))
+
+
+def test_quality_as_a_numeric_string_still_counts():
+    assert load(body(quality="80", format="jpeg")).quality == 80

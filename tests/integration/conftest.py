@@ -2,22 +2,7 @@
 
 import pytest
 
-from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip
-
-
-def service_env(standin, cache_dir, **extra):
-    """The service's environment for a test run: the stand-in as FathomNet, short timeouts."""
-    return {
-        "CACHE_DIR": cache_dir,
-        "FATHOMNET_API_URL": standin.api_url,
-        "ALLOWED_IMAGE_HOSTS": f"127.0.0.1:{standin.port}",
-        "CONNECT_TIMEOUT": "1",
-        "READ_TIMEOUT": "1",
-        "API_TIMEOUT": "5",
-        "DOWNLOAD_TIMEOUT": "3",
-        "LOCK_TIMEOUT": "20",
-        **extra,
-    }
+from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip, service_env
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from cropper.serve import check_tls_files
-from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip, free_port, read_log
+from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip, free_port, read_log, wait_until
 from devtools.standin import FathomNetStandIn
 from tests.integration.conftest import service_env
 
@@ -78,6 +78,8 @@ def test_a_regenerated_crop_of_an_evicted_image_downloads_it_again(nginx, gunico
     record = standin.image("framegrab-3")
     url = post_crop(nginx, record, (0, 0, 64, 64)).json()["url"]
     file_for(gunicorn.cache_dir, url).unlink()
+    pixels = gunicorn.cache_dir / "sources" / record.uuid[:2] / f"{record.uuid}.pix"
+    assert wait_until(pixels.exists)  # stored just after the answer
     for source in (gunicorn.cache_dir / "sources" / record.uuid[:2]).glob(f"{record.uuid}.*"):
         source.unlink()
     standin.reset()
@@ -126,6 +128,20 @@ def test_api_errors_pass_through_as_the_apps_json(nginx):
     preflight = requests.options(f"{nginx.url}/cropper/", timeout=10, headers={
         "Origin": "https://tool.example", "Access-Control-Request-Method": "POST"})
     assert preflight.status_code == 200 and preflight.headers["Access-Control-Allow-Origin"]
+
+
+def test_nginx_s_own_405s_are_json_and_say_which_methods_are_allowed(nginx, standin):
+    record = standin.image("gray")
+    url = requests.post(f"{nginx.url}/cropper/", json={"uuid": record.uuid, "x1": 0, "y1": 0, "x2": 9, "y2": 9},
+                        timeout=30).json()["url"]
+    for method, path, allowed in (("POST", url.split(nginx.url, 1)[1], "GET, HEAD"),  # a file nginx serves
+                                  ("DELETE", "/", "GET, HEAD"), ("PUT", "/static/page.css", "GET, HEAD"),
+                                  ("TRACE", "/healthz", "GET, HEAD"), ("TRACE", "/cropper/", "OPTIONS, POST"),
+                                  ("TRACE", "/cropper-list?x=1", "OPTIONS, POST")):
+        response = requests.request(method, nginx.url + path, timeout=10)
+        assert response.status_code == 405, (method, path)
+        assert response.headers["Allow"] == allowed, (method, path)
+        assert response.json()["error"]["code"] == "method_not_allowed"
 
 
 def test_health_endpoints_are_proxied(nginx):

@@ -187,6 +187,10 @@ def test_the_readmes_no_internet_demo_answers_its_own_curl_line(open_folder):
                                 timeout=30)
         assert created.status_code == 200, "".join(lines)
         assert requests.get(created.json()["url"], timeout=10).status_code == 200
+        page = next(line for line in lines if "Open the page" in line).split()[-1]
+        assert requests.get(page, timeout=10).headers["Content-Type"].startswith("text/html")
+        image = page.split("image=")[1]
+        assert requests.get(f"{url.rsplit('/cropper', 1)[0]}/images/{image}/boxes", timeout=30).json()["boxes"]
     finally:
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in its terminal reaches the whole group
         assert process.wait(timeout=60) == 0

@@ -1,0 +1,215 @@
+"""Several hosts, one owner per image: work on an image goes to the host that owns it.
+
+Every host and the front nginx place the hosts on the same ring, nginx's own `hash ... consistent`
+(ketama) ring over CLUSTER_HOSTS, and an image belongs to the first host at or after the crc32 of its
+UUID. The front routes requests whose path names the image (`/crops/<2hex>/<uuid>/...`,
+`/iiif/3/<uuid>/...`) straight to its owner; a POST names its images in its body, which nginx cannot
+read, so the host that receives it hands each image's crops to their owner (`POST /_cluster/make`,
+with the cluster's key) and answers when they are made. The owner makes them as it makes its own:
+one download and one decode per image across the cluster, and the crop in the shared store.
+
+A host that cannot be reached is passed over for FAILED_HOST_SECONDS, as nginx passes over a failed
+server: its images go to the next host on the ring, which every host and the front agree on.
+"""
+
+import logging
+import re
+import threading
+import time
+import zlib
+from bisect import bisect_left
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from . import crops
+from .errors import ClusterUnavailableError, CropperError
+
+log = logging.getLogger(__name__)
+
+POINTS_PER_HOST = 160  # nginx's, for a server of weight 1
+FAILED_HOST_SECONDS = 10
+CONNECT_SECONDS = 2  # as the front's proxy_connect_timeout: a host that does not take a connection is down
+RETRY_PAUSE_SECONDS = 0.05
+KEY_HEADER = "X-Cropper-Cluster-Key"
+# What a host's nginx answers when its app does not (errors.NGINX_ERRORS): that host is down too.
+HOST_DOWN = (502, "service_unavailable")
+
+
+class Ring:
+    """nginx's consistent hash ring (ngx_http_upstream_hash_module), point for point."""
+
+    def __init__(self, hosts):
+        points = {}
+        for host in hosts:
+            name, colon, port = host.rpartition(":")
+            if not colon or not re.fullmatch("[0-9]*", port):  # nginx's reading: a port is digits after the last ":"
+                name, port = host, ""
+            base = name.encode() + b"\0" + port.encode()
+            previous = 0
+            for _ in range(POINTS_PER_HOST):
+                point = zlib.crc32(base + previous.to_bytes(4, "little"))
+                points.setdefault(point, host)  # nginx keeps the first of equal points
+                previous = point
+        self.hashes = sorted(points)
+        self.hosts = [points[h] for h in self.hashes]
+
+    def owners(self, key):
+        """The hosts in the order nginx tries them for key: its owner first, then the next on the ring."""
+        start = bisect_left(self.hashes, zlib.crc32(key.encode()))
+        seen = []
+        for i in range(len(self.hosts)):
+            host = self.hosts[(start + i) % len(self.hosts)]
+            if host not in seen:
+                seen.append(host)
+                yield host
+
+
+class RemoteError(CropperError):
+    """An error another host answered for a crop it was asked to make: passed on as it said it."""
+
+    def __init__(self, status, body):
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error if isinstance(error, dict) else {}
+        details = error.get("details")
+        super().__init__(error.get("message", "Another host of the cluster failed to make this crop."))
+        self.details = details if isinstance(details, dict) else {}
+        self.status, self.code = status, error.get("code", "internal_error")
+        self.retry_after = body.get("retry_after") if isinstance(body, dict) else None
+
+
+@dataclass(frozen=True)
+class Made:
+    """A crop another host made (or found made)."""
+
+    cached: bool
+
+
+class Cluster:
+    """This host's view of the cluster: who owns an image, and asking the owner to make crops."""
+
+    def __init__(self, hosts, me, key, timeout):
+        self.ring, self.me, self.key, self.timeout = Ring(hosts), me, key, timeout
+        self.session = requests.Session()
+        # One kept-alive connection per thread that may be asking a host at once (Gunicorn's threads).
+        self.session.mount("http://", HTTPAdapter(pool_connections=max(1, len(hosts)), pool_maxsize=64))
+        self._failed = {}  # host -> when it may be tried again
+        self._lock = threading.Lock()
+
+    def owner(self, uuid):
+        """The host that makes this image's crops: the first on its ring not failed lately."""
+        now = time.monotonic()
+        with self._lock:
+            for host in self.ring.owners(uuid):
+                if host == self.me or self._failed.get(host, 0) <= now:
+                    return host
+        return self.me
+
+    def is_mine(self, uuid):
+        return self.owner(uuid) == self.me
+
+    def make_elsewhere(self, crops_wanted):
+        """Have each crop made by its image's owner; a Made or a CropperError per crop, in order.
+
+        None in place of those this host owns (also when an owner cannot be reached: the next on the
+        ring, maybe this one, takes its images).
+        """
+        results = [None] * len(crops_wanted)
+        pending = list(range(len(crops_wanted)))
+        while pending:
+            by_owner = {}
+            for index in pending:
+                owner = self.owner(crops_wanted[index].uuid)
+                if owner != self.me:
+                    by_owner.setdefault(owner, []).append(index)
+            pending = []
+            with ThreadPoolExecutor(max(1, len(by_owner))) as pool:  # one request per owner, side by side
+                asked = {owner: pool.submit(self._ask, owner, [crops_wanted[i] for i in indexes])
+                         for owner, indexes in by_owner.items()}
+            for owner, indexes in by_owner.items():
+                answers = asked[owner].result()
+                if answers is None:
+                    pending += indexes  # the owner is down: ask again along the ring
+                else:
+                    for index, answer in zip(indexes, answers):
+                        results[index] = answer
+        return results
+
+    def _ask(self, host, crops_wanted):
+        """One Made or CropperError per crop from host; None if host is down (then it is passed over a while)."""
+        for attempt in range(2):
+            # A failure that looks like a host down is tried once more, a moment later: a kept-alive
+            # connection closed just as this was sent (here, or between its nginx and its app, where
+            # every idle one is closed at once) looks the same, and making crops twice is harmless.
+            # A host that is down fails again as fast.
+            if attempt:
+                time.sleep(RETRY_PAUSE_SECONDS)  # for the closes under way to be seen, by us and by its nginx
+            answer, body, why, again = self._post(host, crops_wanted)
+            if why is None or not again:
+                break
+        if why is not None:
+            return self._down(host, why)
+        code = body.get("error", {}).get("code") if isinstance(body, dict) and isinstance(body.get("error"), dict) \
+            else None
+        if answer.status_code != 200 or not isinstance(body, list) or len(body) != len(crops_wanted):
+            # Not an answer about the crops (a wrong CLUSTER_KEY is a 404, ...): the cluster is misconfigured
+            # or failing, which the client must not take for something about its crop.
+            log.warning("cluster host %s answered HTTP %s (%s) when asked to make %d crops", host,
+                        answer.status_code, code or "no JSON error", len(crops_wanted))
+            error = ClusterUnavailableError(
+                f"Cluster host {host}, which makes this image's crops, answered HTTP {answer.status_code}"
+                f"{f' ({code})' if code else ''} when asked to.", host=host)
+            return [error] * len(crops_wanted)
+        return [Made(bool(item.get("cached"))) if "error" not in item else RemoteError(item.get("status", 500), item)
+                for item in body]
+
+    def _post(self, host, crops_wanted):
+        """(answer, its JSON or None, why host looks down or None, whether to try again at once)."""
+        try:
+            answer = self.session.post(
+                f"http://{host}/_cluster/make", json={"paths": [crop.store_path for crop in crops_wanted]},
+                headers={KEY_HEADER: self.key}, timeout=(min(CONNECT_SECONDS, self.timeout), self.timeout))
+        except requests.RequestException as error:  # a timeout is not tried again: it would wait as long again
+            return None, None, type(error).__name__, not isinstance(error, requests.Timeout)
+        try:
+            body = answer.json()
+        except ValueError:
+            body = None
+        error = body.get("error") if isinstance(body, dict) else None
+        if (answer.status_code, error.get("code") if isinstance(error, dict) else None) == HOST_DOWN:
+            return answer, body, "its nginx answered 502: its app is not answering", True  # dead, or restarting
+        return answer, body, None, False
+
+    def _down(self, host, why):
+        log.warning("cluster host %s cannot be reached (%s): its images go to the next host for %d s",
+                    host, why, FAILED_HOST_SECONDS)
+        with self._lock:
+            self._failed[host] = time.monotonic() + FAILED_HOST_SECONDS
+        return None
+
+
+class SingleHost:
+    """No cluster: this host owns every image."""
+
+    def is_mine(self, uuid):
+        return True
+
+    def make_elsewhere(self, crops_wanted):
+        return [None] * len(crops_wanted)
+
+
+def cluster_of(settings):
+    if not settings.cluster_hosts:
+        return SingleHost()
+    return Cluster(settings.cluster_hosts, settings.cluster_self, settings.cluster_key, settings.cluster_timeout)
+
+
+def crops_of_paths(paths):
+    """The Crops named by store paths another host sent; None for a path no request would make."""
+    found = []
+    for path in paths:
+        crop = crops.parse_store_path(path) if isinstance(path, str) else None
+        found.append(crop if crop is not None and crop.is_canonical() else None)
+    return found
