@@ -96,6 +96,26 @@ def _cmdline(pid):
         return b""
 
 
+def forget_image(cache_dir, uuid, settle=0.3, timeout=10.0):
+    """Remove every file the cache holds of an image, so its next crop starts from FathomNet.
+
+    A fresh image's pixels are stored just after its first crop is answered, so a file may land
+    (or a temp file be renamed) while we remove: repeat until nothing of it has appeared for `settle` s.
+    """
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        found = [path for path in Path(cache_dir).rglob("*") if uuid in str(path) and path.is_file()]
+        for path in found:
+            path.unlink(missing_ok=True)
+        if found:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= settle:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"files of image {uuid} kept appearing in {cache_dir}")
+
+
 def service_env(standin, cache_dir, **extra):
     """The service's environment against the stand-in: short timeouts, so a failure shows in seconds."""
     return {

@@ -18,6 +18,7 @@ from cropper.crops import Box, Crop
 from cropper.errors import StoreUnavailableError
 from cropper.eviction import Pruner
 from devtools.seaweed import SeaweedFS
+from devtools.servers import wait_until
 from tests.processes import HeldInChild
 
 
@@ -135,6 +136,13 @@ def test_remove_deletes_unless_the_crop_is_being_made(store, locks):
     assert store.remove(entries[kept]) is True and not store.find(kept)
 
 
+def readable(store, crop):
+    try:
+        return store.open(crop) is not None
+    except StoreUnavailableError:
+        return False
+
+
 def assert_unavailable(call, seconds):
     started = time.monotonic()
     with pytest.raises(StoreUnavailableError) as raised:
@@ -171,6 +179,9 @@ def test_a_stopped_store_is_unavailable_and_comes_back_with_its_crops(store, sea
         assert_unavailable(store.listing, seconds=3)
     finally:
         seaweed.start()
+    # Its S3 port answers before its volumes do (a 500 "InternalError" for a moment): the service's
+    # answer meanwhile is the 503 above, and its clients retry.
+    assert wait_until(lambda: readable(store, crop), timeout=20)
     assert store.find(crop) and store.open(crop).file.read() == b"kept across restarts"
     assert requests.get(store.public_url(crop), timeout=5).content == b"kept across restarts"
     later = new_crop()

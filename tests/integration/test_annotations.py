@@ -14,6 +14,7 @@ import requests
 from PIL import Image
 
 from cropper import imaging
+from devtools import servers
 from devtools.standin import EDGE_BOXES, MULTIPAGE_CONCEPT, box, concept_boxes
 from tests.images import assert_image_equal, open_bytes
 
@@ -154,10 +155,7 @@ def test_a_concept_pages_through_every_box_with_one_download_per_image(nginx, gu
 
 def forget(server, uuid):
     """Drop an image's crops and source from the shared test cache, so it is cold again."""
-    cache = Path(server.cache_dir)
-    for path in cache.rglob("*"):
-        if path.is_file() and uuid in str(path):
-            path.unlink()
+    servers.forget_image(server.cache_dir, uuid)
 
 
 def test_csv_and_json_answers_agree(nginx):

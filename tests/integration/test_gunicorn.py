@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from devtools import servers
 from devtools.servers import wait_until
 from tests.images import (
     assert_image_equal,
@@ -35,8 +36,7 @@ def cache_files(server, uuid=None):
 
 def forget_image(server, uuid):
     """Remove everything cached about an image, so the next request starts from FathomNet."""
-    for path in cache_files(server, uuid):
-        os.remove(path)
+    servers.forget_image(server.cache_dir, uuid)
 
 
 @pytest.mark.parametrize("name", ["framegrab", "jpeg", "rgba", "gray", "palette", "palette-transparent", "gray16"])

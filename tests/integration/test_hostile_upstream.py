@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from devtools import servers
 from devtools.servers import Gunicorn
 from devtools.standin import _gzip_bomb
 from tests.integration.conftest import service_env
@@ -43,9 +44,7 @@ def crop(app, record, box=(0, 0, 64, 64), **extra):
 
 def forget(app, record):
     """Drop everything the cache holds of an image (crops, metadata, pixels): its next crop is cold."""
-    for path in Path(app.cache_dir).rglob("*"):
-        if path.is_file() and record.uuid in str(path):
-            path.unlink()
+    servers.forget_image(app.cache_dir, record.uuid)
 
 
 def timed(call):

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from cropper import iiif
-from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip, read_log
+from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip, forget_image, read_log
 from devtools.standin import uuid_for
 from tests.images import assert_image_equal, open_bytes
 from tests.integration.conftest import service_env
@@ -102,9 +102,7 @@ def test_a_repeated_tile_is_a_file_nginx_serves_without_the_app(nginx, standin):
 
 def test_32_tiles_of_one_cold_4k_image_make_one_download_and_one_decode(nginx, gunicorn, standin):
     record = standin.image("large")
-    for path in Path(gunicorn.cache_dir).rglob("*"):
-        if path.is_file() and record.uuid in str(path):
-            path.unlink()
+    forget_image(gunicorn.cache_dir, record.uuid)
     standin.reset()
     tiles = list(iiif.tile_regions(3840, 2160, 512, 1))[:32]
     urls = [f"{nginx.url}/iiif/3/{record.uuid}/{r.x1},{r.y1},{r.width},{r.height}/{w},{h}/0/default.png"
