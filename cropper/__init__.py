@@ -14,7 +14,7 @@ from .errors import register_error_handlers
 from .eviction import Pruner
 from .fathomnet import FathomNetClient
 from .routes import JSONRequest, bp, parse_json
-from .schemas import ConceptSchema, CropSchema
+from .schemas import BatchSchema, ConceptSchema, CropSchema
 from .service import CropService
 
 
@@ -53,6 +53,7 @@ def register_services(app, settings):
     app.extensions["cropper.crop_memo"] = functools.lru_cache(maxsize=4096)(
         lambda data: crop_schema.load(parse_json(data)))
     app.extensions["cropper.schema.concept"] = ConceptSchema(**limits)
+    app.extensions["cropper.schema.batch"] = BatchSchema(**limits)
 
 
 def crop_service(settings):

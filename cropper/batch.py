@@ -8,8 +8,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from . import imaging
-from .crops import Crop
+from .crops import Crop, check_box
 from .errors import CropperError, as_cropper_error
 from .fathomnet import BoxInfo
 from .service import CropResult
@@ -39,12 +38,12 @@ def resolve_many(service, requests, concurrency, annotations=None):
             annotations[box_uuid] = found
     image_of = {}
     for request in requests:
-        found = annotations.get(request.box_uuid) if request.box_uuid else None
+        found = annotations.get(request.box_uuid)
         image_of[request] = found.image_uuid if isinstance(found, BoxInfo) else request.uuid
     infos = service.image_infos(sorted({image_of[r] for r in requests if r.needs_image_size and image_of[r]}))
     results = []
     for request in requests:
-        annotation = annotations.get(request.box_uuid) if request.box_uuid else None
+        annotation = annotations.get(request.box_uuid)
         info = infos.get(image_of[request]) if request.needs_image_size else None
         if isinstance(annotation, CropperError):
             results.append(annotation)
@@ -144,10 +143,4 @@ def _make_pending(service, pending, results, concurrency):
 
 def _problem_before_download(crop, info):
     """The error an item meets before anything is downloaded (no image, box outside), or None."""
-    if isinstance(info, CropperError):
-        return info
-    try:
-        imaging.check_box(crop.region, info.size)
-    except CropperError as error:
-        return error
-    return None
+    return info if isinstance(info, CropperError) else _or_error(check_box, crop.region, info.size)

@@ -120,13 +120,11 @@ class UsageCounter:
             fcntl.lockf(fd, fcntl.LOCK_EX)
             raw = os.pread(fd, 32, 0)
             total = max(0, (int(raw) if raw.strip().isdigit() else 0) + nbytes)
-            os.pwrite(fd, b"%-31d" % total, 0)
+            if nbytes:  # add(0) only reads
+                os.pwrite(fd, b"%-31d" % total, 0)
             return total
         finally:
             os.close(fd)
-
-    def set(self, total):
-        self.add(total - self.add(0))
 
 
 def blocks(nbytes):
@@ -216,6 +214,13 @@ def _same_file(fd, path):
     return (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino)
 
 
+def _store(store, path, data):
+    """Write a file of store's atomically, and count it against the store's budget."""
+    with storing(store.name):
+        write_bytes(path, data)
+    store.usage.add(blocks(len(data)))
+
+
 class FileCropStore:
     """Crops as files under <root>, named by their store path (crops/..., iiif/...): the folders nginx serves."""
 
@@ -225,7 +230,6 @@ class FileCropStore:
 
     def __init__(self, root, locks):
         self.root = Path(root).resolve()
-        self.folder = self.root / "crops"
         self.locks = locks
         self.usage = UsageCounter(self.root / "usage" / "crops")
         self._root = str(self.root)  # paths by string joins: pathlib costs more than the stat on a hit
@@ -252,9 +256,7 @@ class FileCropStore:
         return OpenedCrop(file, stat.st_size, stat.st_mtime)
 
     def put(self, crop, data):
-        with storing(self.name):
-            write_bytes(self.path(crop), data)
-        self.usage.add(blocks(len(data)))
+        _store(self, self.path(crop), data)
 
     def lock(self, crop, timeout=None):
         """Held while the crop is made (or removed), so identical work runs once."""
@@ -310,29 +312,23 @@ class FileSourceStore:
 
     def read_info(self, uuid):
         """The image's stored metadata (a dict), or None."""
-        try:
-            return json.loads(self._path(uuid, ".json").read_bytes())
-        except FileNotFoundError:
-            return None
+        return self._read_json(uuid, ".json")
 
     def write_info(self, uuid, info):
-        data = json.dumps(info).encode()
-        with storing(self.name):
-            write_bytes(self._path(uuid, ".json"), data)
-        self.usage.add(blocks(len(data)))
+        _store(self, self._path(uuid, ".json"), json.dumps(info).encode())
 
     def read_box(self, box_uuid):
         """A stored annotation (a dict), or None."""
-        try:
-            return json.loads(self._path(box_uuid, ".box").read_bytes())
-        except FileNotFoundError:
-            return None
+        return self._read_json(box_uuid, ".box")
 
     def write_box(self, box_uuid, box):
-        data = json.dumps(box).encode()
-        with storing(self.name):
-            write_bytes(self._path(box_uuid, ".box"), data)
-        self.usage.add(blocks(len(data)))
+        _store(self, self._path(box_uuid, ".box"), json.dumps(box).encode())
+
+    def _read_json(self, uuid, suffix):
+        try:
+            return json.loads(self._path(uuid, suffix).read_bytes())
+        except FileNotFoundError:
+            return None
 
     def forget_info(self, uuid):
         """Drop the image's metadata, so the next crop asks FathomNet again (it led to no usable image)."""

@@ -208,8 +208,4 @@ def cluster_of(settings):
 
 def crops_of_paths(paths):
     """The Crops named by store paths another host sent; None for a path no request would make."""
-    found = []
-    for path in paths:
-        crop = crops.parse_store_path(path) if isinstance(path, str) else None
-        found.append(crop if crop is not None and crop.is_canonical() else None)
-    return found
+    return [crops.parse_store_path(path) if isinstance(path, str) else None for path in paths]

@@ -61,7 +61,7 @@ def _csv(raw):
 
 
 MAY_BE_ZERO = ("upstream_retries", "trusted_proxies", "gunicorn_workers", "cache_prune_interval", "temp_grace",
-               "miss_queue", "webp_method", "png_compress_level", "jpeg_optimize", "jpeg_progressive", "s3_pruner")
+               "miss_queue", "webp_method", "png_compress_level")
 
 
 def setting(default, parse, help):
@@ -239,6 +239,8 @@ class Settings:
         """Refuse settings that would only fail later, per request."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if isinstance(value, bool):  # an int to Python, but no number
+                continue
             if isinstance(value, (int, float)) and not (0 < value < math.inf) and f.name not in MAY_BE_ZERO:
                 raise ConfigError(f"{f.name.upper()} must be a finite number more than 0, not {value}")
             if f.name in MAY_BE_ZERO and not value >= 0:

@@ -125,10 +125,6 @@ class Crop:
         return (height, width) if self.rotation in (90, 270) else (width, height)
 
     @property
-    def scaled_size(self):
-        return self.size or self.region.size
-
-    @property
     def store_path(self):
         """Where the stores keep it: its family's folder, then its relpath."""
         return f"{self.family}/{self.relpath}"
@@ -202,6 +198,16 @@ def centred_cut(region, aspect):
     return Box(region.x1, region.y1 + (rh - cut) // 2, region.x2, region.y1 + (rh - cut) // 2 + cut)
 
 
+def check_box(box, size):
+    """Refuse a box that is empty or does not lie inside an image of this size (Pillow would pad it)."""
+    width, height = size
+    if box.width < 1 or box.height < 1 or not box.fits(width, height):
+        raise BoxOutsideImageError(
+            f"The box {list(box)} does not fit inside the {width}x{height} image.",
+            image_width=width, image_height=height,
+        )
+
+
 def region_of(box, image_size, pad=None, square=False, clamp_box=False):
     """The region to cut: the box, with context, made square, kept inside the image.
 
@@ -211,11 +217,7 @@ def region_of(box, image_size, pad=None, square=False, clamp_box=False):
     width, height = image_size
     if clamp_box:
         box = Box(max(box.x1, 0), max(box.y1, 0), min(box.x2, width), min(box.y2, height))
-    if box.width < 1 or box.height < 1 or not box.fits(width, height):
-        raise BoxOutsideImageError(
-            f"The box {list(box)} does not fit inside the {width}x{height} image.",
-            image_width=width, image_height=height,
-        )
+    check_box(box, image_size)
     x1, y1, x2, y2 = box
     if pad is not None:
         dx, dy = pad.sides(box)
@@ -353,7 +355,7 @@ def parse_iiif_relpath(relpath):
     crop = Crop(match[2], Box(x, y, x + width, y + height), formats.iiif_names()[extension].name,
                 tuple(map(int, size.split(","))), mirror=rotation.startswith("!"), rotation=int(rotation.lstrip("!")),
                 colour=colour, family="iiif")
-    return crop if crop.relpath == relpath else None
+    return crop if crop.relpath == relpath and crop.is_canonical() else None
 
 
 def parse_store_path(path):

@@ -43,11 +43,9 @@ class Pruner:
     def __init__(self, crop_store, source_store, settings):
         self.crop_store = crop_store
         self.source_store = source_store
-        self.max_crop_bytes = settings.cache_max_bytes
-        self.max_source_bytes = settings.source_cache_max_bytes
         self.low_water = settings.cache_low_water
         self.temp_grace = settings.temp_grace
-        self.budgets = {id(crop_store): self.max_crop_bytes, id(source_store): self.max_source_bytes}
+        self.budgets = {id(crop_store): settings.cache_max_bytes, id(source_store): settings.source_cache_max_bytes}
         # A store every host shares is evicted by one designated host's pruner (S3_PRUNER), by listing
         # it; the others, and writers everywhere, leave it alone.
         self.stores = [source_store] if crop_store.shared and not settings.s3_pruner else [crop_store, source_store]
@@ -56,14 +54,9 @@ class Pruner:
         """Remove old temp files and, where over budget, least recently used entries."""
         now = time.time() if now is None else now
         report = PruneReport()
-        for store in self.stores:
-            for temp in store.listing().temp_files:
-                if now - temp.modified > self.temp_grace:
-                    cache.remove_temp_file(temp)
-                    report.temp_files_removed += 1
         if self.crop_store in self.stores:
-            report.crops_removed, report.crop_bytes_removed = self._within_budget(self.crop_store, report)
-        report.sources_removed, report.source_bytes_removed = self._within_budget(self.source_store, report)
+            report.crops_removed, report.crop_bytes_removed = self._within_budget(self.crop_store, report, now=now)
+        report.sources_removed, report.source_bytes_removed = self._within_budget(self.source_store, report, now=now)
         return report
 
     def make_room(self, store, nbytes):
@@ -87,37 +80,41 @@ class Pruner:
         for store in (self.source_store, self.crop_store):  # sources first: a few big files
             if store.shared:
                 continue  # not on this disk
-            listing = store.listing()
-            freed_here = 0
-            for entry in sorted(listing.entries, key=lambda e: e.last_used):
-                if freed + freed_here >= nbytes:
-                    break
-                if store.remove(entry):
-                    freed_here += entry.size
-            store.usage.set(listing.size - freed_here)
-            if freed_here:
-                metrics.evicted(store.name, len(listing.entries), freed_here)
-            freed += freed_here
+            freed += self._shrink(store, PruneReport(), lambda listing, freed_here: freed + freed_here >= nbytes)[1]
         log.warning("the cache's disk was full: removed %d bytes of least recently used files", freed)
         return freed
 
-    def _within_budget(self, store, report, incoming=0):
+    def _within_budget(self, store, report, incoming=0, now=None):
         """Evict least recently used entries until store plus incoming is under the low-water mark."""
+        budget = self.budgets[id(store)]
+
+        def enough(listing, freed):
+            total = listing.size + incoming
+            return total <= budget or total - freed <= budget * self.low_water
+
+        return self._shrink(store, report, enough, now)
+
+    def _shrink(self, store, report, enough, now=None):
+        """Remove least recently used entries nobody uses until enough(listing, bytes freed): (removed, freed).
+
+        With now, temp files older than the grace go first, from the same listing.
+        """
         counted = store.usage.add(0)
         listing = store.listing()
-        budget = self.budgets[id(store)]
-        total = listing.size + incoming
+        if now is not None:
+            for temp in listing.temp_files:
+                if now - temp.modified > self.temp_grace:
+                    cache.remove_temp_file(temp)
+                    report.temp_files_removed += 1
         removed = freed = 0
-        if total > budget:
-            target = budget * self.low_water
-            for entry in sorted(listing.entries, key=lambda e: e.last_used):
-                if total - freed <= target:
-                    break
-                if not store.remove(entry):
-                    report.skipped_in_use += 1
-                    continue
-                removed += 1
-                freed += entry.size
+        for entry in sorted(listing.entries, key=lambda e: e.last_used):
+            if enough(listing, freed):
+                break
+            if not store.remove(entry):
+                report.skipped_in_use += 1
+                continue
+            removed += 1
+            freed += entry.size
         # The count becomes what was measured, less what went, plus what other writers added meanwhile.
         store.usage.add(listing.size - freed - counted)
         metrics.measured(store.name, len(listing.entries) - removed, listing.size - freed)

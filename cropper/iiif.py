@@ -37,7 +37,7 @@ SIZE = re.compile(rf"(?P<up>\^?)(?:(?P<max>max)|pct:(?P<pct>{DECIMAL})"
                   rf"|(?P<confined>!?)(?P<w>{INTEGER})?,(?P<h>{INTEGER})?)")
 ROTATION = re.compile(rf"(!?)({DECIMAL})")
 
-QUALITIES = ("default", "color", "gray", "bitonal")  # "default" is the source's own colours
+QUALITIES = crops.IIIF_COLOURS  # "default" is the source's own colours
 LEVEL2_FORMATS = ("jpg", "png")  # what level 2 already promises; others go in extraFormats
 EXTRA_FEATURES = ("mirroring", "sizeUpscaling")  # beyond level 2 (level2.json lists the rest)
 SIZES_DOWN_TO = 200  # info.json's `sizes` halve the image until its long side is at most this
@@ -141,8 +141,8 @@ def parse_region(text, image_width, image_height):
     elif match := REGION_PERCENT.fullmatch(text):
         # Each number rounded on its own, half up, as the reference implementation does.
         px, py, pw, ph = map(Fraction, match.groups())
-        x, w = (_round(p * image_width / 100) for p in (px, pw))
-        y, h = (_round(p * image_height / 100) for p in (py, ph))
+        x, w = (crops.half_up(p * image_width / 100) for p in (px, pw))
+        y, h = (crops.half_up(p * image_height / 100) for p in (py, ph))
     else:
         raise IIIFError(f"Region {text!r} is not full, square, x,y,w,h or pct:x,y,w,h.")
     if w == 0 or h == 0:
@@ -165,7 +165,7 @@ def parse_size(text, region, limits):
         percent = Fraction(match["pct"])
         if percent > 100 and not upscale:
             raise IIIFError(f"Size {text!r} is over 100%; prefix it with ^ to upscale.")
-        size = (_round(rw * percent / 100), _round(rh * percent / 100))
+        size = (crops.half_up(rw * percent / 100), crops.half_up(rh * percent / 100))
     elif match["confined"]:
         if match["w"] is None or match["h"] is None:
             raise IIIFError(f"Size {text!r} needs both a width and a height.")
@@ -180,9 +180,9 @@ def parse_size(text, region, limits):
     elif match["w"] is not None and match["h"] is not None:
         size = (int(match["w"]), int(match["h"]))  # may distort, as asked
     elif match["w"] is not None:
-        size = (int(match["w"]), _round(Fraction(rh * int(match["w"]), rw)))
+        size = (int(match["w"]), crops.half_up(Fraction(rh * int(match["w"]), rw)))
     elif match["h"] is not None:
-        size = (_round(Fraction(rw * int(match["h"]), rh)), int(match["h"]))
+        size = (crops.half_up(Fraction(rw * int(match["h"]), rh)), int(match["h"]))
     else:
         raise IIIFError(f"Size {text!r} gives neither a width nor a height.")
     return _checked_size(text, size, region, upscale, limits)
@@ -230,13 +230,8 @@ def _largest(width, height, box_width, box_height, max_area):
 def _confine(width, height, box_width, box_height):
     """The !w,h rule: a width x height region scaled to just fit the box, keeping its shape."""
     if box_width * height <= box_height * width:  # the box's width binds
-        return box_width, _round(Fraction(height * box_width, width))
-    return _round(Fraction(width * box_height, height)), box_height
-
-
-def _round(value):
-    """Round half up, as the reference implementation's int(v + 0.5); exact on Fractions."""
-    return math.floor(value + Fraction(1, 2))
+        return box_width, crops.half_up(Fraction(height * box_width, width))
+    return crops.half_up(Fraction(width * box_height, height)), box_height
 
 
 def parse_rotation(text):
@@ -272,7 +267,7 @@ def format_extensions():
 
 def extension_of(format_name):
     """The IIIF extension of a format table name, e.g. "jpg" for "jpeg"."""
-    return next(extension for extension, name in format_extensions().items() if name == format_name)
+    return formats.get(format_name).iiif
 
 
 def image_ops(request):

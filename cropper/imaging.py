@@ -12,7 +12,8 @@ import struct
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import formats
-from .errors import BoxOutsideImageError, ImageTooLargeError, UpstreamError
+from .crops import check_box
+from .errors import ImageTooLargeError, UpstreamError
 
 # FathomNet serves PNG framegrabs and JPEG photos; refusing other decoders keeps
 # Pillow's rarely used parsers away from bytes we did not make.
@@ -53,15 +54,6 @@ def check_size(size, max_pixels):
     if size[0] * size[1] > max_pixels:
         raise _too_large(size, max_pixels)
 
-
-def check_box(box, size):
-    """Refuse a box that does not lie inside an image of this size (Pillow would pad it)."""
-    width, height = size
-    if not box.fits(width, height):
-        raise BoxOutsideImageError(
-            f"The box {list(box)} does not fit inside the {width}x{height} image.",
-            image_width=width, image_height=height,
-        )
 
 
 def orient(image, reported_size):

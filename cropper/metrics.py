@@ -81,9 +81,19 @@ def _make_metrics():
 
 
 def crop_outcome(outcome, code=None):
-    metrics().crops.labels(outcome).inc()
+    _crops(outcome).inc()
     if code:
-        metrics().failures.labels(code).inc()
+        _failures(code).inc()
+
+
+@functools.lru_cache(maxsize=16)  # the labelled children, looked up once: this runs on every crop
+def _crops(outcome):
+    return metrics().crops.labels(outcome)
+
+
+@functools.lru_cache(maxsize=256)
+def _failures(code):
+    return metrics().failures.labels(code)
 
 
 @contextmanager

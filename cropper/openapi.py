@@ -25,6 +25,7 @@ from marshmallow import Schema, fields
 from marshmallow.validate import Length, OneOf, Range
 
 from . import crops, formats, iiif, schemas
+from .routes import CSV_COLUMNS
 
 bp = Blueprint("openapi", __name__)
 
@@ -377,7 +378,7 @@ def build(app):
     crop_schema, concept_schema = app.extensions["cropper.schema.crop"], app.extensions["cropper.schema.concept"]
     limits = {"max_side": crop_schema.max_side, "max_pixels": crop_schema.max_pixels,
               "default_format": crop_schema.default_format}
-    batch_schema = schemas.BatchSchema(**limits)
+    batch_schema = app.extensions["cropper.schema.batch"]
     plugin = MarshmallowPlugin(schema_name_resolver=lambda schema: None)
     spec = APISpec(
         title="FathomNet Cropper", version=_version(), openapi_version="3.1.0", plugins=[plugin],
@@ -467,7 +468,7 @@ def paths(settings, options):
                              400, 413, 415, 422, 429, 502, 503, 504,
                              e413=ERROR_CODES[413] + TOO_MANY + f" ({settings.batch_max_crops}).",
                              e422=VALIDATION + " (the batch's form or options; items are answered in place)")}}
-    csv_columns = ",".join(("url", "label", "box_uuid", "image_uuid", "x1", "y1", "x2", "y2"))
+    csv_columns = ",".join(CSV_COLUMNS)
     concept = {"post": {
         "tags": ["annotations"], "summary": "Crop a page of a concept's annotations",
         "description": "For a data set: a page of FathomNet's boxes of one concept, each cropped. JSON, or CSV "

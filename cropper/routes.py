@@ -102,9 +102,8 @@ MEMO_BODY_BYTES = 2048  # a single crop's body; larger ones are validated each t
 
 def crop_request_of(data):
     """The CropRequest of a crop body; the same bytes are parsed and validated once (tools repeat requests)."""
-    if len(data) > MEMO_BODY_BYTES:
-        return schema("crop").load(parse_json(data))
-    return current_app.extensions["cropper.crop_memo"](data)
+    memo = current_app.extensions["cropper.crop_memo"]
+    return memo(data) if len(data) <= MEMO_BODY_BYTES else memo.__wrapped__(data)
 
 
 def base_url():
@@ -129,12 +128,11 @@ def crop_answer(resolved, cached, base=None):
     return answer
 
 
-def failed_answer(crop_request, error, fields=None):
-    """A batch item that failed: what it asked for (only as plain JSON), and why."""
-    if crop_request is not None:
-        fields = {"uuid": crop_request.uuid, "box": list(crop_request.box) if crop_request.box else None}
-        if crop_request.box_uuid:
-            fields["box_uuid"] = crop_request.box_uuid
+def failed_answer(crop_request, error):
+    """A batch item that failed: what it asked for, and why."""
+    fields = {"uuid": crop_request.uuid, "box": list(crop_request.box) if crop_request.box else None}
+    if crop_request.box_uuid:
+        fields["box_uuid"] = crop_request.box_uuid
     return {**fields, **body_of(error)}
 
 
@@ -160,15 +158,14 @@ def create_crop():
 @bp.post("/cropper-list/")
 def create_crops():
     """Crop many boxes at once: one answer per item, in order; one bad item never fails the rest."""
-    items = batch_items(request.json_body(), settings().batch_max_crops, schema("crop"))
-    loaded = [load_item(item) for item in items]
-    wanted = [x for x in loaded if isinstance(x, CropRequest)]
-    return jsonify(make_all(loaded, wanted))
+    items = batch_items(request.json_body(), settings().batch_max_crops, schema("batch"))
+    return jsonify(make_all([load_item(item) for item in items]))
 
 
-def make_all(loaded, wanted, annotations=None):
-    """Answers for loaded items (CropRequests or failed answers), making the wanted ones in one go."""
-    service, concurrency = crop_service(), settings().batch_concurrency
+def make_all(loaded, annotations=None):
+    """Answers for loaded items (CropRequests or failed answers), making the CropRequests' crops in one go."""
+    service, concurrency, base = crop_service(), settings().batch_concurrency, base_url()
+    wanted = [item for item in loaded if isinstance(item, CropRequest)]
     outcomes = batch.resolve_many(service, wanted, concurrency, annotations)
     crops_wanted = [outcome.crop for outcome in outcomes if isinstance(outcome, Resolved)]
     made = iter(batch.get_or_create_many(service, crops_wanted, concurrency))
@@ -188,7 +185,7 @@ def make_all(loaded, wanted, annotations=None):
             answers.append(failed_answer(item, result.error))
             metrics.crop_outcome("failed", result.error.code)
         else:
-            answers.append(crop_answer(outcome, result.cached))
+            answers.append(crop_answer(outcome, result.cached, base))
             metrics.crop_outcome("hit" if result.cached else "miss")
     return answers
 
@@ -201,7 +198,7 @@ def load_item(item):
         fields = item if isinstance(item, dict) else {}
         box = [echoed(fields.get(name)) for name in ("x1", "y1", "x2", "y2")]
         invalid = InvalidRequestError.from_validation_error(error, "This crop is not valid.")
-        return failed_answer(None, invalid, {"uuid": echoed(fields.get("uuid")), "box": box})
+        return {"uuid": echoed(fields.get("uuid")), "box": box, **body_of(invalid)}  # only plain JSON echoed
 
 
 CSV_COLUMNS = ("url", "label", "box_uuid", "image_uuid", "x1", "y1", "x2", "y2")
@@ -220,7 +217,7 @@ def crop_concept():
     boxes, total, next_offset = crop_service().concept_page(data["concept"], limit, offset)
     options = concept_schema.options(data)
     wanted = [CropRequest(box_uuid=box.uuid, **options) for box in boxes]
-    answers = make_all(wanted, wanted, annotations={box.uuid: box for box in boxes})
+    answers = make_all(wanted, annotations={box.uuid: box for box in boxes})
     if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
         return csv_answer(answers)
     return {"crops": answers, "next_offset": next_offset, "total": total}
@@ -244,7 +241,7 @@ def image_boxes(uuid):
     """An image's FathomNet annotations, each with the request (and the URL) of its crop."""
     uuid = path_uuid(uuid, ImageNotFoundError, "image")
     info, boxes = crop_service().image_boxes(uuid)
-    default = schema("crop").options({})
+    default, base = schema("crop").options({}), base_url()
     listed = []
     for box in boxes:
         try:
@@ -253,7 +250,8 @@ def image_boxes(uuid):
             resolved = None
         listed.append({"box_uuid": box.uuid, "concept": box.concept, "review": box.review, "box": list(box.box),
                        "region": list(resolved.crop.region) if resolved else None,
-                       "request": {"box_uuid": box.uuid}, "url": public_url(resolved.crop) if resolved else None})
+                       "request": {"box_uuid": box.uuid},
+                       "url": f"{base}{resolved.crop.url_path}" if resolved else None})
     return {"uuid": uuid, "width": info.width, "height": info.height, "boxes": listed}
 
 

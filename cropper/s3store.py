@@ -39,16 +39,13 @@ class NoUsage:
     def add(self, nbytes):
         return 0
 
-    def set(self, total):
-        pass
-
 
 class S3CropStore:
     """Crops as objects <prefix><store path> in one bucket, shared by every host."""
 
     name = "crop store"
     shared = True  # by every host: only the designated pruner evicts from it
-    families = ("crops", "iiif")
+    families = cache.FileCropStore.families
 
     def __init__(self, bucket, endpoint_url, locks, prefix="", connect_timeout=3.05, read_timeout=10.0,
                  region="us-east-1", access_key=None, secret_key=None):
@@ -118,9 +115,7 @@ class S3CropStore:
                 if _status(error) != 412:
                     raise
 
-    def lock(self, crop, timeout=None):
-        """Held while the crop is made (or removed), so identical work runs once."""
-        return self.locks.hold(f"crop:{crop.store_path}", "crop", timeout)
+    lock = cache.FileCropStore.lock  # the same lock names on one host, whichever store it uses
 
     def listing(self):
         """Every stored crop, measured; last_used is when it was stored (objects have no access time)."""

@@ -16,7 +16,6 @@ from . import formats
 from .crops import DEFAULT_BACKGROUND, FITS, MAX_DIGITS, Box, CropRequest, Pad
 from .errors import TooManyCropsError
 
-OPTIONS = ("pad", "square", "width", "height", "fit", "enlarge", "background", "quality", "format")
 MAX_PAD_PERCENT = 1000
 PERCENT = re.compile(r"\s*([0-9]{1,4}(?:\.[0-9]{1,2})?)\s*%\s*")
 COLOUR = re.compile(r"#?([0-9a-fA-F]{6})")
@@ -60,6 +59,9 @@ class Pixel(Whole):
     default_error_messages = {"invalid": "Must be a whole number of pixels, not {input}."}
 
 
+PIXEL = Pixel()  # PadField's reader of a pad in pixels
+
+
 class Side(Pixel):
     """An output side in pixels: a whole number >= 1."""
 
@@ -76,7 +78,7 @@ class PadField(fields.Field):
                 raise ValidationError(f"A percentage may be at most {MAX_PAD_PERCENT}%.")
             return Pad(percent, percent=True)
         try:
-            return Pad(Pixel()._validated(value))
+            return Pad(PIXEL._validated(value))
         except ValidationError:
             raise ValidationError(f'Must be a whole number of pixels or a percentage such as "10%", '
                                   f"not {shown(value)}.") from None
@@ -187,6 +189,9 @@ class CropSchema(OptionsSchema):
         return CropRequest(uuid=str(data["uuid"]), box=box, **self.options(data))
 
 
+OPTIONS = tuple(OptionsSchema._declared_fields)  # what a batch's top level may set for its items
+
+
 class BatchSchema(OptionsSchema):
     """The object form of a batch: {"crops": [...], options?}; a bare list is accepted too."""
 
@@ -205,10 +210,9 @@ class ConceptSchema(OptionsSchema):
     offset = Whole()  # 0 or more, below a billion
 
 
-def batch_items(body, max_crops, schema):
+def batch_items(body, max_crops, batch_schema):
     """Split a batch body into its raw items, each with the batch's options unless it names its own."""
-    batch = BatchSchema(max_side=schema.max_side, max_pixels=schema.max_pixels,
-                        default_format=schema.default_format).load(body)
+    batch = batch_schema.load(body)
     if len(batch["crops"]) > max_crops:
         raise TooManyCropsError(
             f"A batch may ask for at most {max_crops} crops; this one asks for {len(batch['crops'])}.",

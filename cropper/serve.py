@@ -21,13 +21,16 @@ from pathlib import Path
 from string import Template
 from urllib.parse import urlsplit
 
-from . import crops, errors, formats
+from . import crops, errors, formats, stores
 from .cluster import FAILED_HOST_SECONDS
 from .config import Settings
 
 NGINX_DIR = Path(__file__).resolve().parent / "nginx"
 STATIC_DIR = Path(__file__).resolve().parent / "static"  # the web page: copied beside nginx's config
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx")
+
+
+DEFAULTS = Settings()  # the sites' defaults are the settings' own
 
 
 @dataclass(frozen=True)
@@ -39,21 +42,21 @@ class NginxSite:
     cache_dir: Path
     access_log: Path
     cors_origins: tuple = ("*",)
-    api_rate: str = "50r/s"
-    api_burst: int = 100
-    regen_rate: str = "10r/s"
-    regen_burst: int = 20
-    iiif_rate: str = "100r/s"
-    iiif_burst: int = 400
-    max_body: str = str(Settings().max_body_bytes)  # nginx refuses what the app would, before it is sent on
+    api_rate: str = DEFAULTS.api_rate_limit
+    api_burst: int = DEFAULTS.api_burst
+    regen_rate: str = DEFAULTS.regen_rate_limit
+    regen_burst: int = DEFAULTS.regen_burst
+    iiif_rate: str = DEFAULTS.iiif_rate_limit
+    iiif_burst: int = DEFAULTS.iiif_burst
+    max_body: str = str(DEFAULTS.max_body_bytes)  # nginx refuses what the app would, before it is sent on
     tls_listen: str = ""
     tls_cert: str = ""
     tls_key: str = ""
     resolver: str = ""  # a DNS server to re-resolve the upstream's name with (Docker's, for scaled replicas)
-    metrics_allow: tuple = ("127.0.0.0/8", "::1/128")  # who may read /metrics and nginx's stub_status
+    metrics_allow: tuple = DEFAULTS.metrics_allow  # who may read /metrics and nginx's stub_status
     real_ip_from: tuple = ()  # proxies (a cluster's front) whose X-Forwarded-For names the client
     store_url: str = ""  # CACHE_BACKEND=s3: http://host:port/bucket nginx reads crops from; "": from cache_dir
-    store_cache_max: int = 1024**3  # bytes of nginx's local cache of crops read from the store
+    store_cache_max: int = DEFAULTS.store_cache_max_bytes  # bytes of nginx's local cache of crops read from the store
 
     @classmethod
     def from_settings(cls, settings):
@@ -145,8 +148,8 @@ def store_values(site, process):
     host = f"{url.hostname}:{url.port or 80}"
     # With a resolver (Docker's), the store's name is looked up again as nginx runs: a store container
     # started again elsewhere is found (resolve needs the upstream in a shared zone; nginx 1.27.3+).
-    server = (f"zone cropper_store_peers 64k; resolver {site.resolver} valid=10s ipv6=off; "
-              f"server {host} resolve max_fails=0;") if site.resolver else f"server {host} max_fails=0;"
+    server = ("zone cropper_store_peers 64k; " if site.resolver else "") + " ".join(
+        upstream_servers(site.resolver, [host], "max_fails=0"))
     http = "\n".join([
         f"upstream cropper_store {{ {server} keepalive 16; }}",
         f"proxy_cache_path {process.temp_dir / 'store-cache'} levels=1:2 keys_zone=cropper_store:16m "
@@ -157,35 +160,44 @@ def store_values(site, process):
     return {"CROPPER_STORE_HTTP": http, "CROPPER_STORE_HOST": host, "CROPPER_STORE_PATH": url.path.rstrip("/")}
 
 
-def process_values(process):
+def upstream_servers(resolver, hosts, params):
+    """An upstream's server lines; with a resolver (Docker's), names are looked up again as nginx runs."""
+    lines = [f"resolver {resolver} valid=10s ipv6=off;"] if resolver else []
+    return lines + [f"server {host}{' resolve' if resolver else ''} {params};" for host in hosts]
+
+
+def common_values(site, process):
+    """What every config needs, a host's and the front's: nginx's own files, the log, CORS, the body cap, errors."""
+    snippets = process.conf_dir / "conf.d" / "snippets"
+    cors_default, cors_regex = cors_values(site.cors_origins)
     return {
         "CROPPER_USER": f"user {process.user};" if process.user else "",
         "CROPPER_PID": str(process.pid_file),
         "CROPPER_TEMP_DIR": str(process.temp_dir),
         "CROPPER_CONF_DIR": str(process.conf_dir),
-        "CROPPER_SNIPPETS_DIR": str(process.conf_dir / "conf.d" / "snippets"),
+        "CROPPER_SNIPPETS_DIR": str(snippets),
+        "CROPPER_ACCESS_LOG": str(site.access_log),
+        "CROPPER_CORS_DEFAULT": cors_default,
+        "CROPPER_CORS_REGEX": cors_regex,
+        "CROPPER_MAX_BODY": site.max_body,
+        "CROPPER_NOT_FOUND": json_404(errors.NotFoundError("The requested URL was not found on the server.")),
+        "CROPPER_ERROR_PAGES": error_pages(snippets),
     }
 
 
 def template_values(site, process):
-    cors_default, cors_regex = cors_values(site.cors_origins)
-    resolver = f"resolver {site.resolver} valid=10s ipv6=off; " if site.resolver else ""
     return {
-        **process_values(process),
+        **common_values(site, process),
         "CROPPER_STATIC_DIR": str(process.conf_dir / "static"),
         "CROPPER_LISTEN": site.listen,
-        "CROPPER_UPSTREAM": f"{resolver}server {site.upstream}{' resolve' if site.resolver else ''} max_fails=0;",
+        "CROPPER_UPSTREAM": " ".join(upstream_servers(site.resolver, [site.upstream], "max_fails=0")),
         "CROPPER_CACHE_DIR": str(site.cache_dir),
-        "CROPPER_ACCESS_LOG": str(site.access_log),
-        "CROPPER_CORS_DEFAULT": cors_default,
-        "CROPPER_CORS_REGEX": cors_regex,
         "CROPPER_API_RATE": site.api_rate,
         "CROPPER_API_BURST": str(site.api_burst),
         "CROPPER_REGEN_RATE": site.regen_rate,
         "CROPPER_REGEN_BURST": str(site.regen_burst),
         "CROPPER_IIIF_RATE": site.iiif_rate,
         "CROPPER_IIIF_BURST": str(site.iiif_burst),
-        "CROPPER_MAX_BODY": site.max_body,
         "CROPPER_TLS_LISTEN": site.tls_listen,
         "CROPPER_TLS_CERT": site.tls_cert,
         "CROPPER_TLS_KEY": site.tls_key,
@@ -195,8 +207,6 @@ def template_values(site, process):
         "CROPPER_IIIF_LOCATION": crops.nginx_iiif_location_pattern(),
         "CROPPER_IIIF_TYPES": " ".join(f"{fmt.media_type} {name};" for name, fmt in formats.iiif_names().items()),
         "CROPPER_CROP_NOT_FOUND": json_404(errors.CropNotFoundError("There is no crop at this path.")),
-        "CROPPER_NOT_FOUND": json_404(errors.NotFoundError("The requested URL was not found on the server.")),
-        "CROPPER_ERROR_PAGES": error_pages(process.conf_dir / "conf.d" / "snippets"),
         "CROPPER_METRICS_ALLOW": " ".join(f"allow {network};" for network in site.metrics_allow),
         "CROPPER_REAL_IP": real_ip(site.real_ip_from),
         **store_values(site, process),
@@ -253,7 +263,7 @@ class FrontSite:
     hosts: tuple
     access_log: Path
     cors_origins: tuple = ("*",)
-    max_body: str = str(Settings().max_body_bytes)
+    max_body: str = str(DEFAULTS.max_body_bytes)
     resolver: str = ""  # a DNS server to look the hosts' names up again with (Docker's: a host restarted moves)
 
     @classmethod
@@ -267,23 +277,15 @@ def render_front(front, process):
     """Write the front nginx's config into process.conf_dir and return the main file's path."""
     if not front.hosts:
         raise ValueError("the front needs CLUSTER_HOSTS: the hosts' nginx, as host:port")
-    cors_default, cors_regex = cors_values(front.cors_origins)
-    values = {
-        **process_values(process),
+    values = common_values(front, process)
+    values.update({
         "CROPPER_FRONT_LISTEN": front.listen,
         # max_fails/fail_timeout as cluster.FAILED_HOST_SECONDS: the front and the hosts pass over a failed host alike
-        "CROPPER_FRONT_SERVERS": "\n    ".join(
-            ([f"resolver {front.resolver} valid=10s ipv6=off;"] if front.resolver else [])
-            + [f"server {host}{' resolve' if front.resolver else ''} max_fails=1 fail_timeout={FAILED_HOST_SECONDS}s;"
-               for host in front.hosts]),
+        "CROPPER_FRONT_SERVERS": "\n    ".join(upstream_servers(
+            front.resolver, front.hosts, f"max_fails=1 fail_timeout={FAILED_HOST_SECONDS}s")),
         "CROPPER_UUID": crops.UUID,
-        "CROPPER_ACCESS_LOG": str(front.access_log),
-        "CROPPER_MAX_BODY": front.max_body,
-        "CROPPER_CORS_DEFAULT": cors_default,
-        "CROPPER_CORS_REGEX": cors_regex,
-        "CROPPER_NOT_FOUND": json_404(errors.NotFoundError("The requested URL was not found on the server.")),
-        "CROPPER_ERROR_PAGES": error_pages(process.conf_dir / "conf.d" / "snippets").replace("\n", "\n    "),
-    }
+        "CROPPER_ERROR_PAGES": values["CROPPER_ERROR_PAGES"].replace("\n", "\n    "),
+    })
     conf_d = process.conf_dir / "conf.d"
     shutil.rmtree(conf_d, ignore_errors=True)
     (conf_d / "snippets").mkdir(parents=True)
@@ -430,7 +432,7 @@ def can_reach(user, folder):
     return True
 
 
-DEFAULT_CACHE_DIR = Path("var/cache")
+DEFAULT_CACHE_DIR = DEFAULTS.cache_dir
 RUN_DIR = Path("var/run/nginx")
 # Where a service started as root keeps what nginx's unprivileged workers must reach, when the
 # working folder is private (as root's home is): the usual places for a system service.
@@ -487,12 +489,9 @@ def serve(settings):
 
 def prepare_store(settings):
     """Create the shared crop store's bucket if need be, and open its crops to reads (safe to repeat)."""
-    from . import stores
-    from .errors import StoreUnavailableError
-
     try:
         stores(settings)[0].ensure_bucket()
-    except StoreUnavailableError as error:
+    except errors.StoreUnavailableError as error:
         raise StartError(error.message) from None
 
 

@@ -140,10 +140,10 @@ class CropService:
                 return CropResult(crop, cached=True)
             if info is None:
                 info = self.image_info(crop.uuid)
-                imaging.check_box(crop.region, info.size)
+                crops.check_box(crop.region, info.size)
             try:
-                started = time.perf_counter()
                 with self.open_source(info, store_later=True) as source:
+                    started = time.perf_counter()  # the encode metric: not the download open_source may do
                     image = imaging.render(source, crop)
                 data = imaging.encode(image, crop.format, crop.quality or self.settings.quality,
                                       self.encoder_options.get(crop.format))

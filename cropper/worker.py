@@ -11,14 +11,16 @@ from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
 from gunicorn.workers.sync import SyncWorker
 
-from .errors import error_body
+from .errors import NGINX_ERRORS, error_body
 
+NGINX = {status: message for status, _, message, _ in NGINX_ERRORS}
+# Said as nginx says it where nginx refuses the same requests (494 is nginx's 431).
 MESSAGES = {
-    400: "The request is not valid HTTP.",
+    400: NGINX[400],
     403: "The request is not allowed.",
-    414: "The request line (the URL) is too long.",
+    414: NGINX[414],
     417: "The expectation in the request cannot be met.",
-    431: "The request's headers are too large.",
+    431: NGINX[494],
     501: "The request uses a transfer coding this server does not support.",
 }
 
