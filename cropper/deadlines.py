@@ -1,9 +1,11 @@
 """Total time limits for HTTP calls made with requests.
 
 requests' timeouts bound each socket read, so a peer that trickles a byte every few seconds (in
-its headers or its body) keeps a call going for as long as it likes. Here a call gets a deadline:
-a watchdog thread shuts down the sockets the call is using once the deadline passes, which makes
-the blocked read fail at once, and the caller reports a timeout.
+its headers or its body) keeps a call going for as long as it likes, and a TLS handshake may take
+the whole connect timeout. Here a call gets a deadline: a watchdog thread shuts down the sockets
+the call is using, from the first (handshake included), once the deadline passes, which makes the
+blocked read fail at once, and the caller reports a timeout. (Name lookups are not covered:
+getaddrinfo cannot be interrupted.)
 
     session.mount("https://", DeadlineAdapter(...))
     with deadline(10) as call:
@@ -13,6 +15,7 @@ the blocked read fail at once, and the caller reports a timeout.
 
 import heapq
 import itertools
+import os
 import socket
 import threading
 import time
@@ -32,28 +35,37 @@ class Call:
         self.deadline = time.monotonic() + seconds
         self.expired = False
         self._done = False
-        self._sockets = []
+        self._watched = {}  # descriptor of a connection -> our duplicate of it
         self._lock = threading.Lock()
 
     def watch(self, sock):
+        """Watch sock's connection, through a duplicate of its descriptor.
+
+        TLS wraps a new socket object around the descriptor and detaches the first, which then
+        can no longer be shut down; a duplicate still reaches the connection, handshake included.
+        """
         with self._lock:
+            if self._done or sock.fileno() < 0 or sock.fileno() in self._watched:
+                return
+            duplicate = socket.socket(fileno=os.dup(sock.fileno()))
+            self._watched[sock.fileno()] = duplicate
             if self.expired:
-                _shut(sock)
-            elif sock not in self._sockets:
-                self._sockets.append(sock)
+                _shut(duplicate)
 
     def expire(self):
         with self._lock:
             if self._done:
                 return
             self.expired = True
-            for sock in self._sockets:
-                _shut(sock)
+            for duplicate in self._watched.values():
+                _shut(duplicate)
 
     def finish(self):
         with self._lock:
             self._done = True
-            self._sockets.clear()
+            for duplicate in self._watched.values():
+                duplicate.close()
+            self._watched.clear()
 
 
 def _shut(sock):
@@ -111,22 +123,31 @@ def deadline(seconds):
         _current.call = outer
 
 
-def _watch_connection(connection):
+def _watch(sock):
     call = getattr(_current, "call", None)
-    if call is not None and connection.sock is not None:
-        call.watch(connection.sock)
+    if call is not None and sock is not None:
+        call.watch(sock)
 
 
-class _WatchedHTTPConnection(HTTPConnection):
+class _Watched:
+    """A connection watched from its first socket (connect, TLS handshake), or when reused from the pool."""
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        _watch(sock)
+        return sock
+
     def getresponse(self, *args, **kwargs):
-        _watch_connection(self)  # from here on the peer sends: headers, then the body
+        _watch(self.sock)  # a kept-alive connection made during an earlier call
         return super().getresponse(*args, **kwargs)
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def getresponse(self, *args, **kwargs):
-        _watch_connection(self)
-        return super().getresponse(*args, **kwargs)
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
 
 
 class _HTTPPool(HTTPConnectionPool):

@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -226,6 +227,56 @@ def test_a_trickling_download_times_out(settings, standin, monkeypatch):
     with pytest.raises(UpstreamTimeoutError):
         download(client, record.url)
     assert time.monotonic() - start < 1.8
+
+
+@pytest.fixture
+def tls_trickler():
+    """A TLS server on 127.0.0.1 that answers every ClientHello a byte at a time, every 0.2 s, for up to 5 s.
+
+    Python bounds a whole handshake by the connect timeout; only a deadline over it stops a client sooner.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def trickle(conn):
+        with conn:
+            conn.recv(4096)  # the ClientHello
+            record = b"\x16\x03\x03\x40\x00" + b"\x02" * 64  # a handshake record of 16 KiB, never finished
+            for byte in record:
+                if stop.wait(0.2):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:  # the client gave up: what the test wants
+                    return
+
+    def serve():
+        deadline = time.monotonic() + 5
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=trickle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+@pytest.mark.parametrize("call", ["api", "download"])
+def test_a_tls_handshake_slower_than_the_deadline_is_cut_off_at_the_deadline(settings, tls_trickler, call):
+    client = FathomNetClient(settings.replace(
+        fathomnet_api_url=f"https://{tls_trickler}/api", allowed_image_hosts=(tls_trickler,),
+        connect_timeout=2.0, read_timeout=2.0, api_timeout=0.6, download_timeout=0.6, upstream_retries=0))
+    start = time.monotonic()
+    with pytest.raises(UpstreamTimeoutError):
+        client.image(UNKNOWN) if call == "api" else download(client, f"https://{tls_trickler}/image.png")
+    assert time.monotonic() - start < 1.5  # the 0.6 s deadline, not the 2 s connect timeout
 
 
 def test_a_silent_image_host_times_out(settings, standin, monkeypatch):
