@@ -296,6 +296,7 @@ class FileSourceStore:
     """Under <root>/sources/: per image its FathomNet metadata and decoded pixels; per annotation its box."""
 
     name = "image source cache"
+    shared = False  # always this host's
 
     def __init__(self, root, locks):
         self.root = Path(root).resolve()

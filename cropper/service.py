@@ -289,12 +289,13 @@ class CropService:
 
     def _store_pixels(self, uuid, image, held):
         """Store a decoded image's pixels for later crops, then let go of its lock."""
-        try:
-            # Room is made now, when this write is next: a burst of downloads cannot all count on the same room.
-            self.pruner.make_room(self.source_store, imaging.raw_size(image.size))
+        def write():
             with self.source_store.new_pixels(uuid) as out:
                 imaging.write_raw(image, out)
-            self.pruner.make_room(self.source_store, 0)
+
+        try:
+            # Room is made now, when this write is next: a burst of downloads cannot all count on the same room.
+            self._with_room(self.source_store, imaging.raw_size(image.size), write)
         except Exception:  # the crop was made: only later crops pay, with a new download
             log.exception("could not store the pixels of image %s", uuid)
         finally:

@@ -38,7 +38,10 @@ def small_disk(folder, size_mib):
 
 
 def remount(folder, mode):
-    subprocess.run(["mount", "-o", f"remount,{mode}", str(folder)], check=True)
+    """Remount read-only or read-write; a file still open for writing (pixels stored after an answer) makes
+    the kernel refuse read-only for a moment, so try again for a while."""
+    command = ["mount", "-o", f"remount,{mode}", str(folder)]
+    assert wait_until(lambda: subprocess.run(command, capture_output=True).returncode == 0, timeout=10), command
 
 
 def fill(folder, leave_bytes=0):
@@ -100,6 +103,52 @@ def test_a_full_disk_is_a_507_that_names_the_cache_and_heals_when_space_is_back(
             assert_image_equal(open_bytes(requests.get(healed.json()["url"], timeout=10).content),
                                expected_crop(frame, (0, 0, 300, 300)))
             assert requests.get(f"{app.url}/readyz", timeout=10).json()["checks"]["cache"] == {"ok": True}
+
+
+def pixels_stored(cache_dir, uuid):
+    return any(Path(cache_dir).rglob(f"{uuid}.pix"))
+
+
+def test_pixels_stored_on_a_full_disk_make_room_from_older_ones_as_a_crop_does(standin, tmp_path):
+    """A fresh image's pixels, stored after its first crop is answered, free least recently used files
+    once when the disk is full, so its next crops need no new download."""
+    older, fresh = standin.image("framegrab-1"), standin.image("framegrab-2")
+    with small_disk(tmp_path / "disk", 24) as disk:
+        cache_dir = disk / "cache"
+        with Gunicorn(service_env(standin, cache_dir, CACHE_PRUNE_INTERVAL="0"), cwd=tmp_path, workers=1) as app:
+            assert crop(app, older, (0, 0, 64, 64)).status_code == 200
+            assert wait_until(lambda: pixels_stored(cache_dir, older.uuid))
+            fill(disk, leave_bytes=3 * MIB)  # room for a download and crops, not for 6.2 MB of pixels
+            downloads = standin.downloads(fresh.uuid)
+
+            assert crop(app, fresh, (0, 0, 64, 64)).status_code == 200
+
+            assert wait_until(lambda: pixels_stored(cache_dir, fresh.uuid))
+            assert not pixels_stored(cache_dir, older.uuid)  # the least recently used made room
+            assert crop(app, fresh, (64, 64, 128, 128)).status_code == 200
+            assert standin.downloads(fresh.uuid) == downloads + 1
+            assert temp_files(cache_dir) == []
+        assert "Traceback" not in app.log()
+
+
+def test_a_crop_that_meets_a_full_disk_makes_room_from_least_recently_used_files_once(standin, tmp_path):
+    older, fresh = standin.image("framegrab-3"), standin.image("framegrab-4")
+    with small_disk(tmp_path / "disk", 24) as disk:
+        cache_dir = disk / "cache"
+        with Gunicorn(service_env(standin, cache_dir, CACHE_PRUNE_INTERVAL="0"), cwd=tmp_path, workers=1) as app:
+            for record in (older, fresh):
+                assert crop(app, record, (0, 0, 64, 64)).status_code == 200
+                assert wait_until(lambda record=record: pixels_stored(cache_dir, record.uuid))
+            fill(disk)
+
+            made = crop(app, fresh, (0, 0, 900, 900))  # about 1 MB of PNG, from pixels already stored
+
+            assert made.status_code == 200, made.text
+            assert not pixels_stored(cache_dir, older.uuid)  # the least recently used made room
+            assert pixels_stored(cache_dir, fresh.uuid)  # in use by the crop: kept
+            assert requests.get(made.json()["url"], timeout=10).status_code == 200
+            assert temp_files(cache_dir) == []
+        assert "the cache's disk was full" in app.log() and "Traceback" not in app.log()
 
 
 def test_a_read_only_cache_refuses_new_crops_with_507_and_serves_the_old_ones(standin, tmp_path):
