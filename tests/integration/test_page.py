@@ -209,6 +209,17 @@ def test_an_image_opens_with_its_annotations_drawn_from_tiles_only(page, standin
     assert not [u for u in tiles if full_size(u, image.width, image.height)]
 
 
+def test_every_label_is_inside_the_viewer_even_for_a_box_at_the_top_edge(page, standin, nginx):
+    name = "framegrab-1"  # its "top" box starts at y = 0: a label above it would be cut off
+    page.open(f"?image={uuid_for(name)}")
+    page.wait_for_image(len(boxes(name)))
+    viewer = page.js("return window.cropperPage.viewer.element.getBoundingClientRect().toJSON()")
+    for box_uuid in (EDGE_BOXES["top"], *[b["uuid"] for b in boxes(name) if b["y"] > 100]):
+        label = page.js("return arguments[0].querySelector('.label').getBoundingClientRect().toJSON()",
+                        page.annotation(box_uuid))
+        assert viewer["top"] <= label["top"] and label["bottom"] <= viewer["bottom"], (box_uuid, label, viewer)
+
+
 def test_clicking_an_annotation_shows_the_crop_cropper_gives_for_its_box(page, standin, nginx):
     name, box_uuid = "framegrab-2", EDGE_BOXES["right"]
     page.open(f"?image={uuid_for(name)}")

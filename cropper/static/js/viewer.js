@@ -63,6 +63,7 @@ export class Viewer {
   // Annotations as focusable overlays; the largest first, so smaller ones inside them stay clickable.
   setAnnotations(boxes) {
     this.osd.clearOverlays();
+    this.labelled = [];  // [annotation element, its top in image pixels]
     const drawn = boxes.filter((b) => b.region).sort((a, b) => area(b.region) - area(a.region));
     for (const b of drawn) {
       const [x1, y1, x2, y2] = b.region;
@@ -91,7 +92,9 @@ export class Viewer {
       el.addEventListener("focus", () => this.onHover(b.box_uuid));
       el.addEventListener("blur", () => this.onHover(null));
       this.osd.addOverlay({element: el, location: this.osd.viewport.imageToViewportRectangle(x1, y1, x2 - x1, y2 - y1)});
+      this.labelled.push([el, y1]);
     }
+    this.place();
   }
 
   annotationElements() {
@@ -129,6 +132,11 @@ export class Viewer {
       const a = this.osd.viewport.imageToViewerElementCoordinates(Point(box[0], box[1]));
       const b = this.osd.viewport.imageToViewerElementCoordinates(Point(box[2], box[3]));
       Object.assign(el.style, {left: `${a.x}px`, top: `${a.y}px`, width: `${b.x - a.x}px`, height: `${b.y - a.y}px`});
+    }
+    // A label goes above its box, or inside it where the viewer's top edge would cut it off.
+    for (const [el, top] of this.labelled || []) {
+      const above = this.osd.viewport.imageToViewerElementCoordinates(Point(0, top)).y;
+      el.classList.toggle("label-inside", above < el.querySelector(".label").offsetHeight);
     }
   }
 
