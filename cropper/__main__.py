@@ -47,6 +47,8 @@ def main(argv=None):
             print(f"wrote {render_nginx(NginxSite.from_settings(settings), NginxProcess.docker(args.out))}")
         return 0
     if args.command == "store":
+        if settings.cache_backend != "s3":
+            parser.exit(2, f"{parser.prog}: store init is for the shared crop store: set CACHE_BACKEND=s3\n")
         try:
             prepare_store(settings)
         except StartError as error:

@@ -121,7 +121,8 @@ class UsageCounter:
             raw = os.pread(fd, 32, 0)
             total = max(0, (int(raw) if raw.strip().isdigit() else 0) + nbytes)
             if nbytes:  # add(0) only reads
-                os.pwrite(fd, b"%-31d" % total, 0)
+                with storing("cache"):  # a counter made empty by add(0) takes its first block here
+                    os.pwrite(fd, b"%-31d" % total, 0)
             return total
         finally:
             os.close(fd)
@@ -171,8 +172,10 @@ class Locks:
         try:
             yield
         finally:
-            _unlink(path)  # while still held: a waiter on this file will see it gone and retry
-            os.close(fd)
+            try:
+                _unlink(path)  # while still held: a waiter on this file will see it gone and retry
+            finally:
+                os.close(fd)  # whatever unlink met (EIO, EROFS): the lock is never kept by a leaked descriptor
 
     def _open(self, path):
         with storing("cache"):
@@ -326,9 +329,13 @@ class FileSourceStore:
         _store(self, self._path(box_uuid, ".box"), json.dumps(box).encode())
 
     def _read_json(self, uuid, suffix):
+        path = self._path(uuid, suffix)
         try:
-            return json.loads(self._path(uuid, suffix).read_bytes())
+            return json.loads(path.read_bytes())
         except FileNotFoundError:
+            return None
+        except ValueError:  # damaged on disk (written whole, so not by us): asked for again, as if never stored
+            log.warning("ignoring the damaged file %s", path)
             return None
 
     def forget_info(self, uuid):

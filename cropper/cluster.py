@@ -36,6 +36,9 @@ RETRY_PAUSE_SECONDS = 0.05
 KEY_HEADER = "X-Cropper-Cluster-Key"
 # What a host's nginx answers when its app does not (errors.NGINX_ERRORS): that host is down too.
 HOST_DOWN = (502, "service_unavailable")
+# What an owner answers for all the crops asked at once that is about making them, not about the cluster:
+# passed on to the client as it said it.
+OWNER_STATES = {(503, "busy"), (507, "insufficient_storage")}
 
 
 class Ring:
@@ -153,6 +156,11 @@ class Cluster:
             return self._down(host, why)
         code = body.get("error", {}).get("code") if isinstance(body, dict) and isinstance(body.get("error"), dict) \
             else None
+        if (answer.status_code, code) in OWNER_STATES:
+            retry_after = answer.headers.get("Retry-After", "")
+            error = RemoteError(answer.status_code, {**body, "retry_after": int(retry_after) if retry_after.isdigit()
+                                                      else None})
+            return [error] * len(crops_wanted)
         if answer.status_code != 200 or not isinstance(body, list) or len(body) != len(crops_wanted):
             # Not an answer about the crops (a wrong CLUSTER_KEY is a 404, ...): the cluster is misconfigured
             # or failing, which the client must not take for something about its crop.

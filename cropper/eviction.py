@@ -55,7 +55,10 @@ class Pruner:
         now = time.time() if now is None else now
         report = PruneReport()
         if self.crop_store in self.stores:
-            report.crops_removed, report.crop_bytes_removed = self._within_budget(self.crop_store, report, now=now)
+            try:
+                report.crops_removed, report.crop_bytes_removed = self._within_budget(self.crop_store, report, now=now)
+            except CropperError as error:  # the bucket is down: this host's sources are still its own to keep
+                log.warning("cannot prune the %s: %s", self.crop_store.name, error.message)
         report.sources_removed, report.source_bytes_removed = self._within_budget(self.source_store, report, now=now)
         return report
 

@@ -18,6 +18,7 @@ from .crops import CropRequest
 from .errors import (
     BoxNotFoundError,
     BoxOutsideImageError,
+    BusyError,
     CropNotFoundError,
     CropperError,
     ImageNotFoundError,
@@ -297,6 +298,8 @@ def send_crop(result, cache_status):
     if opened is None:  # evicted between making and sending: make it once more
         result = crop_service().make(result.crop)
         opened = crop_service().crop_store.open(result.crop)
+    if opened is None:  # evicted at once again: the cache is far over its budget, not this request's fault
+        raise BusyError("The crop was evicted as soon as it was made; the cache is under pressure.")
     response = send_file(opened.file, mimetype=result.crop.media_type, max_age=ONE_YEAR, conditional=True,
                          etag=f"{opened.size:x}-{int(opened.modified * 1e6):x}", last_modified=opened.modified)
     response.cache_control.public = True

@@ -209,18 +209,20 @@ class CropService:
         return infos
 
     def _stored_info(self, uuid):
-        data = self.source_store.read_info(uuid)
-        return ImageInfo.from_dict(data) if data else None
+        return _read_back(ImageInfo.from_dict, self.source_store.read_info(uuid))
+
+    def _stored_box(self, box_uuid):
+        return _read_back(lambda data: BoxInfo(**data), self.source_store.read_box(box_uuid))
 
     def bounding_box(self, box_uuid):
         """A FathomNet annotation: stored when seen before, else looked up (once) and remembered."""
-        stored = self.source_store.read_box(box_uuid)
+        stored = self._stored_box(box_uuid)
         if stored:
-            return BoxInfo(**stored)
+            return stored
         with self.source_store.lock(box_uuid):
-            stored = self.source_store.read_box(box_uuid)
+            stored = self._stored_box(box_uuid)
             if stored:
-                return BoxInfo(**stored)
+                return stored
             found = self.fathomnet.bounding_box(box_uuid)
             if found is None:
                 raise BoxNotFoundError(f"FathomNet has no bounding box with uuid {box_uuid}.", box_uuid=box_uuid)
@@ -326,3 +328,14 @@ class CropService:
         if image.size != info.size:
             log.warning("image %s is %s but FathomNet says %s", info.uuid, image.size, info.size)
         return image
+
+
+def _read_back(make, data):
+    """What make() builds from stored data, or None when nothing (or something damaged) is stored."""
+    if not isinstance(data, dict) or not data:
+        return None
+    try:
+        return make(data)
+    except (TypeError, ValueError, AttributeError):  # not what we wrote: asked for again, as if never stored
+        log.warning("ignoring damaged stored metadata: %.200r", data)
+        return None

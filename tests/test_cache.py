@@ -14,7 +14,8 @@ import pytest
 
 from cropper.cache import FileCropStore, FileSourceStore, Locks, atomic_writer, write_bytes
 from cropper.crops import Box, Crop
-from cropper.errors import BusyError
+from cropper.errors import BusyError, InsufficientStorageError
+from tests.disks import fill, small_disk
 from tests.modules import package_sources
 from tests.processes import HeldInChild
 
@@ -247,3 +248,19 @@ def test_no_module_outside_the_cache_knows_its_files():
     for name, text in package_sources(but="cache.py"):
         for detail in ('".pix"', '".json"', '.lock"', "TEMP_SUFFIX", ".tmp", "tempfile", "flock", "st_atime", "locks/"):
             assert detail not in text, f"{name} mentions {detail}"
+
+
+# -- a disk with one block left
+
+
+def test_a_write_that_takes_the_disks_last_block_before_the_first_count_is_a_storage_error(tmp_path):
+    """A new cache's usage counter is created empty (by make_room's read) and gets its first bytes after the
+    write: on a disk the write filled, that is ENOSPC too, and must be a 507, not an OSError (a 500)."""
+    with small_disk(tmp_path / "disk", 1) as disk:
+        source_store = FileSourceStore(disk / "cache", Locks(disk / "cache" / "locks", timeout=0.3))
+        assert source_store.usage.add(0) == 0  # what Pruner.make_room reads before a write
+        fill(disk, leave_bytes=4096)
+        assert os.statvfs(disk).f_bavail == 1
+
+        with pytest.raises(InsufficientStorageError):
+            source_store.write_info(UUID, {"uuid": UUID})

@@ -189,3 +189,9 @@ def test_env_example_prints_the_committed_env_example(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == (ROOT / ".env.example").read_text()
     assert "CACHE_MAX_BYTES=" in result.stdout and "CACHE_PRUNE_INTERVAL=" in result.stdout
+
+
+def test_store_init_without_the_s3_backend_is_a_one_line_error_not_a_traceback(tmp_path):
+    done = cropper(tmp_path, "store", "init")  # CACHE_BACKEND=file, the default: there is no bucket
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr and "CACHE_BACKEND=s3" in done.stderr

@@ -5,13 +5,17 @@ tests/integration/test_cluster.py; the vectors below were taken from nginx 1.22.
 consistent` so the ring stays nginx's even where nginx is not installed.
 """
 
+import threading
 import uuid as uuidlib
 from collections import Counter
 
 import pytest
+from werkzeug.serving import make_server
 
+from cropper import create_app
 from cropper.cluster import FAILED_HOST_SECONDS, Cluster, RemoteError, Ring, crops_of_paths
 from cropper.crops import Box, Crop
+from tests.disks import fill, small_disk
 
 NAMESPACE = uuidlib.UUID("6f1b3c2e-5d7a-4e8b-9c0d-fa7000f00d00")
 HOSTS = ("127.0.0.1:28081", "127.0.0.1:28082", "127.0.0.1:28083")
@@ -129,3 +133,21 @@ def test_an_error_another_host_answers_keeps_its_status_code_details_and_retry_a
     assert (busy.status, busy.retry_after, busy.details) == (503, 1, {})
     odd = RemoteError(500, {"error": {"details": {"message": "a detail named message"}}})
     assert odd.code == "internal_error" and odd.details == {"message": "a detail named message"}
+
+
+def test_an_owner_whose_disk_is_full_is_a_507_for_the_asker_too_not_a_cluster_failure(settings, standin, tmp_path):
+    """The owner answers /_cluster/make 507 as a whole when it cannot store an image's metadata; the asking
+    host must pass that on (no Retry-After: a full disk is no reason to retry at once), not call it a 503."""
+    with small_disk(tmp_path / "disk", 1) as disk:
+        owner_app = create_app(settings.replace(cache_dir=disk / "cache", cluster_key="k"))
+        server = make_server("127.0.0.1", 0, owner_app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            fill(disk)
+            asker = Cluster([f"127.0.0.1:{server.server_port}"], "127.0.0.1:1", "k", timeout=10)
+
+            [made] = asker.make_elsewhere([Crop(standin.image("gray").uuid, Box(0, 0, 8, 8), "png")])
+
+            assert (made.status, made.code, made.retry_after) == (507, "insufficient_storage", None)
+        finally:
+            server.shutdown()

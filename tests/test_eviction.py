@@ -17,6 +17,7 @@ import cropper.cache
 from cropper.cache import write_bytes
 from cropper.config import Settings
 from cropper.eviction import Pruner, run_pruner
+from cropper.s3store import S3CropStore
 from devtools.servers import wait_until
 from tests.cachefolder import (
     HOUR,
@@ -433,3 +434,20 @@ def test_the_pruner_stands_by_while_another_process_prunes_and_takes_over_when_i
         assert all(path.exists() for path in paths)
         other.kill()
         assert wait_until(lambda: not any(path.exists() for path in paths))
+
+
+# -- a shared crop store that cannot be reached
+
+
+def test_a_bucket_that_cannot_be_reached_does_not_keep_the_sources_here_from_being_pruned(cache, settings):
+    """The S3_PRUNER host keeps its own sources and temp files within bounds while the bucket is down."""
+    unreachable = S3CropStore("crops", "http://127.0.0.1:9", cache.locks, connect_timeout=0.5, read_timeout=0.5,
+                              access_key="cropper", secret_key="secret")  # nothing listens on port 9
+    paths = make_source(cache, OTHER)
+    temp = make_temp(paths[1].parent, paths[1].name, age=700)
+
+    report = Pruner(unreachable, cache.source_store, settings.replace(
+        s3_pruner=True, source_cache_max_bytes=1, temp_grace=600)).prune(now=NOW)
+
+    assert (report.sources_removed, report.temp_files_removed) == (1, 1)
+    assert not any(path.exists() for path in paths) and not os.path.exists(temp)

@@ -233,3 +233,12 @@ def test_unknown_routes_and_methods_are_json(client):
     assert_error(client.get("/nope"), 404, "not_found")
     error = client.get("/cropper/")
     assert_error(error, 405, "method_not_allowed")
+
+
+def test_a_crop_evicted_as_soon_as_it_is_made_is_a_503_busy_not_a_500(app, client, standin, monkeypatch):
+    """Eviction racing the answer twice in a row cannot be timed from outside: the store is made to lose it."""
+    url = local(client.post("/cropper/", json=crop_body(standin.image("gray"), format="png")).json["url"])
+    monkeypatch.setattr(app.extensions["cropper"].crop_store, "open", lambda crop: None)
+    served = client.get(url)
+    assert_error(served, 503, "busy")
+    assert "evicted" in served.json["error"]["message"]

@@ -84,3 +84,21 @@ def test_a_waiter_gives_up_with_busy_after_the_lock_timeout(settings, standin):
             service.get_or_create(crop)
     assert info.value.retry_after >= 1
     assert service.get_or_create(crop).cached is False  # once free, made at once
+
+
+@pytest.mark.parametrize("damage", [b"{\"uuid\": ", b"\xff\xfe", b"[1, 2]", b"{\"width\": 3}", b"{\"boxes\": 7}"])
+def test_damaged_stored_metadata_is_asked_for_again_not_a_500(service, standin, damage):
+    record = standin.image("gray")
+    box_uuid = standin.image_json("gray")["boundingBoxes"][0]["uuid"]
+    service.get_or_create(Crop(record.uuid, Box(0, 0, 10, 10), "png"))
+    service.bounding_box(box_uuid)
+    for path in (service.source_store.folder / record.uuid[:2] / f"{record.uuid}.json",
+                 service.source_store.folder / box_uuid[:2] / f"{box_uuid}.box"):
+        assert path.exists()
+        path.write_bytes(damage)
+    standin.reset()
+
+    assert service.image_info(record.uuid).size == (640, 480)
+    assert service.bounding_box(box_uuid).image_uuid == record.uuid
+    assert standin.api_calls() == 2  # each asked for once more, and stored whole again
+    assert service.image_info(record.uuid).size == (640, 480) and standin.api_calls() == 2

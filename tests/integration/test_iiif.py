@@ -97,7 +97,8 @@ def test_a_repeated_tile_is_a_file_nginx_serves_without_the_app(nginx, standin):
     assert again.content == first.content and again.headers["Access-Control-Allow-Origin"] == "*"
     entries = read_log(nginx.access_log, until=lambda es: sum(e["uri"] == path for e in es) == 2)
     served = [e for e in entries if e["uri"] == path]
-    assert served[0]["upstream_status"] == "200" and served[1]["upstream_status"] == ""  # the app was not called
+    # One made by the app, one served by nginx alone (each nginx worker flushes its own log buffer: any order).
+    assert sorted(e["upstream_status"] for e in served) == ["", "200"]
 
 
 def test_32_tiles_of_one_cold_4k_image_make_one_download_and_one_decode(nginx, gunicorn, standin):
