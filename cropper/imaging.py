@@ -77,14 +77,24 @@ def normalise_mode(image):
         return image.convert("RGBA")  # a colour key (tRNS) is alpha too
     if mode in BANDS:
         return image
-    if mode.startswith("I"):
-        # 16-bit grayscale: scale 0..65535 onto 0..255 (rounded); a plain convert would clip to white.
-        return image.convert("I").point(lambda v: v * (1 / 257) + 0.5).convert("L")
+    if mode.startswith("I") or mode == "1":
+        gray = _gray(image)
+        if "transparency" not in image.info:
+            return gray
+        # A colour key of a 1-bit or 16-bit gray PNG is alpha too: Pillow compares it at full depth.
+        alpha = image.convert("RGBA").getchannel("A")
+        return Image.merge("RGBA", (gray, gray, gray, alpha))
     if mode in ("LA", "La", "PA", "RGBa"):
         return image.convert("RGBA")
-    if mode == "1":
-        return image.convert("L")
     return image.convert("RGB")  # P without transparency, CMYK, YCbCr, ...
+
+
+def _gray(image):
+    """A 1-bit or 16-bit grayscale image as L."""
+    if image.mode == "1":
+        return image.convert("L")
+    # 16-bit grayscale: scale 0..65535 onto 0..255 (rounded); a plain convert would clip to white.
+    return image.convert("I").point(lambda v: v * (1 / 257) + 0.5).convert("L")
 
 
 def raw_size(size):

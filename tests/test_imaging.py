@@ -114,6 +114,18 @@ def test_decode_keeps_a_transparent_colour_key(mode, key):
     assert image.getpixel((0, 0))[3] == 255
 
 
+@pytest.mark.parametrize("original, key, gray, alpha", [
+    (gray16([5, 200 * 257, 65535, 5], (4, 1)), 5, [0, 200, 255, 0], [0, 255, 255, 0]),
+    (Image.frombytes("1", (4, 1), bytes([0b10100000])), 1, [255, 0, 255, 0], [0, 255, 0, 255]),
+], ids=["I;16", "1"])
+def test_decode_keeps_the_colour_key_of_16_bit_and_1_bit_gray(original, key, gray, alpha):
+    """tRNS in a 16-bit or 1-bit gray PNG: the key's pixels are transparent, as a browser shows them."""
+    image = decode(saved(original, "PNG", transparency=key))
+    assert image.mode == "RGBA"
+    assert list(image.getchannel("A").tobytes()) == alpha
+    assert list(image.getchannel("R").tobytes()) == gray
+
+
 @pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
 def test_decode_normalises_jpegs(mode):
     original = smooth(mode)
