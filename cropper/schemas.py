@@ -37,8 +37,9 @@ class Whole(fields.Integer):
     minimum = 0
 
     def _validated(self, value):
-        # Longer numbers are refused before int() parses them.
-        if isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= MAX_DIGITS:
+        # Longer numbers are refused before int() parses them; ASCII digits only (int() reads "١٠" as 10).
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdecimal() and \
+                len(value.strip()) <= MAX_DIGITS:
             value = int(value.strip())
         elif isinstance(value, int) and not isinstance(value, bool):
             pass  # any size: a 310-digit number is refused below, never turned into a float
@@ -130,6 +131,9 @@ class OptionsSchema(Schema):
                 raise ValidationError(f"Must be at most {self.max_side} pixels.", name)
         if data.get("width", 0) * data.get("height", 0) > self.max_pixels:
             raise ValidationError(f"An output may have at most {self.max_pixels} pixels.", "width")
+        self.check_options_agree(data)
+
+    def check_options_agree(self, data):
         if data.get("fit") and not (data.get("width") and data.get("height")):
             raise ValidationError("A fit needs both width and height.", "fit")
         if "background" in data and data.get("fit") != "letterbox":
@@ -196,6 +200,10 @@ class BatchSchema(OptionsSchema):
     """The object form of a batch: {"crops": [...], options?}; a bare list is accepted too."""
 
     crops = fields.List(fields.Raw(allow_none=True), required=True)  # a null item is answered in place too
+
+    def check_options_agree(self, data):
+        """Not for the batch's own options: its items may complete them (a fit with their own width and
+        height); each item is checked with the batch's options merged in."""
 
     @pre_load
     def accept_bare_list(self, data, **kwargs):

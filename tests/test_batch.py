@@ -104,6 +104,20 @@ def test_object_form_with_a_batch_format_and_item_overrides(client, standin):
     assert [a["format"] for a in answers] == ["png", "jpeg"]
 
 
+def test_batch_options_that_items_complete_are_checked_on_each_item_not_alone(client, standin):
+    """A batch's fit (or background) needs the width and height its items give: each item is checked merged."""
+    record = standin.image("gray")
+    body = {"crops": [item(record, (0, 0, 80, 40), width=20, height=20), item(record, (0, 0, 80, 40))],
+            "fit": "letterbox", "background": "ff0000"}
+    answer = client.post("/cropper-list/", json=body)
+    assert answer.status_code == 200
+    made, missing = answer.json
+    assert (made["width"], made["height"]) == (20, 20) and made["url"].endswith("_lb20x20_ff0000.webp")
+    assert missing["error"]["code"] == "validation_error" and "fit" in missing["error"]["details"]
+    too_big = client.post("/cropper-list/", json={"crops": [], "width": 10**6})  # limits still hold at the top
+    assert too_big.status_code == 422 and "width" in too_big.json["error"]["details"]
+
+
 def test_a_failing_image_fails_only_its_own_items(client, standin):
     good, bad = standin.image("framegrab-6"), standin.image("rgba")
     standin.set_fault("500", target="image", uuid=bad.uuid)

@@ -84,6 +84,17 @@ def test_other_values_are_not_pixels(given):
     assert errors(body(x1=given)) == {"x1": [f"Must be a whole number of pixels, not {given!r}."]}
 
 
+@pytest.mark.parametrize("given", ["\u0661\u0660\u0660", "\uff15", "\u096b", " \u0665 "])
+def test_digits_other_than_ascii_are_not_numbers(given):
+    """int() reads Arabic-Indic "١٠٠" as 100; the API (and its OpenAPI patterns) take ASCII digits only."""
+    assert errors(body(x1=given)) == {"x1": [f"Must be a whole number of pixels, not {given!r}."]}
+    assert list(errors(body(pad=given))) == ["pad"]
+    assert list(errors(body(quality=given))) == ["quality"]
+    with pytest.raises(ValidationError):
+        ConceptSchema(max_side=MAX_SIDE, max_pixels=MAX_PIXELS, default_format="webp").load(
+            {"concept": "Aurelia aurita", "limit": given})
+
+
 @pytest.mark.parametrize("given", [-1, "-1", -1.0])
 def test_negative_pixels_are_refused(given):
     messages = errors(body(x1=given))
