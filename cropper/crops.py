@@ -252,8 +252,8 @@ def resolve(request, uuid, box, image_size=None):
     if width and height and request.fit == "cover":  # cut the centred part with the aspect asked for
         region = centred_cut(region, Fraction(width, height))
         size = (width, height)
-        if not request.enlarge and width > region.width:
-            size = None  # the cut already has the aspect asked for: keep it as cut
+        if not request.enlarge and (width > region.width or height > region.height):
+            size = None  # the cut already has the aspect asked for (to a pixel): keep it as cut
     elif width and height and request.fit == "fill":
         size = (width, height)
         if not request.enlarge and (width > rw or height > rh):  # the aspect asked for, no larger than the region

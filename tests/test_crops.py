@@ -144,6 +144,16 @@ def test_each_fit_gives_the_size_asked(options, region, size, canvas):
     assert crop.is_canonical() and parse_relpath(crop.relpath) == crop
 
 
+@pytest.mark.parametrize("box, width, height", [
+    (Box(0, 0, 3, 1), 1, 2), (Box(0, 0, 1, 3), 2, 1), (Box(0, 0, 5, 2), 2, 3),
+])
+def test_cover_without_enlarging_enlarges_neither_side(box, width, height):
+    """A cut rounded to whole pixels (never under 1) can be smaller than the aspect asked for on one side."""
+    crop = resolved(box=box, width=width, height=height, fit="cover", enlarge=False)
+    out_width, out_height = crop.output_size
+    assert out_width <= crop.region.width and out_height <= crop.region.height
+
+
 @pytest.mark.parametrize("options", [
     {}, {"pad": Pad(0)}, {"pad": Pad(0, percent=True)}, {"width": 300}, {"height": 200},
     {"width": 300, "height": 200, "fit": "fill"}, {"width": 300, "height": 200, "fit": "letterbox"},

@@ -105,7 +105,7 @@ def crop_relpath(uuid: str, box: Sequence[int], *, width: int | None = None, hei
     if width and height and fit == "cover":  # cut the centred part with the aspect asked for
         region = centred_cut(region, Fraction(width, height))
         size = (width, height)
-        if not enlarge and width > region[2] - region[0]:
+        if not enlarge and (width > region[2] - region[0] or height > region[3] - region[1]):
             size = None  # the cut already has the aspect asked for: keep it as cut
     elif width and height and fit == "fill":
         size = (width, height)
