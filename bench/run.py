@@ -32,6 +32,7 @@ from devtools.servers import Gunicorn, NginxServer, StandInProcess
 from devtools.standin import SURVEY_CONCEPT, SURVEY_NAMES, boxes
 
 LATENCY_MS = 50
+STEPS = ("cold", "second", "repeat", "floor", "share", "get", "batch", "slow", "herd", "annotations", "iiif", "memory")
 SLOW_LATENCY_MS = 2000
 BOX = (100, 100, 405, 400)
 MAX_PIXELS = 40_000_000
@@ -533,19 +534,19 @@ def run_all(standin, tmp, worker_class, args):
             print(f"\nGunicorn {worker_class}, {app.workers} workers; nginx {front}; "
                   f"load: {'wrk -t2 -c8' if shutil.which('wrk') else '8 Python threads (wrk missing)'}")
             print(f"  {'':<66} {'median':>8} {'p95':>8}  (ms; the stand-in adds {LATENCY_MS} ms per request)")
-            bench.cold_crop()
-            bench.second_box()
-            bench.cached_repeat()
-            bench.against_the_floor(env, f"{run_dir}/bare")
-            bench.worker_share(f"{run_dir}/metrics")
-            bench.cached_get()
-            bench.batch()
-            bench.cached_during_slow_downloads()
-            bench.thundering_herd()
-            print("\nAnnotations (issue #9)")
-            bench.annotations()
-            print("\nIIIF (issue #10)")
-            bench.iiif()
+            steps = {
+                "cold": bench.cold_crop, "second": bench.second_box, "repeat": bench.cached_repeat,
+                "floor": lambda: bench.against_the_floor(env, f"{run_dir}/bare"),
+                "share": lambda: bench.worker_share(f"{run_dir}/metrics"), "get": bench.cached_get,
+                "batch": bench.batch, "slow": bench.cached_during_slow_downloads, "herd": bench.thundering_herd,
+                "annotations": bench.annotations, "iiif": bench.iiif,
+            }
+            headings = {"annotations": "Annotations (issue #9)", "iiif": "IIIF (issue #10)"}
+            for name, step in steps.items():
+                if args.only is None or name in args.only:
+                    if name in headings:
+                        print(f"\n{headings[name]}")
+                    step()
             return bench
         finally:
             if nginx:
@@ -574,18 +575,25 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer runs, shorter loads")
     parser.add_argument("--worker-classes", default="gthread",
                         help="comma-separated Gunicorn worker classes to measure in turn, e.g. sync,gthread")
+    parser.add_argument("--only", type=lambda text: set(text.split(",")), default=None,
+                        help=f"comma-separated steps to run, of: {', '.join(STEPS)} (default: all)")
     args = parser.parse_args(argv)
+    if args.only is not None and not args.only <= set(STEPS):
+        parser.error(f"--only takes steps of: {', '.join(STEPS)}")
     if args.quick:
         args.runs, args.seconds = 5, 2
     with tempfile.TemporaryDirectory() as tmp, StandInProcess(latency_ms=LATENCY_MS) as standin:
         benches = [run_all(standin, tmp, worker_class, args) for worker_class in args.worker_classes.split(",")]
-        print("\nMemory")
-        peak, refused_status, huge_downloads = memory(standin, tmp)
+        if args.only is None or "memory" in args.only:
+            print("\nMemory")
+            peak, refused_status, huge_downloads = memory(standin, tmp)
     bench = benches[-1]
-    bench.target(4, "peak RSS of a worker, 8 clients cropping 3840x2160", f"{peak:.0f} MiB", "< 300 MB",
-                 EARLIER["memory"], peak * 1.048576 < 300)
-    bench.target(4, "image over the pixel limit by FathomNet's size", f"{refused_status}, {huge_downloads} downloads",
-                 "refused before download", EARLIER["huge"], refused_status == 422 and huge_downloads == 0)
+    if args.only is None or "memory" in args.only:
+        bench.target(4, "peak RSS of a worker, 8 clients cropping 3840x2160", f"{peak:.0f} MiB", "< 300 MB",
+                     EARLIER["memory"], peak * 1.048576 < 300)
+        bench.target(4, "image over the pixel limit by FathomNet's size",
+                     f"{refused_status}, {huge_downloads} downloads", "refused before download", EARLIER["huge"],
+                     refused_status == 422 and huge_downloads == 0)
     print_tables(bench, args.worker_classes.split(",")[-1])
 
 
