@@ -193,6 +193,7 @@ def register_error_handlers(app):
     @app.errorhandler(HTTPException)
     def handle_http_exception(error):
         code = error.name.lower().replace(" ", "_")
+        g.error_code = code  # for the metrics of the request
         response = error_response(error.code, code, error.description)
         if error.code == 405 and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)
@@ -201,4 +202,5 @@ def register_error_handlers(app):
     @app.errorhandler(Exception)
     def handle_unexpected_error(error):
         error = as_cropper_error(error)
+        g.error_code = error.code
         return error_response(error.status, error.code, error.message)

@@ -223,8 +223,11 @@ class FathomNetClient:
 
     def _api(self, method, path, what, call, **kwargs):
         """The JSON of an API answer (None for a 404), within the API's deadline and size cap."""
-        with metrics.upstream_call(call):
-            return self._api_json(method, urljoin(self.api_url, path), what, **kwargs)
+        with metrics.upstream_call(call) as counted:
+            found = self._api_json(method, urljoin(self.api_url, path), what, **kwargs)
+            if found is None:
+                counted.outcome = "not_found"
+            return found
 
     def _api_json(self, method, url, what, **kwargs):
         with deadline(self.api_timeout) as call:

@@ -23,7 +23,8 @@ from . import crops
 IMAGE_PATH = re.compile(crops.url_path_pattern())  # group 1: the image's uuid
 KINDS = ("crop", "batch", "image", "health", "other")
 LATENCY_GROUPS = {"crop": "POST /cropper", "batch": "POST /cropper-list", "image": "GET /crops/",
-                  "image_hit": "  cache hit", "image_regenerated": "  regenerated"}
+                  "image_hit": "  cache hit", "image_store": "  from the store", "image_regenerated": "  regenerated"}
+CACHE_STATUSES = (("hits", "hit"), ("store", "store"), ("misses", "miss"), ("regenerated", "regenerated"))
 HISTOGRAM_KINDS = ("crop", "batch", "image")
 HISTOGRAM_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 HISTOGRAM_LABELS = ("<1 ms", "1-2 ms", "2-5 ms", "5-10 ms", "10-20 ms", "20-50 ms", "50-100 ms", "100-200 ms",
@@ -47,9 +48,12 @@ def parse_time(value):
     """A timezone-aware datetime from an ISO 8601 field, or None; naive times are taken as UTC."""
     try:
         moment = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        year = moment.astimezone(timezone.utc).year
+    except (TypeError, ValueError, OverflowError):
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    # At the ends of datetime's range a time (or the start of its bar) has no UTC equivalent: no log's.
+    return moment if 1 < year < 9999 else None
 
 
 def request_kind(method, uri):
@@ -204,7 +208,8 @@ class LogStats:
 
     def summary(self):
         """Every reported number as a JSON-ready dict."""
-        hits, misses, regenerated = (self.cache[k] for k in ("hit", "miss", "regenerated"))
+        counts = {name: self.cache[status] for name, status in CACHE_STATUSES}
+        served = counts["hits"] + counts["store"]  # store: a crop made before, read from the shared bucket
         return {
             "time": {"first": self.first and self.first.isoformat(), "last": self.last and self.last.isoformat(),
                      "span_seconds": self.first and (self.last - self.first).total_seconds()},
@@ -213,9 +218,8 @@ class LogStats:
             "by_kind": {k: self.by_kind[k] for k in KINDS},
             "errors": {c: {"count": self.by_class[c], "share": share(self.by_class[c], self.requests)}
                        for c in ("4xx", "5xx")},
-            "cache": {"hits": hits, "misses": misses, "regenerated": regenerated,
-                      "hit_ratio": share(hits, hits + misses + regenerated)},
-            "regenerated": {"requests": regenerated, "distinct_crops": len(self.regenerated_crops)},
+            "cache": {**counts, "hit_ratio": share(served, sum(counts.values()))},
+            "regenerated": {"requests": counts["regenerated"], "distinct_crops": len(self.regenerated_crops)},
             "upstream": {"requests": self.upstream["requests"], "retried": self.upstream["retried"]},
             "percentile_method": "nearest-rank",
             "latency_ms": {g: latency_summary(v) for g, v in self.latency.items()},
@@ -272,7 +276,8 @@ def render_text(summary):
         "Status     " + "  ".join(f"{k}: {v}" for k, v in summary["by_status"].items()),
         "Errors     " + "  ".join(f"{c}: {e['count']} ({pct(e['share'])})" for c, e in errors.items()),
         "Kinds      " + "  ".join(f"{k}: {v}" for k, v in summary["by_kind"].items()),
-        f"Cache      hits {cache['hits']}, misses {cache['misses']}, regenerated {cache['regenerated']};"
+        f"Cache      hits {cache['hits']}, store {cache['store']}, misses {cache['misses']},"
+        f" regenerated {cache['regenerated']};"
         f" hit ratio {pct(cache['hit_ratio'])}",
         f"Regenerated crops: {summary['regenerated']['requests']} requests,"
         f" {summary['regenerated']['distinct_crops']} distinct crops",
@@ -323,7 +328,7 @@ def render_html(summary):
     t, cache, timeline = summary["time"], summary["cache"], summary["timeline"]
     overview = [["first", t["first"] or "n/a"], ["last", t["last"] or "n/a"], ["requests", summary["requests"]],
                 ["unparsed lines", summary["unparsed"]], ["hit ratio", pct(cache["hit_ratio"])],
-                *[[f"cache {k}", cache[k]] for k in ("hits", "misses", "regenerated")],
+                *[[f"cache {k}", cache[k]] for k, _ in CACHE_STATUSES],
                 *[[f"{c} errors", f"{e['count']} ({pct(e['share'])})"] for c, e in summary["errors"].items()],
                 ["regenerated crops (distinct)", summary["regenerated"]["distinct_crops"]],
                 ["upstream retried", summary["upstream"]["retried"]]]

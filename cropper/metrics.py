@@ -98,15 +98,16 @@ def _failures(code):
 
 @contextmanager
 def upstream_call(call):
-    """Count and time a call to FathomNet or an image host; its outcome is ok, or the error's code."""
-    started, outcome = time.perf_counter(), "ok"
+    """Count and time a call to FathomNet or an image host; its outcome is ok, the error's code, or what
+    the caller sets on the object yielded (not_found: FathomNet's 404)."""
+    started, counted = time.perf_counter(), SimpleNamespace(outcome="ok")
     try:
-        yield
+        yield counted
     except CropperError as error:
-        outcome = error.code
+        counted.outcome = error.code
         raise
     finally:
-        metrics().upstream.labels(call, outcome).inc()
+        metrics().upstream.labels(call, counted.outcome).inc()
         metrics().upstream_seconds.labels(call).observe(time.perf_counter() - started)
 
 
@@ -167,7 +168,8 @@ def register(app):
         _requests(endpoint, response.status_code).inc()
         if hasattr(g, "metrics_started"):
             _request_seconds(endpoint).observe(time.perf_counter() - g.metrics_started)
-        if endpoint in ("cropper.create_crop", "cropper.get_crop", "iiif.image"):
+        if endpoint in ("cropper.create_crop", "cropper.get_crop", "iiif.image") and request.method != "OPTIONS":
+            # (a CORS preflight asks no crop)
             if response.status_code < 400:
                 crop_outcome(response.headers.get("X-Cropper-Cache", "hit"))
             else:

@@ -419,7 +419,8 @@ def refine(components, settings):
         for field, prop in components[name]["properties"].items():
             if field in FIELD_TEXT:
                 prop.setdefault("description", FIELD_TEXT[field])
-        components[name].update(OPTION_RULES)
+        if name != "BatchRequest":  # a batch's options may be completed by its items (each checked merged)
+            components[name].update(OPTION_RULES)
     crop = components["CropRequest"]
     crop.update(crop_forms())
     crop["description"] = ("One crop: an image's `uuid` and a box (`x1`, `y1`, `x2`, `y2`), or a FathomNet "

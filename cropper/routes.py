@@ -199,7 +199,9 @@ def load_item(item):
         fields = item if isinstance(item, dict) else {}
         box = [echoed(fields.get(name)) for name in ("x1", "y1", "x2", "y2")]
         invalid = InvalidRequestError.from_validation_error(error, "This crop is not valid.")
-        return {"uuid": echoed(fields.get("uuid")), "box": box, **body_of(invalid)}  # only plain JSON echoed
+        uuid = echoed(fields.get("uuid"))
+        uuid = uuid if isinstance(uuid, str) else None  # a uuid is echoed only as the short string it was
+        return {"uuid": uuid, "box": box, **body_of(invalid)}  # only plain JSON echoed
 
 
 CSV_COLUMNS = ("url", "label", "box_uuid", "image_uuid", "x1", "y1", "x2", "y2")

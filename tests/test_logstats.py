@@ -69,8 +69,17 @@ def test_cache_hit_ratio_and_regenerated_crops(tmp_path):
     lines = ([image(UUID_A)] * 6 + [entry(cache="miss")] * 2 + [image(UUID_B, cache="regenerated")] * 2
              + [entry(method="GET", uri="/healthz", cache="")])
     summary = summarize(tmp_path, lines)
-    assert summary["cache"] == {"hits": 6, "misses": 2, "regenerated": 2, "hit_ratio": 0.6}
+    assert summary["cache"] == {"hits": 6, "store": 0, "misses": 2, "regenerated": 2, "hit_ratio": 0.6}
     assert summary["regenerated"] == {"requests": 2, "distinct_crops": 1}
+
+
+def test_crops_read_from_the_store_are_counted_as_served_from_the_cache(tmp_path):
+    # Several hosts: nginx logs cache "store" for a crop read from the shared bucket (not made again).
+    lines = [image(UUID_A, cache="store", request_time=0.004)] * 3 + [image(UUID_A)] + [entry(cache="miss")] * 4
+    summary = summarize(tmp_path, lines)
+    assert summary["cache"] == {"hits": 1, "store": 3, "misses": 4, "regenerated": 0, "hit_ratio": 0.5}
+    assert summary["latency_ms"]["image_store"]["count"] == 3
+    assert "store 3" in render_text(summary)
 
 
 def test_hit_ratio_is_none_without_crop_responses(tmp_path):
@@ -126,6 +135,14 @@ def test_odd_fields_do_not_crash(tmp_path):
     assert summary["requests"] == 3
     assert summary["by_status"] == {"404": 1, "-": 2}
     assert summary["latency_ms"]["crop"]["count"] == 1
+
+
+def test_times_at_the_ends_of_the_calendar_do_not_crash_the_report(tmp_path):
+    odd = ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00", "9999-12-31T23:59:59"]
+    summary = summarize(tmp_path, [entry(0)] + [entry(time=moment) for moment in odd])
+    assert summary["requests"] == 5
+    assert summary["time"]["first"] == summary["time"]["last"] == START.isoformat()
+    render_text(summary), render_html(summary)
 
 
 def test_upstream_dash_and_lists_are_accepted(tmp_path):

@@ -368,7 +368,9 @@ class Cropper:
         while True:
             try:
                 response = self.session.request(method, url, json=body, timeout=self.timeout)
-            except requests.ConnectionError as error:  # refused, reset, dropped mid-answer; a connect timeout
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as error:
+                # refused, reset, a connect timeout; or dropped mid-answer (the body cut short: requests
+                # raises ChunkedEncodingError for that, whatever the encoding)
                 if attempt >= self.retries:
                     raise ConnectionFailedError(None, "connection_error", f"{method} {url} failed: {error}") from error
                 wait = None

@@ -214,8 +214,9 @@ def test_crop_url_with_the_image_size_checks_the_box_and_without_it_refuses_pad_
 class Scripted(ThreadingHTTPServer):
     """An HTTP server on 127.0.0.1 answering each request with the next scripted answer (the last one repeats).
 
-    An answer is (status, headers, body), ("drop",) to hang up without answering, or ("sleep", seconds)
-    to answer 200 after a pause. Request times are recorded.
+    An answer is (status, headers, body), ("drop",) to hang up without answering, ("short",) to hang up
+    half-way through a 200's body, or ("sleep", seconds) to answer 200 after a pause. Request times are
+    recorded.
     """
 
     daemon_threads = True
@@ -252,6 +253,15 @@ class ScriptedHandler(BaseHTTPRequestHandler):
         if answer[0] == "sleep":
             time.sleep(answer[1])
             answer = (200, {}, CROP_ANSWER)
+        if answer[0] == "short":
+            data = json.dumps(CROP_ANSWER).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[:len(data) // 2])
+            self.close_connection = True
+            return
         status, headers, body = answer
         data = json.dumps(body).encode()
         self.send_response(status)
@@ -308,6 +318,18 @@ def test_dropped_connections_are_retried_with_backoff_then_given_up():
         with pytest.raises(ConnectionFailedError):
             Cropper(server.url, timeout=5, retries=2, backoff=0.01).crop(UNKNOWN, 0, 0, 1, 1)
     assert len(server.times) == 3
+
+
+def test_an_answer_cut_short_is_a_dropped_connection_retried_then_raised_as_connection_failed():
+    # A worker or a network dying half-way through the body: requests raises ChunkedEncodingError
+    # (not a ConnectionError), which escaped the client as a bare requests exception.
+    with Scripted(("short",), OK) as server:
+        crop = Cropper(server.url, timeout=5, backoff=0.01).crop(UNKNOWN, 0, 0, 1, 1)
+    assert crop.cached and len(server.times) == 2
+    with Scripted(("short",)) as server:
+        with pytest.raises(ConnectionFailedError) as failed:
+            Cropper(server.url, timeout=5, retries=1, backoff=0.01).crop(UNKNOWN, 0, 0, 1, 1)
+    assert failed.value.code == "connection_error" and len(server.times) == 2
 
 
 def test_every_request_has_a_timeout_and_a_slow_answer_is_not_asked_again():
