@@ -293,9 +293,11 @@ class Cropper:
         """Crop many boxes: one result per item, in order; a failed item is a CropFailure, never raised.
 
         options apply to the items that name none. Items go in batches of batch_size (the service's
-        BATCH_MAX_CROPS is 1000 by default); a dict item is sent as it is, for the service to check.
+        BATCH_MAX_CROPS is 1000 by default); any other item (a dict, or a null from a JSON file) is sent
+        as it is, for the service to check and answer in place.
         """
-        bodies = [item.to_json() if isinstance(item, CropRequest) else dict(item) for item in items]
+        bodies = [item.to_json() if isinstance(item, CropRequest) else dict(item) if isinstance(item, Mapping) else item
+                  for item in items]
         shared = _options(options)
         results: list[CropResult | CropFailure] = []
         for start in range(0, len(bodies), batch_size):

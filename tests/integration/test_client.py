@@ -85,10 +85,12 @@ def test_a_batch_answers_in_order_with_failures_as_values(cropper, standin):
         {"uuid": frame.uuid, "x1": 1900, "y1": 0, "x2": 2000, "y2": 10},  # past the 1920-wide image
         CropRequest.of_box(EDGE_BOXES["left"], width=32, format="jpeg"),   # its own format wins
         {"uuid": frame.uuid, "x1": "abc", "y1": 0, "x2": 10, "y2": 10},
+        None,  # as a JSON list given to `cropper-client crop-list` may hold
     ]
     results = cropper.crop_many(items, format="png")
-    assert [r.ok for r in results] == [True, False, True, False]
-    plain, outside, annotation, invalid = results
+    assert [r.ok for r in results] == [True, False, True, False, False]
+    plain, outside, annotation, invalid, null = results
+    assert null.code == "validation_error"
     assert plain.format == "png" and plain.region == (0, 0, 64, 48)
     assert isinstance(outside, CropFailure) and outside.code == "box_outside_image"
     assert outside.details == {"image_width": 1920, "image_height": 1080} and outside.box == (1900, 0, 2000, 10)
