@@ -193,7 +193,10 @@ class LogStats:
             return {"unit": None, "classes": list(STATUS_CLASSES), "bars": []}
         span = self.last.timestamp() - self.first.timestamp()
         usable = [(u, w) for u, w in BAR_UNITS if w > 1 or self.per_second is not None]
-        unit, width = next(((u, w) for u, w in usable if span // w + 1 <= MAX_BARS), BAR_UNITS[-1])
+        unit, width = next(((u, w) for u, w in usable if span // w + 1 <= MAX_BARS), (None, None))
+        if width is None:  # longer than MAX_BARS days (a stray old time, say): several days a bar
+            days = int(span // (86400 * (MAX_BARS - 1))) + 1
+            unit, width = f"{days} days", days * 86400
         source = self.per_second.items() if width == 1 else ((m * 60, c) for m, c in self.per_minute.items())
         tz = self.first.tzinfo
         offset = int(self.first.utcoffset().total_seconds())  # bars start on the log's own hours and days

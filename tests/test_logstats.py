@@ -8,7 +8,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from cropper.logstats import LogStats, main, percentile, read_entries, render_html, render_text
+from cropper.logstats import MAX_BARS, LogStats, main, percentile, read_entries, render_html, render_text
 
 ROOT = Path(__file__).resolve().parent.parent
 UUID_A = "9e140d51-2a43-5870-9337-eb66c5a4de6d"
@@ -220,3 +220,12 @@ def test_html_report_is_self_contained_and_escaped(tmp_path, capsys):
 def test_html_of_an_empty_log():
     page = render_html(LogStats().summary())
     assert "<svg" in page and "n/a" in page
+
+
+def test_a_stray_time_years_away_keeps_the_chart_within_its_bars(tmp_path):
+    lines = [entry(0), entry(time="1970-01-02T00:00:00+00:00"), entry(60)]
+    summary = summarize(tmp_path, lines)
+    timeline = summary["timeline"]
+    assert timeline["unit"].endswith(" days") and len(timeline["bars"]) <= MAX_BARS + 1
+    assert sum(sum(bar[1:]) for bar in timeline["bars"]) == 3
+    assert len(render_html(summary)) < 500_000
