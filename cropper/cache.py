@@ -117,7 +117,9 @@ class UsageCounter:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX)
+            # flock, not lockf: a POSIX lock is the process's, so two threads of one worker would both
+            # hold it (and the first to close its descriptor would drop the other's); flock's is this open's.
+            fcntl.flock(fd, fcntl.LOCK_EX)
             raw = os.pread(fd, 32, 0)
             total = max(0, (int(raw) if raw.strip().isdigit() else 0) + nbytes)
             if nbytes:  # add(0) only reads

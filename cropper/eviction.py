@@ -56,11 +56,21 @@ class Pruner:
         report = PruneReport()
         if self.crop_store in self.stores:
             try:
-                report.crops_removed, report.crop_bytes_removed = self._within_budget(self.crop_store, report, now=now)
+                report.crops_removed, report.crop_bytes_removed = self._evicting(self.crop_store, report, now)
             except CropperError as error:  # the bucket is down: this host's sources are still its own to keep
                 log.warning("cannot prune the %s: %s", self.crop_store.name, error.message)
-        report.sources_removed, report.source_bytes_removed = self._within_budget(self.source_store, report, now=now)
+        report.sources_removed, report.source_bytes_removed = self._evicting(self.source_store, report, now)
         return report
+
+    def _evicting(self, store, report, now):
+        """_within_budget as the store's one evictor, as make_room is: two evicting at once would each pass over
+        what the other is removing (in use) and go on, together evicting far below the low-water mark."""
+        try:
+            with store.locks.hold(f"evict:{store.name}", "prune", timeout=0):
+                return self._within_budget(store, report, now=now)
+        except BusyError:  # a write's make_room is evicting it now: it does the job, this pass leaves it
+            log.info("the %s is being evicted by another process; pruning it next time", store.name)
+            return 0, 0
 
     def make_room(self, store, nbytes):
         """Before storing nbytes in store (or after, with 0): keep it within its budget, evicting now if need be.

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from cropper.cache import FileCropStore, FileSourceStore, Locks, atomic_writer, write_bytes
+from cropper.cache import FileCropStore, FileSourceStore, Locks, UsageCounter, atomic_writer, write_bytes
 from cropper.crops import Box, Crop
 from cropper.errors import BusyError, InsufficientStorageError
 from tests.disks import fill, small_disk
@@ -241,6 +241,28 @@ def test_a_thread_holding_the_lock_makes_another_thread_busy(locks):
         holder.join()
     with locks.hold("k"):
         pass
+
+
+def test_the_usage_counts_of_threads_of_one_process_are_never_lost(tmp_path):
+    """A gthread worker's request threads and its pixel writers count their writes at once: each add must
+    be seen by the next (a lock owned by the process, not the open file, let two threads in together)."""
+    usage = UsageCounter(tmp_path / "usage" / "crops")
+    threads, adds, errors = 6, 300, []
+
+    def count():
+        try:
+            for _ in range(adds):
+                usage.add(1)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    workers = [threading.Thread(target=count) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(60)
+    assert errors == [] and not any(t.is_alive() for t in workers)
+    assert usage.add(0) == threads * adds
 
 
 def test_no_module_outside_the_cache_knows_its_files():

@@ -197,6 +197,35 @@ def test_pruning_stops_at_the_low_water_mark(cache, settings):
     assert [path.exists() for path in paths] == [False] * 2 + [True] * 8
 
 
+def test_the_running_pruner_and_a_writer_making_room_at_once_evict_only_down_to_the_low_water_mark(cache, settings):
+    """Both find the store over budget at the same moment (the pruner's pass, a write's make_room): one
+    evicts, not both. Each passing over the crop the other is removing (in use) and on to the next would
+    evict about twice what is needed, the whole cache here."""
+    paths = [make_crop(cache, n, used=NOW - 10 * HOUR + n) for n in range(600)]
+    size = allocated(paths[0])
+    cache.crop_store.usage.add(crop_total(cache))
+    evictor = pruner(cache, settings, cache_max_bytes=300 * size, cache_low_water=0.9)
+    together, errors = threading.Barrier(2, timeout=10), []
+
+    def run(call):
+        try:
+            together.wait()
+            call()
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in
+               (lambda: evictor.prune(now=NOW), lambda: evictor.make_room(cache.crop_store, 0))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and not any(t.is_alive() for t in threads)
+    left = sum(path.exists() for path in paths)
+    assert 0.9 * 300 - 1 <= left <= 300  # 270: what one eviction leaves
+    assert cache.crop_store.usage.add(0) == crop_total(cache)
+
+
 def test_over_budget_the_least_recently_used_sources_go_whole(cache, settings):
     sources = {uuid: make_source(cache, uuid, used=NOW - 10 * HOUR + 60 * n)
                for n, uuid in enumerate([THIRD, UUID, OTHER])}
