@@ -19,10 +19,11 @@ COPY cropper/ cropper/
 RUN pip install --no-cache-dir --no-deps .
 
 # A non-root user owns the cache and the rendered nginx config; a fresh named volume copies
-# this folder's ownership.
+# this folder's ownership. It owns var/ in the working folder too: the relative defaults that
+# .env.example repeats (METRICS_DIR=var/metrics, which Gunicorn makes at start) land there.
 RUN useradd --create-home --uid 10001 --user-group cropper \
-    && mkdir -p /var/cache/cropper /var/log/cropper /etc/cropper-nginx \
-    && chown 10001:10001 /var/cache/cropper /etc/cropper-nginx
+    && mkdir -p /var/cache/cropper /var/log/cropper /etc/cropper-nginx /app/var \
+    && chown 10001:10001 /var/cache/cropper /etc/cropper-nginx /app/var
 USER 10001:10001
 
 ENV CACHE_DIR=/var/cache/cropper \

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import stores
 from .config import ConfigError, Settings, env_example
+from .errors import CropperError
 from .eviction import Pruner, run_pruner
 from .serve import FrontSite, NginxProcess, NginxSite, StartError, prepare_store, render_front, render_nginx, serve
 
@@ -27,7 +28,7 @@ def main(argv=None):
     store.add_argument("action", choices=["init"], help="init: create the bucket, open its crops to reads")
     cache = commands.add_parser("cache", help="inspect or prune the cache folder (CACHE_DIR)")
     cache.add_argument("action", choices=["stats", "prune"])
-    cache.add_argument("--every", type=float, metavar="SECONDS",
+    cache.add_argument("--every", type=interval, metavar="SECONDS",
                        help="with prune: keep pruning at this interval, as the cache folder's one pruner")
     cache.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -41,10 +42,14 @@ def main(argv=None):
     if args.command == "serve":
         return serve(settings)
     if args.command == "nginx-config":
-        if args.front:
-            print(f"wrote {render_front(FrontSite.from_settings(settings), NginxProcess.docker(args.out))}")
-        else:
-            print(f"wrote {render_nginx(NginxSite.from_settings(settings), NginxProcess.docker(args.out))}")
+        try:
+            if args.front:
+                main = render_front(FrontSite.from_settings(settings), NginxProcess.docker(args.out))
+            else:
+                main = render_nginx(NginxSite.from_settings(settings), NginxProcess.docker(args.out))
+        except ValueError as error:  # settings nginx cannot be given (no CLUSTER_HOSTS, a store over https)
+            parser.exit(2, f"{parser.prog}: {error}\n")
+        print(f"wrote {main}")
         return 0
     if args.command == "store":
         if settings.cache_backend != "s3":
@@ -55,6 +60,20 @@ def main(argv=None):
             parser.exit(1, f"{parser.prog}: {error}\n")
         print(f"bucket {settings.s3_bucket} ready: crops/ and iiif/ readable by anyone, written only with credentials")
         return 0
+    try:
+        return cache_command(args, settings)
+    except CropperError as error:  # the store cannot be reached, the disk is read-only: say so in one line
+        parser.exit(1, f"{parser.prog}: {error.message}\n")
+
+
+def interval(raw):
+    seconds = float(raw)
+    if not seconds >= 0:  # a negative or NaN interval would prune again and again without a pause
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds, 0 or more")
+    return seconds
+
+
+def cache_command(args, settings):
     crop_store, source_store = stores(settings)
     pruner = Pruner(crop_store, source_store, settings)
     if args.action == "prune" and args.every:

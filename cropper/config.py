@@ -25,6 +25,10 @@ def _str(raw):
     return raw.strip()
 
 
+def _lower(raw):
+    return raw.strip().lower()
+
+
 def _format(raw):
     fmt = formats.lookup(raw)
     return fmt.name if fmt else raw.strip().lower()
@@ -160,7 +164,7 @@ class Settings:
     cluster_hosts: tuple = setting(
         (), _csv, "Several hosts: every host's nginx as host:port, in the front nginx's order, the same on "
         "every host; empty: one host.")
-    cluster_self: str = setting("", _str, "Several hosts: this host's entry in CLUSTER_HOSTS.")
+    cluster_self: str = setting("", _lower, "Several hosts: this host's entry in CLUSTER_HOSTS.")
     cluster_key: str = setting(
         "", _str, "Several hosts: a shared secret the hosts send each other when one asks another to make "
         "crops (POST /_cluster/make); required with CLUSTER_HOSTS.")

@@ -119,7 +119,7 @@ def error_pages(snippets_dir):
               "    default_type application/json;"]
     for status, body, retry_after in pages:
         lines += [f"    location = /_cropper_errors/{status} {{",
-                  f"        include {snippets_dir}/cropper-cors.conf;"]
+                  f"        include \"{snippets_dir}/cropper-cors.conf\";"]
         if retry_after:
             lines.append(f"        add_header Retry-After {retry_after} always;")
         if status == 405:
@@ -152,7 +152,7 @@ def store_values(site, process):
         upstream_servers(site.resolver, [host], "max_fails=0"))
     http = "\n".join([
         f"upstream cropper_store {{ {server} keepalive 16; }}",
-        f"proxy_cache_path {process.temp_dir / 'store-cache'} levels=1:2 keys_zone=cropper_store:16m "
+        f"proxy_cache_path \"{process.temp_dir / 'store-cache'}\" levels=1:2 keys_zone=cropper_store:16m "
         f"max_size={site.store_cache_max} inactive=7d use_temp_path=off;",
         "map $upstream_cache_status $cropper_store_cache { HIT hit; STALE hit; UPDATING hit; REVALIDATED hit; "
         "default store; }",
@@ -368,11 +368,17 @@ class StartError(Exception):
 
 def wait_for_port(address, process, seconds=30):
     """True once something listens on host:port; False if process exits or the time is up first."""
+    address = address.split()[0]  # nginx's "80 default_server": the address is the first word
     host, _, port = address.rpartition(":")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and process.poll() is None:
         try:
-            socket.create_connection((host or "127.0.0.1", int(port)), timeout=1).close()
+            if address.startswith("unix:"):  # Gunicorn's (and nginx's) spelling of a Unix socket
+                with socket.socket(socket.AF_UNIX) as probe:
+                    probe.settimeout(1)
+                    probe.connect(address[len("unix:"):])
+            else:  # "[::1]:8080": the brackets are the address's spelling, not part of the host
+                socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=1).close()
             return True
         except OSError:
             time.sleep(0.1)
@@ -394,6 +400,8 @@ def check_free(address, setting):
 
 
 def is_loopback(address):
+    if address.startswith("unix:"):  # a Unix socket: only this machine reaches it
+        return True
     host = address.rpartition(":")[0].strip("[]")
     return host in ("localhost", "::1") or host.startswith("127.")
 
@@ -463,10 +471,16 @@ def prepared_nginx(settings):
     binary = {"auto": find_nginx(), "off": None}.get(settings.nginx, settings.nginx)
     if binary is None:
         return None, settings
+    if not shutil.which(binary):
+        raise StartError(f"NGINX={settings.nginx} is not an nginx binary that can be run: set NGINX to auto, off, "
+                         f"or the path of nginx")
     user = worker_user(settings)
     settings = for_workers(settings, user)
     run_dir = RUN_DIR if not user or can_reach(user, RUN_DIR.resolve()) else SYSTEM_RUN_DIR
-    nginx = Nginx(NginxSite.from_settings(settings), run_dir, binary, user=user)
+    try:
+        nginx = Nginx(NginxSite.from_settings(settings), run_dir, binary, user=user)
+    except ValueError as error:  # settings nginx cannot be given (a store it cannot read over plain http)
+        raise StartError(str(error)) from None
     try:
         nginx.test_config()
     except RuntimeError as error:

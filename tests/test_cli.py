@@ -195,3 +195,37 @@ def test_store_init_without_the_s3_backend_is_a_one_line_error_not_a_traceback(t
     done = cropper(tmp_path, "store", "init")  # CACHE_BACKEND=file, the default: there is no bucket
     assert done.returncode != 0
     assert "Traceback" not in done.stderr and "CACHE_BACKEND=s3" in done.stderr
+
+
+# -- nginx-config, and settings nginx cannot be given
+
+
+@pytest.mark.parametrize("args, settings, says", [
+    ((), {"cache_backend": "s3"}, "plain http://"),  # the store is AWS's, over https: nginx cannot read it
+    (("--front",), {}, "CLUSTER_HOSTS"),  # a front of no hosts
+])
+def test_nginx_config_nginx_cannot_be_given_is_a_one_line_error_not_a_traceback(tmp_path, args, settings, says):
+    result = cropper(tmp_path, "nginx-config", *args, str(tmp_path / "rendered"), **settings)
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and says in result.stderr, result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("every", ["-1", "nan"])
+def test_prune_refuses_an_interval_that_would_never_pause(tmp_path, every):
+    result = cropper(tmp_path, "cache", "prune", "--every", every)  # pruned again and again, at full speed
+
+    assert result.returncode == 2
+    assert "--every" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("action", ["stats", "prune"])
+def test_a_store_that_cannot_be_reached_is_a_one_line_error_not_a_traceback(tmp_path, action):
+    result = cropper(tmp_path, "cache", action, cache_backend="s3", s3_endpoint_url="http://127.0.0.1:9",
+                     aws_access_key_id="x", aws_secret_access_key="y")
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("cropper: The crop store"), result.stderr

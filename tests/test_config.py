@@ -135,6 +135,13 @@ def test_a_cluster_host_lists_every_host_and_itself():
     assert settings.cluster_hosts == ("host1:8080", "host2:8080") and settings.s3_pruner is True
 
 
+def test_cluster_self_is_read_as_the_hosts_are_whatever_its_case():
+    """CLUSTER_HOSTS is lower-cased; CLUSTER_SELF, the same host spelt the same way, was not, and was refused."""
+    settings = Settings.from_env({"CACHE_BACKEND": "s3", "CLUSTER_HOSTS": "Host1:8080,host2:8080",
+                                  "CLUSTER_SELF": "Host1:8080", "CLUSTER_KEY": "k"})
+    assert settings.cluster_self == "host1:8080" and settings.cluster_self in settings.cluster_hosts
+
+
 def test_settings_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Settings().quality = 5

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cropper.config import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -83,15 +85,15 @@ def test_the_docker_rendering_is_the_tested_rendering_with_dockers_values(compos
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     main = (out / "nginx.conf").read_text()
-    assert "user nginx;" in main and f"include {out}/conf.d/*.conf;" in main
+    assert "user nginx;" in main and f'include "{out}/conf.d/*.conf";' in main
     site = (out / "conf.d" / "cropper.conf").read_text()
     assert "listen 80 default_server;" in site
     assert "resolver 127.0.0.11 valid=10s ipv6=off; server app:8000 resolve max_fails=0;" in site
     assert "set_real_ip_from" not in site  # one host: the client is the connection's address
     locations = (out / "conf.d" / "snippets" / "cropper-locations.conf").read_text()
     files = (out / "conf.d" / "snippets" / "cropper-files.conf").read_text()
-    assert "root /var/cache/cropper;" in files and "/var/log/cropper/access.log" in locations
-    assert "ssl_certificate /etc/nginx/tls/fullchain.pem;" in (out / "conf.d" / "tls.conf").read_text()
+    assert 'root "/var/cache/cropper";' in files and "/var/log/cropper/access.log" in locations
+    assert 'ssl_certificate "/etc/nginx/tls/fullchain.pem";' in (out / "conf.d" / "tls.conf").read_text()
 
 
 def test_nginx_drops_idle_app_connections_before_gunicorn_closes_them(tmp_path):
@@ -122,6 +124,20 @@ def test_dockerfile_runs_as_non_root_with_dependencies_in_their_own_layer():
     copy_code = next(i for i, line in enumerate(lines) if line.startswith("COPY cropper/"))
     assert copy_requirements < next(i for i, line in enumerate(lines) if "pip install" in line) < copy_code
     assert lines[-1].startswith("ENTRYPOINT") and "gunicorn" in lines[-1]
+
+
+def test_the_app_images_user_can_make_the_folders_gunicorn_makes_at_start(compose_dir):
+    """Gunicorn makes METRICS_DIR (wiping it) before it serves; in the image it runs as USER, in WORKDIR, which
+    root owns. A relative METRICS_DIR (.env.example's) must land in a folder that user owns, or the app never starts."""
+    lines = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line and not line.startswith("#")]
+    workdir = Path([line.split()[1] for line in lines if line.startswith("WORKDIR ")][-1])
+    user = [line.split()[1] for line in lines if line.startswith("USER ")][-1]
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    owned = [Path(folder) for command in re.findall(rf"chown {re.escape(user)} ([^&\n]+)", text)
+             for folder in command.split()]
+    environment = compose_services(compose_dir, "docker-compose.yml")["app"]["environment"]
+    metrics = workdir / Path(environment.get("METRICS_DIR") or Settings().metrics_dir)
+    assert any(folder == metrics or folder in metrics.parents for folder in owned), (metrics, owned)
 
 
 def run_check_tls(cert, key):
@@ -230,7 +246,7 @@ def test_the_cluster_renderings_are_the_tested_ones_with_dockers_values(cluster_
         assert f"server app-{n}:8000 resolve max_fails=0;" in http
         assert "upstream cropper_store { zone cropper_store_peers 64k; resolver 127.0.0.11 valid=10s ipv6=off; " \
                "server seaweedfs:8333 resolve max_fails=0; keepalive 16; }" in http
-        assert "proxy_cache_path /var/cache/nginx/store-cache " in http
+        assert 'proxy_cache_path "/var/cache/nginx/store-cache" ' in http
         assert "set_real_ip_from 172.16.0.0/12;" in http and "real_ip_header X-Forwarded-For;" in http  # the front's
         files = (out / "conf.d" / "snippets" / "cropper-files.conf").read_text()
         assert "proxy_pass http://cropper_store/cropper-crops$uri;" in files  # store mode, the bucket's path

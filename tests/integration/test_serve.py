@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,74 @@ def test_the_demo_in_the_background_stops_on_sigterm(open_folder):
     assert process.wait(timeout=30) == 0
     assert wait_until(lambda: not any(alive(pid) for pid in started), 10)
     assert "Traceback" not in "".join(lines) + process.stdout.read()
+
+
+@pytest.mark.parametrize("nginx", ["/nonexistent/sbin/nginx", "OFF"])
+def test_an_nginx_that_cannot_be_run_is_one_line_and_a_failed_exit(open_folder, standin, nginx):
+    process, env = start_serve(open_folder, standin, NGINX=nginx)
+    line = failed_start(process)
+    assert f"NGINX={nginx}" in line
+
+
+def ipv6_loopback_or_skip():
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+
+
+def test_serve_listens_on_ipv6_addresses_as_nginx_and_gunicorn_spell_them(open_folder, standin):
+    find_nginx_or_skip()
+    ipv6_loopback_or_skip()
+    process, env = start_serve(open_folder, standin, NGINX_LISTEN=f"[::1]:{free_port()}",
+                               GUNICORN_BIND=f"[::1]:{free_port()}")
+    try:
+        nginx_url = f"http://{env['NGINX_LISTEN']}"
+        wait_for(f"{nginx_url}/healthz", process=process)
+        assert crop_through(nginx_url, standin).status_code == 200
+    finally:
+        output = stop_and_check(process)
+    assert "Serving on" in output and "Cannot start" not in output
+
+
+def test_serve_takes_a_listen_with_nginx_parameters_as_docker_gives_it(open_folder, standin):
+    find_nginx_or_skip()
+    port = free_port()
+    process, env = start_serve(open_folder, standin, NGINX_LISTEN=f"127.0.0.1:{port} default_server")
+    try:
+        wait_for(f"http://127.0.0.1:{port}/healthz", process=process)
+        assert wait_until(lambda: process.poll() is None and (open_folder / "var/run/nginx/nginx.pid").exists(), 10)
+        time.sleep(1)  # past serve's own wait for the port, which used to end in a traceback
+        assert process.poll() is None
+    finally:
+        stop_and_check(process)
+
+
+def test_serve_runs_gunicorn_on_a_unix_socket_behind_nginx(open_folder, standin):
+    find_nginx_or_skip()
+    process, env = start_serve(open_folder, standin, GUNICORN_BIND=f"unix:{open_folder / 'gunicorn.sock'}")
+    try:
+        nginx_url = f"http://{env['NGINX_LISTEN']}"
+        wait_for(f"{nginx_url}/healthz", process=process)
+        assert crop_through(nginx_url, standin).status_code == 200
+    finally:
+        output = stop_and_check(process)
+    assert "Serving on" in output
+
+
+def test_serve_runs_from_a_folder_whose_path_has_a_space(open_folder, standin):
+    """The quick start from a checkout in "~/My projects/": every path nginx is given holds the space."""
+    find_nginx_or_skip()
+    spaced = open_folder / "My projects"
+    spaced.mkdir(mode=0o755)
+    process, env = start_serve(spaced, standin, CACHE_DIR=str(spaced / "cache"), ACCESS_LOG=str(spaced / "access.log"))
+    try:
+        nginx_url = f"http://{env['NGINX_LISTEN']}"
+        wait_for(f"{nginx_url}/healthz", process=process)
+        served = crop_through(nginx_url, standin)
+        assert served.status_code == 200 and served.headers["X-Cropper-Cache"] == "hit"  # nginx, from the cache
+        assert requests.get(f"{nginx_url}/", timeout=10).status_code == 200  # the page, from the static copy
+    finally:
+        stop_and_check(process)
+    assert (spaced / "access.log").read_text().count('"uri":"/cropper/"') == 1
