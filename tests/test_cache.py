@@ -191,33 +191,44 @@ def test_lock_files_are_removed_by_their_last_holder(tmp_path):
     assert not locks.path("k").exists()
 
 
+def in_threads(count, work):
+    """Run work() in count threads at once: the exceptions they raised."""
+    errors = []
+
+    def run():
+        try:
+            work()
+        except Exception as error:  # noqa: BLE001 - returned to the test
+            errors.append(error)
+
+    workers = [threading.Thread(target=run) for _ in range(count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert not any(worker.is_alive() for worker in workers)
+    return errors
+
+
 @pytest.mark.parametrize("threads, rounds, pause", [(6, 5, 0.005), (8, 30, 0.0005)])
 def test_threads_of_one_process_exclude_each_other(tmp_path, threads, rounds, pause):
     """Many short holds: each holder removes its file, and a waiter that had opened the removed one
     must take the one in place instead of thinking it holds the key."""
     locks = Locks(tmp_path, timeout=10)
-    inside, most, errors = [0], [0], []
+    inside, most = [0], [0]
     counter_lock = threading.Lock()
 
     def work():
-        try:
-            for _ in range(rounds):
-                with locks.hold("k"):
-                    with counter_lock:
-                        inside[0] += 1
-                        most[0] = max(most[0], inside[0])
-                    time.sleep(pause)
-                    with counter_lock:
-                        inside[0] -= 1
-        except Exception as error:  # noqa: BLE001 - reported below
-            errors.append(error)
+        for _ in range(rounds):
+            with locks.hold("k"):
+                with counter_lock:
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                time.sleep(pause)
+                with counter_lock:
+                    inside[0] -= 1
 
-    workers = [threading.Thread(target=work) for _ in range(threads)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
-    assert errors == [] and most[0] == 1
+    assert in_threads(threads, work) == [] and most[0] == 1
     assert not locks.path("k").exists()
 
 
@@ -247,21 +258,13 @@ def test_the_usage_counts_of_threads_of_one_process_are_never_lost(tmp_path):
     """A gthread worker's request threads and its pixel writers count their writes at once: each add must
     be seen by the next (a lock owned by the process, not the open file, let two threads in together)."""
     usage = UsageCounter(tmp_path / "usage" / "crops")
-    threads, adds, errors = 6, 300, []
+    threads, adds = 6, 300
 
     def count():
-        try:
-            for _ in range(adds):
-                usage.add(1)
-        except Exception as error:  # noqa: BLE001 - reported below
-            errors.append(error)
+        for _ in range(adds):
+            usage.add(1)
 
-    workers = [threading.Thread(target=count) for _ in range(threads)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join(60)
-    assert errors == [] and not any(t.is_alive() for t in workers)
+    assert in_threads(threads, count) == []
     assert usage.add(0) == threads * adds
 
 

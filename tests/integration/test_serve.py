@@ -224,17 +224,23 @@ def ipv6_loopback_or_skip():
         pytest.skip("no IPv6 loopback here")
 
 
-def test_serve_listens_on_ipv6_addresses_as_nginx_and_gunicorn_spell_them(open_folder, standin):
-    find_nginx_or_skip()
-    ipv6_loopback_or_skip()
-    process, env = start_serve(open_folder, standin, NGINX_LISTEN=f"[::1]:{free_port()}",
-                               GUNICORN_BIND=f"[::1]:{free_port()}")
+def serve_and_crop(folder, standin, **settings):
+    """Start serve with these settings, make one crop through its nginx, stop it: what it printed."""
+    process, env = start_serve(folder, standin, **settings)
     try:
         nginx_url = f"http://{env['NGINX_LISTEN']}"
         wait_for(f"{nginx_url}/healthz", process=process)
         assert crop_through(nginx_url, standin).status_code == 200
     finally:
         output = stop_and_check(process)
+    return output
+
+
+def test_serve_listens_on_ipv6_addresses_as_nginx_and_gunicorn_spell_them(open_folder, standin):
+    find_nginx_or_skip()
+    ipv6_loopback_or_skip()
+    output = serve_and_crop(open_folder, standin, NGINX_LISTEN=f"[::1]:{free_port()}",
+                            GUNICORN_BIND=f"[::1]:{free_port()}")
     assert "Serving on" in output and "Cannot start" not in output
 
 
@@ -253,14 +259,7 @@ def test_serve_takes_a_listen_with_nginx_parameters_as_docker_gives_it(open_fold
 
 def test_serve_runs_gunicorn_on_a_unix_socket_behind_nginx(open_folder, standin):
     find_nginx_or_skip()
-    process, env = start_serve(open_folder, standin, GUNICORN_BIND=f"unix:{open_folder / 'gunicorn.sock'}")
-    try:
-        nginx_url = f"http://{env['NGINX_LISTEN']}"
-        wait_for(f"{nginx_url}/healthz", process=process)
-        assert crop_through(nginx_url, standin).status_code == 200
-    finally:
-        output = stop_and_check(process)
-    assert "Serving on" in output
+    assert "Serving on" in serve_and_crop(open_folder, standin, GUNICORN_BIND=f"unix:{open_folder / 'gunicorn.sock'}")
 
 
 def test_serve_runs_from_a_folder_whose_path_has_a_space(open_folder, standin):
