@@ -366,9 +366,15 @@ class StartError(Exception):
     """Why the service cannot start, in one line that says what to fix."""
 
 
+def reachable_address(listen):
+    """Where this machine reaches a listen: nginx's "8080" or "127.0.0.1:8080 default_server", Gunicorn's bind."""
+    address = listen.split()[0]  # nginx's parameters follow the address
+    return address if ":" in address else f"127.0.0.1:{address}"  # a port alone listens on every address
+
+
 def wait_for_port(address, process, seconds=30):
     """True once something listens on host:port; False if process exits or the time is up first."""
-    address = address.split()[0]  # nginx's "80 default_server": the address is the first word
+    address = reachable_address(address)
     host, _, port = address.rpartition(":")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and process.poll() is None:
@@ -543,8 +549,8 @@ def _serve(settings):
             processes.append(nginx.process)
             if not wait_for_port(settings.nginx_listen, nginx.process, seconds=10):
                 raise StartError(f"nginx did not start listening on {settings.nginx_listen} (its log is above)")
-            urls = [f"http://{settings.nginx_listen}"] + ([f"https://{settings.tls_listen}"]
-                                                          if settings.tls_cert_file else [])
+            urls = [f"http://{reachable_address(settings.nginx_listen)}"] + (
+                [f"https://{reachable_address(settings.tls_listen)}"] if settings.tls_cert_file else [])
             print(f"Serving on {' and '.join(urls)} (nginx), Gunicorn on {settings.gunicorn_bind}; "
                   f"access log: {settings.access_log}. Ctrl-C stops both.", flush=True)
         while all(p.poll() is None for p in processes):

@@ -244,17 +244,19 @@ def test_serve_listens_on_ipv6_addresses_as_nginx_and_gunicorn_spell_them(open_f
     assert "Serving on" in output and "Cannot start" not in output
 
 
-def test_serve_takes_a_listen_with_nginx_parameters_as_docker_gives_it(open_folder, standin):
+@pytest.mark.parametrize("listen", ["127.0.0.1:{port} default_server", "{port}"])
+def test_serve_takes_a_listen_as_nginx_spells_it_and_prints_where_to_browse(open_folder, standin, listen):
     find_nginx_or_skip()
     port = free_port()
-    process, env = start_serve(open_folder, standin, NGINX_LISTEN=f"127.0.0.1:{port} default_server")
+    process, env = start_serve(open_folder, standin, NGINX_LISTEN=listen.format(port=port))
     try:
         wait_for(f"http://127.0.0.1:{port}/healthz", process=process)
         assert wait_until(lambda: process.poll() is None and (open_folder / "var/run/nginx/nginx.pid").exists(), 10)
         time.sleep(1)  # past serve's own wait for the port, which used to end in a traceback
         assert process.poll() is None
     finally:
-        stop_and_check(process)
+        output = stop_and_check(process)
+    assert f"Serving on http://127.0.0.1:{port} (nginx)" in output
 
 
 def test_serve_runs_gunicorn_on_a_unix_socket_behind_nginx(open_folder, standin):
