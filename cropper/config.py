@@ -247,8 +247,8 @@ class Settings:
                 continue
             if isinstance(value, (int, float)) and not (0 < value < math.inf) and f.name not in MAY_BE_ZERO:
                 raise ConfigError(f"{f.name.upper()} must be a finite number more than 0, not {value}")
-            if f.name in MAY_BE_ZERO and not value >= 0:
-                raise ConfigError(f"{f.name.upper()} must be 0 or more, not {value}")
+            if f.name in MAY_BE_ZERO and not 0 <= value < math.inf:
+                raise ConfigError(f"{f.name.upper()} must be a finite number, 0 or more, not {value}")
         if self.gunicorn_worker_class == "gthread" and self.gunicorn_threads <= self.miss_slots + self.miss_queue:
             raise ConfigError(f"GUNICORN_THREADS ({self.gunicorn_threads}) must be more than MISS_SLOTS + MISS_QUEUE "
                               f"({self.miss_slots} + {self.miss_queue}), or cache hits queue behind slow downloads")

@@ -109,6 +109,14 @@ def test_a_timeout_requests_cannot_use_is_a_config_error(variable, raw):
         Settings.from_env({variable: raw})
 
 
+@pytest.mark.parametrize("variable", ["CACHE_PRUNE_INTERVAL", "TEMP_GRACE"])
+@pytest.mark.parametrize("raw", ["inf", "1e400", "nan"])
+def test_a_setting_that_may_be_0_must_still_be_finite(variable, raw):
+    """CACHE_PRUNE_INTERVAL=inf pruned once and never again; a TEMP_GRACE of inf kept killed writers' temp files."""
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: raw})
+
+
 def test_replace_checks_the_new_settings():
     settings = Settings()
     assert settings.replace(quality=10).quality == 10
