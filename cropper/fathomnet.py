@@ -80,6 +80,8 @@ class ImageInfo:
         """Build from FathomNet's Image JSON, refusing answers we cannot work with."""
         try:
             width, height, url = data["width"], data["height"], data["url"]
+            if data.get("uuid") is not None and canonical_uuid(data["uuid"]) != uuid:
+                raise ValueError("the answer is about another image")
             if not all(type(side) is int and side > 0 for side in (width, height)):
                 raise ValueError("width and height must be positive integers")
             if not isinstance(url, str) or not url:
@@ -124,13 +126,28 @@ def canonical_uuid(text):
 
 def origin(url):
     """(scheme, host, port) of a URL, the port filled in from the scheme."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL at all (an unclosed IPv6 bracket, ...)
+        return "", "", None
     scheme = parts.scheme.lower()
     try:
         port = parts.port or DEFAULT_PORTS.get(scheme)
     except ValueError:  # a port that is not a number
         port = None
     return scheme, (parts.hostname or "").lower(), port
+
+
+def as_sent(url):
+    """The URL as requests sends it, or None if it cannot be sent.
+
+    Its parser, not urlsplit's, picks the host it connects to: 'http://a\\@b/' goes to a, though
+    urlsplit reads host b. An origin is checked on this form, so the two never disagree.
+    """
+    try:
+        return requests.Request("GET", url).prepare().url
+    except (requests.RequestException, ValueError):
+        return None
 
 
 def allowed_origins(hosts):
@@ -188,7 +205,10 @@ class FathomNetClient:
             raise UpstreamError("FathomNet answered an image query with something that is not a list.")
         found = {}
         for item in answer:
-            uuid = str(item.get("uuid", "")).lower() if isinstance(item, dict) else ""
+            try:
+                uuid = canonical_uuid(item["uuid"])
+            except (KeyError, TypeError, ValueError):
+                continue
             if uuid in uuids and uuid not in found:
                 try:
                     found[uuid] = ImageInfo.from_api(uuid, item)
@@ -199,7 +219,13 @@ class FathomNetClient:
     def bounding_box(self, uuid):
         """Look up one annotation, or None if FathomNet has none with that uuid."""
         found = self._api("GET", f"boundingboxes/{quote(uuid)}", f"bounding box {uuid}", call="bounding_box")
-        return None if found is None else BoxInfo.from_api(found)
+        if found is None:
+            return None
+        box = BoxInfo.from_api(found)
+        if box.uuid != uuid:  # neither this crop nor the other box's record may come from it
+            log.warning("FathomNet answered a lookup of bounding box %s with box %s", uuid, box.uuid)
+            raise UpstreamError(f"FathomNet answered a lookup of bounding box {uuid} with another box.")
+        return box
 
     def concept_boxes(self, concept, limit, offset):
         """A page of the boxes of a concept, in FathomNet's order, as fathomnet-py's find() asks.
@@ -211,15 +237,17 @@ class FathomNetClient:
         content = page.get("content") if isinstance(page, dict) else page
         if not isinstance(content, list):
             raise UpstreamError(f"FathomNet answered a query for boxes of {concept!r} with something unusable.")
+        content = content[:limit]  # a page is never longer than asked for, whatever FathomNet sends
         boxes = list(usable_boxes(content))
         total = page.get("totalSize") if isinstance(page, dict) else None
-        if not isinstance(total, int):
+        if type(total) is not int:  # not a bool either
             counted = self._api("POST", "boundingboxes/query/count", f"boxes of {concept!r}", json=constraints,
                                 call="concept_count")
             total = counted.get("count") if isinstance(counted, dict) else None
-        if not isinstance(total, int) or total < 0:
+        if type(total) is not int or total < 0:
             raise UpstreamError(f"FathomNet did not say how many boxes of {concept!r} there are.")
-        return boxes, total, len(content)
+        # The boxes it sent are there, whatever the count says.
+        return boxes, max(total, offset + len(content)), len(content)
 
     def _api(self, method, path, what, call, **kwargs):
         """The JSON of an API answer (None for a 404), within the API's deadline and size cap."""
@@ -255,7 +283,7 @@ class FathomNetClient:
                                             stream=True, headers={"Accept-Encoding": "gzip, deflate"}, **kwargs)
             if not response.is_redirect:
                 return response
-            target = urljoin(url, response.headers.get("Location", ""))
+            target = as_sent(urljoin(url, response.headers.get("Location", ""))) or ""
             response.close()
             if origin(target) != origin(self.api_url):
                 log.warning("FathomNet redirected %s to %s, outside its origin", url, target)
@@ -292,7 +320,7 @@ class FathomNetClient:
     def _open_image(self, url):
         """GET url, following redirects only to allowed hosts and ports (URLs with %20 are sent as given)."""
         for _ in range(MAX_REDIRECTS + 1):
-            self._check_image_origin(url)
+            url = self._check_image_origin(url)
             response = self.session.get(url, stream=True, timeout=self.timeout, allow_redirects=False,
                                         headers={"Accept-Encoding": "identity"})  # images are compressed already
             if response.is_redirect:
@@ -314,12 +342,15 @@ class FathomNetClient:
         raise UpstreamError("The image host redirected too many times.")
 
     def _check_image_origin(self, url):
-        scheme, host, port = origin(url)
+        """The URL to send, if it goes to an allowed host and port."""
+        sent = as_sent(url)
+        scheme, host, port = origin(sent or "")
         if scheme not in DEFAULT_PORTS or (host, port) not in self.allowed_image_origins:
             raise UpstreamError(
                 "FathomNet pointed at an image on a host that is not an allowed image host.",
                 host=host[:255] or None, port=port,
             )
+        return sent
 
     def _image_too_big(self):
         return ImageTooLargeError(

@@ -5,6 +5,7 @@ import pytest
 from cropper import create_app
 from cropper.config import Settings
 from devtools.standin import FathomNetStandIn
+from tests.fakeservers import RawHandler, serving
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +49,10 @@ def app(settings):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def tiny():
+    """A minimal HTTP/1.0 server on 127.0.0.1; set tiny.routes[path] = (status, headers, body)."""
+    with serving(RawHandler) as server:
+        yield server

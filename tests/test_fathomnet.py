@@ -5,7 +5,6 @@ import io
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -21,35 +20,6 @@ def download(client, url):
     out = io.BytesIO()
     sha256 = client.download(url, out)
     return out.getvalue(), sha256
-
-
-class _TinyHandler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        status, headers, body = self.server.routes[self.path]
-        self.server.hits.append(self.path)
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()  # HTTP/1.0: no Content-Length means the body ends when we close
-        self.wfile.write(body)
-
-
-@pytest.fixture
-def tiny():
-    """A minimal HTTP/1.0 server on 127.0.0.1; set tiny.routes[path] = (status, headers, body)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _TinyHandler)
-    server.daemon_threads = True
-    server.routes, server.hits = {}, []
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
 
 
 def allowing(settings, tiny, **changes):
