@@ -26,6 +26,8 @@ from .crops import Box
 from .errors import CropperError
 
 CONTEXT = "http://iiif.io/api/image/3/context.json"
+# The Link header of every image answer, the app's and the files nginx serves itself (info.json lists it).
+PROFILE_LINK = '<http://iiif.io/api/image/3/level2.json>;rel="profile"'
 PROTOCOL = "http://iiif.io/api/image"
 
 INTEGER = crops.NUMBER  # at most MAX_DIGITS digits, so int() stays cheap

@@ -15,7 +15,7 @@ from .routes import base_url, crop_service, path_uuid, send_crop, settings
 
 bp = Blueprint("iiif", __name__, url_prefix="/iiif/3")
 
-PROFILE_LINK = '<http://iiif.io/api/image/3/level2.json>;rel="profile"'
+PROFILE_LINK = iiif.PROFILE_LINK
 LD_JSON = f'application/ld+json;profile="{iiif.CONTEXT}"'
 
 

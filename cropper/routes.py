@@ -10,7 +10,7 @@ import uuid as uuidlib
 
 from flask import Blueprint, Request, current_app, jsonify, redirect, request, send_file
 from marshmallow import ValidationError
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, UnsupportedMediaType
 from werkzeug.wsgi import get_input_stream
 
 from . import batch, cluster, crops, metrics
@@ -294,6 +294,11 @@ def get_crop(relpath):
     return send_crop(result, "hit" if result.cached else "regenerated")
 
 
+def nginx_etag(opened):
+    """The ETag nginx gives the same file ("<mtime>-<size>" in hex), so a client revalidates whoever served it."""
+    return f"{int(opened.modified):x}-{opened.size:x}"
+
+
 def send_crop(result, cache_status):
     """A stored crop's bytes, cached by browsers for good (a crop's bytes never change for its name)."""
     opened = crop_service().crop_store.open(result.crop)
@@ -302,8 +307,16 @@ def send_crop(result, cache_status):
         opened = crop_service().crop_store.open(result.crop)
     if opened is None:  # evicted at once again: the cache is far over its budget, not this request's fault
         raise BusyError("The crop was evicted as soon as it was made; the cache is under pressure.")
-    response = send_file(opened.file, mimetype=result.crop.media_type, max_age=ONE_YEAR, conditional=True,
-                         etag=f"{opened.size:x}-{int(opened.modified * 1e6):x}", last_modified=opened.modified)
+    response = send_file(opened.file, mimetype=result.crop.media_type, max_age=ONE_YEAR, conditional=False,
+                         etag=nginx_etag(opened), last_modified=opened.modified)
+    # send_file knows no length of an open file: without it the answer is chunked, a HEAD has no
+    # Content-Length and a Range is answered whole. The length is known: answer as nginx does from disk.
+    response.content_length = opened.size
+    try:
+        response = response.make_conditional(request.environ, accept_ranges=True, complete_length=opened.size)
+    except HTTPException:  # 416: a range past the end
+        opened.file.close()
+        raise
     response.cache_control.public = True
     response.cache_control.immutable = True
     response.headers["X-Cropper-Cache"] = cache_status

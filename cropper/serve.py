@@ -21,7 +21,7 @@ from pathlib import Path
 from string import Template
 from urllib.parse import urlsplit
 
-from . import crops, errors, formats, stores
+from . import crops, errors, formats, iiif, stores
 from .cluster import FAILED_HOST_SECONDS
 from .config import Settings
 
@@ -205,6 +205,7 @@ def template_values(site, process):
         "CROPPER_CROP_LOCATION": crops.nginx_location_pattern(),
         "CROPPER_CROP_TYPES": " ".join(f"{fmt.media_type} {fmt.name};" for fmt in formats.FORMATS.values()),
         "CROPPER_IIIF_LOCATION": crops.nginx_iiif_location_pattern(),
+        "CROPPER_IIIF_PROFILE_LINK": nginx_string(iiif.PROFILE_LINK),
         "CROPPER_IIIF_TYPES": " ".join(f"{fmt.media_type} {name};" for name, fmt in formats.iiif_names().items()),
         "CROPPER_CROP_NOT_FOUND": json_404(errors.CropNotFoundError("There is no crop at this path.")),
         "CROPPER_METRICS_ALLOW": " ".join(f"allow {network};" for network in site.metrics_allow),

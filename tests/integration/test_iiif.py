@@ -156,7 +156,7 @@ def test_an_unknown_image_is_404(nginx):
     assert requests.get(f"{nginx.url}/iiif/3/not-a-uuid/info.json", timeout=30).status_code == 404
 
 
-def test_iiif_is_open_to_every_origin_whatever_cors_origins_says(standin, tmp_path):
+def test_iiif_and_nginx_s_errors_on_it_are_open_to_every_origin_whatever_cors_origins_says(standin, tmp_path):
     find_nginx_or_skip()
     env = service_env(standin, tmp_path / "cache", CORS_ORIGINS="https://only.example")
     with Gunicorn(env, cwd=tmp_path, workers=1) as app, \
@@ -170,3 +170,34 @@ def test_iiif_is_open_to_every_origin_whatever_cors_origins_says(standin, tmp_pa
         crop = requests.post(f"{nginx.url}/cropper/", headers=headers, timeout=30,
                              json={"uuid": uuid, "x1": 0, "y1": 0, "x2": 8, "y2": 8})
         assert "Access-Control-Allow-Origin" not in crop.headers  # the crop API keeps CORS_ORIGINS
+        # nginx's own errors on IIIF URLs too, so a viewer can read them
+        refused = requests.post(tile, headers=headers, timeout=10)  # nginx's 405 for a file on disk
+        assert refused.status_code == 405 and refused.json()["error"]["code"] == "method_not_allowed"
+        assert refused.headers["Access-Control-Allow-Origin"] == "*"
+        app.stop()  # nginx's 502
+        down = requests.get(f"{nginx.url}/iiif/3/{uuid}/info.json", headers=headers, timeout=10)
+        assert down.status_code == 502 and down.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_a_tile_nginx_serves_has_the_profile_link_header_the_app_s_has(nginx, standin):
+    uuid = standin.image("framegrab").uuid
+    path = f"/iiif/3/{uuid}/1024,512,256,256/128,128/0/default.jpg"
+    first = requests.get(f"{nginx.url}{path}", timeout=30)
+    again = requests.get(f"{nginx.url}{path}", timeout=30)
+    assert (first.headers["X-Cropper-Cache"], again.headers["X-Cropper-Cache"]) == ("miss", "hit")
+    profile = '<http://iiif.io/api/image/3/level2.json>;rel="profile"'
+    assert profile in first.headers["Link"] and profile in again.headers["Link"]
+
+
+@pytest.mark.parametrize("spelling", ["/iiif/3/{uuid}//{tile}", "/iiif/3/{uuid}/./{tile}",
+                                      "/iiif/3/x/../{uuid}/{tile}"])
+def test_a_tile_url_nginx_normalises_answers_alike_on_disk_or_not(nginx, standin, spelling):
+    uuid = standin.image("framegrab").uuid
+    tile = f"{100 + len(spelling)},40,64,64/32,32/0/default.jpg"  # a tile of its own per spelling
+    session = requests.Session()
+    prepared = session.prepare_request(requests.Request("GET", nginx.url + spelling.format(uuid=uuid, tile=tile)))
+    prepared.url = nginx.url + spelling.format(uuid=uuid, tile=tile)  # kept as written
+    first = session.send(prepared, timeout=30, allow_redirects=False)
+    again = session.send(prepared, timeout=10, allow_redirects=False)
+    assert (first.status_code, again.status_code) == (200, 200), first.text[:200]
+    assert first.content == again.content

@@ -230,3 +230,49 @@ def test_tls_file_problems_are_explained(tmp_path):
     if os.geteuid() != 0:  # root reads everything, so only an ordinary user can see this one
         cert.chmod(0)
         assert "not readable" in check_tls_files(cert, key)[0]
+
+
+def fresh_crop_url(nginx, record, x):
+    """The URL of a crop nobody has asked for yet: its first GET is the app's (it makes it), the next nginx's."""
+    return f"{nginx.url}/crops/{record.uuid[:2]}/{record.uuid}/{x}_3_{x + 21}_24.png"
+
+
+def test_the_app_s_etag_is_nginx_s_so_a_crop_revalidates_whoever_served_it(nginx, standin):
+    url = fresh_crop_url(nginx, standin.image("framegrab"), 1301)
+    made = requests.get(url, timeout=30)
+    assert made.headers["X-Cropper-Cache"] == "regenerated"
+    served = requests.get(url, timeout=10)
+    assert served.headers["X-Cropper-Cache"] == "hit"
+    assert made.headers["ETag"] == served.headers["ETag"]
+    assert requests.get(url, timeout=10, headers={"If-None-Match": made.headers["ETag"]}).status_code == 304
+
+
+def test_a_crop_the_app_serves_has_its_length_and_answers_ranges_as_nginx_does(nginx, gunicorn, standin):
+    record = standin.image("framegrab")
+    head = requests.head(fresh_crop_url(nginx, record, 1302), timeout=30)
+    assert head.headers["X-Cropper-Cache"] == "regenerated"
+    url = fresh_crop_url(nginx, record, 1302)
+    assert head.headers["Content-Length"] == str(file_for(gunicorn.cache_dir, url).stat().st_size)
+    url = fresh_crop_url(nginx, record, 1303)
+    first = requests.get(url, timeout=30, headers={"Range": "bytes=0-9"})
+    again = requests.get(url, timeout=10, headers={"Range": "bytes=0-9"})
+    assert (first.headers["X-Cropper-Cache"], again.headers["X-Cropper-Cache"]) == ("regenerated", "hit")
+    assert first.status_code == again.status_code == 206
+    assert first.content == again.content and len(first.content) == 10
+    assert first.headers["Content-Range"] == again.headers["Content-Range"]
+
+
+@pytest.mark.parametrize("spelling", ["/crops//{shard}/{uuid}/{name}", "/crops/{shard}/{uuid}//{name}",
+                                      "/crops/{shard}/{uuid}/./{name}", "/crops/{shard}/x/../{uuid}/{name}"])
+def test_a_crop_url_nginx_normalises_answers_alike_on_disk_or_not(nginx, standin, spelling):
+    record = standin.image("framegrab")
+    x = 1310 + len(spelling) * 7 + spelling.count("/")  # a crop of its own per spelling
+    name = fresh_crop_url(nginx, record, x).rsplit("/", 1)[1]
+    path = spelling.format(shard=record.uuid[:2], uuid=record.uuid, name=name)
+    session = requests.Session()
+    prepared = session.prepare_request(requests.Request("GET", nginx.url + path))
+    prepared.url = nginx.url + path  # kept as written: requests would remove the dot segments
+    first = session.send(prepared, timeout=30, allow_redirects=False)
+    again = session.send(prepared, timeout=10, allow_redirects=False)
+    assert (first.status_code, again.status_code) == (200, 200), (path, first.text[:200])
+    assert first.content == again.content
