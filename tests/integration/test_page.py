@@ -423,3 +423,79 @@ def test_the_page_loads_nothing_from_the_internet(page, nginx):
     time.sleep(0.2)
     hosts = {urlsplit(u).netloc for u in page.requested() if u.startswith("http")}
     assert hosts == {urlsplit(nginx.url).netloc}, hosts
+
+
+def delay_requests(page, fragment, seconds, method=None):
+    """The page's fetch() of URLs containing `fragment` answered `seconds` late: a slow network, in the page."""
+    page.js("""const [fragment, ms, method] = arguments, real = window.fetch;
+        window.fetch = (url, init) => String(url).includes(fragment) && (!method || (init && init.method) === method)
+            ? new Promise((done) => setTimeout(done, ms)).then(() => real(url, init)) : real(url, init);""",
+            fragment, int(seconds * 1000), method)
+
+
+def test_back_to_the_address_without_an_image_closes_it(page, standin):
+    first, second = "framegrab-0", "framegrab-1"
+    page.open()
+    page.type_into("#open-input", uuid_for(first) + "\n")
+    page.wait_for_image(len(boxes(first)))
+    page.type_into("#open-input", uuid_for(second) + "\n")
+    page.wait_for_image(len(boxes(second)))
+    page.driver.back()
+    page.wait(lambda: page.value("#open-input") == uuid_for(first), message="the first image again")
+    page.wait_for_image(len(boxes(first)))
+    page.driver.back()
+    page.wait(lambda: "image=" not in page.driver.current_url, message="the first address")
+    page.wait(lambda: not page.annotations(), message="no image open")
+    assert page.el("#boxes-empty").text == "No image open." and page.value("#open-input") == ""
+    assert not page.all("#box-list li")
+
+
+def test_a_slow_crop_of_the_first_image_is_not_shown_on_the_second(page, standin):
+    first, second = "framegrab-2", "framegrab-3"
+    page.open(f"?image={uuid_for(first)}")
+    page.wait_for_image(len(boxes(first)))
+    delay_requests(page, "/cropper/", 3, "POST")
+    page.el("#box-list li .box-item").click()  # its crop is on its way...
+    page.type_into("#open-input", uuid_for(second) + "\n")  # ...when the next image is opened
+    page.wait_for_image(len(boxes(second)))
+    time.sleep(3.5)
+    assert not page.el("#result").is_displayed() and page.el("#result-empty").is_displayed()
+    assert page.value("#x1") == "" and "box=" not in page.driver.current_url
+
+
+def test_a_slow_lookup_of_a_first_uuid_does_not_replace_the_image_opened_after_it(page, standin):
+    box_uuid, second = EDGE_BOXES["top"], "framegrab-4"
+    page.open()
+    delay_requests(page, f"/images/{box_uuid}/boxes", 2)
+    page.type_into("#open-input", box_uuid + "\n")  # not an image: then tried as a box
+    page.type_into("#open-input", uuid_for(second) + "\n")
+    page.wait_for_image(len(boxes(second)))
+    time.sleep(4)
+    assert page.value("#open-input") == uuid_for(second) and f"image={uuid_for(second)}" in page.driver.current_url
+    assert len(page.annotations()) == len(boxes(second)) and not page.el("#open-error").is_displayed()
+    assert not page.el("#result").is_displayed()
+
+
+def test_next_page_goes_on_with_the_concept_of_the_batch_shown(page, standin):
+    name = "framegrab-0"
+    other = next(b["concept"] for b in boxes(name) if b["concept"] != MULTIPAGE_CONCEPT)
+    page.open(f"?image={uuid_for(name)}&concept={quote(MULTIPAGE_CONCEPT)}")
+    page.wait_for_image(len(boxes(name)))
+    page.type_into("#concept-limit", "10")
+    page.el("#concept-form button").click()
+    page.wait(lambda: "of 32" in page.el("#batch-summary").text, message="the concept batch")
+    Select(page.el("#concept-filter")).select_by_value(other)  # fills in the concept field: not a new batch yet
+    page.type_into("#concept-limit", "3")
+    page.el("#next-page").click()
+    page.wait(lambda: "Boxes 11–20" in page.el("#batch-summary").text, message="the next page")
+    assert f"of 32 {MULTIPAGE_CONCEPT} boxes" in page.el("#batch-summary").text
+
+
+def test_a_concept_limit_out_of_range_marks_the_limit_field(page, standin):
+    page.open()
+    page.type_into("#concept-name", MULTIPAGE_CONCEPT)
+    for limit, words in (("0", "limit: Must be 1 or more."), ("101", "limit: A page is at most 100 boxes.")):
+        page.type_into("#concept-limit", limit)
+        page.el("#concept-form button").click()
+        page.wait(lambda: words in page.el("#concept-error").text, message=f"the error for {limit}")  # noqa: B023
+        assert page.el("#concept-limit").get_attribute("aria-invalid") == "true"

@@ -12,8 +12,9 @@ const state = {
   boxes: [],          // its annotations, as GET /images/<uuid>/boxes lists them
   annotation: null,   // the annotation chosen (its box may have been changed since)
   checked: new Set(), // box uuids checked for a batch
-  batch: null,        // the last batch: {answers, name, next} (next: the concept page after it)
+  batch: null,        // the last batch: {answers, name, next, total, request} (next: the concept page after it)
   opening: 0,         // the latest open; answers to older ones are dropped
+  cropping: 0,        // the latest crop asked; answers to older ones (or for an image since closed) are dropped
   resultUrl: null,    // object URL of the crop shown
 };
 
@@ -34,6 +35,8 @@ window.cropperPage = {viewer: viewer.osd, state};  // for the browser tests and 
 
 // ---------------------------------------------------------------- errors, next to what caused them --
 
+const FIELD_IDS = {limit: "concept-limit", concept: "concept-name"};  // the service's field: its input here
+
 function showError(el, error, fieldIds = []) {
   const {title, message, hint, fields} = error.title ? error : api.describe(error);
   el.replaceChildren();
@@ -48,7 +51,7 @@ function showError(el, error, fieldIds = []) {
       const item = document.createElement("li");
       item.textContent = field === "_schema" ? words : `${field}: ${words}`;
       list.append(item);
-      const input = $(field);
+      const input = $(FIELD_IDS[field] || field);
       if (input) input.setAttribute("aria-invalid", "true");
     }
     el.append(list);
@@ -93,15 +96,18 @@ async function openText(text) {
 async function openBox(uuid, imageError) {
   let answer;
   const body = {box_uuid: uuid, ...options()};
+  const mine = state.opening;  // another open since: this one's answer or error is dropped
   try {
     answer = await api.crop(body);
   } catch (error) {
+    if (mine !== state.opening) return;
     if (error.code !== "box_not_found") return showError($("open-error"), error);
     return showError($("open-error"), {  // both of the service's messages: neither an image nor a box
       title: "Not found (404 image_not_found, box_not_found)",
       message: `${imageError.message} ${error.message}`,
     });
   }
+  if (mine !== state.opening) return;
   try {
     if (await openImage(answer.uuid, {push: true})) choose(uuid, {answer: {answer, body}});
   } catch (error) {
@@ -116,6 +122,9 @@ async function openImage(uuid, {push = false} = {}) {
   let listing;
   try {
     listing = await api.getBoxes(uuid);
+  } catch (error) {
+    if (mine !== state.opening) return false;  // an older open's error: not this image's
+    throw error;
   } finally {
     if (mine === state.opening) status(null);
   }
@@ -124,6 +133,8 @@ async function openImage(uuid, {push = false} = {}) {
   state.boxes = listing.boxes;
   state.annotation = null;
   state.checked.clear();
+  state.cropping++;  // a crop still on its way is of the image before
+  $("crop-button").textContent = "Crop";
   $("open-input").value = listing.uuid;
   $("result").hidden = true;
   $("result-empty").hidden = false;
@@ -153,6 +164,32 @@ async function openImage(uuid, {push = false} = {}) {
   applyFilter();
   $("viewer-hint").textContent = "Drag to pan, scroll or pinch to zoom; click an annotation to crop it.";
   return true;
+}
+
+// The address names no image (back to the first page): nothing is open.
+function closeImage() {
+  state.opening++;
+  state.cropping++;
+  Object.assign(state, {image: null, boxes: [], annotation: null});
+  state.checked.clear();
+  $("open-input").value = "";
+  $("result").hidden = true;
+  $("result-empty").hidden = false;
+  $("crop-button").textContent = "Crop";
+  for (const id of ["open-error", "viewer-error", "crop-error"]) clearError($(id));
+  for (const id of COORDS) $(id).value = "";
+  viewer.osd.clearOverlays();
+  viewer.osd.close();
+  viewer.setSelection(null);
+  viewer.setRegion(null);
+  viewer.size = null;
+  setDrawMode(false);
+  renderFilter();
+  renderList();
+  $("draw-toggle").disabled = true;
+  $("viewer-hint").textContent = "Open an image to see it here with its annotations.";
+  status(null);
+  updateSelectionInfo();
 }
 
 function status(text) {
@@ -304,15 +341,18 @@ function cropBody() {
 async function cropNow() {
   clearError($("crop-error"));
   const body = cropBody();
+  const mine = ++state.cropping;
   $("crop-button").disabled = $("crop-button-top").disabled = true;
   $("crop-button").textContent = "Cropping…";
   try {
-    showResult(await api.crop(body), body);
+    const answer = await api.crop(body);
+    if (mine === state.cropping) showResult(answer, body);
   } catch (error) {
+    if (mine !== state.cropping) return;
     const box = error.code === "box_outside_image" ? COORDS : [];
     showError($("crop-error"), error, box);
   } finally {
-    $("crop-button").textContent = "Crop";
+    if (mine === state.cropping) $("crop-button").textContent = "Crop";
     updateSelectionInfo();
   }
 }
@@ -348,13 +388,13 @@ async function showResult(answer, body) {
 
 // ---------------------------------------------------------------- batches --
 
-async function runBatch(request, errorEl, name, button) {
+async function runBatch(request, errorEl, name, button, body = null) {
   clearError(errorEl);
   button.disabled = true;
   try {
     const answer = await request();
     const answers = Array.isArray(answer) ? answer : answer.crops;
-    state.batch = {answers, name, next: answer.next_offset ?? null, total: answer.total};
+    state.batch = {answers, name, next: answer.next_offset ?? null, total: answer.total, request: body};
     renderBatch();
   } catch (error) {
     showError(errorEl, error);
@@ -370,21 +410,20 @@ function cropChecked() {
     $("crop-checked"));
 }
 
-function cropConcept(offset = 0) {
-  const concept = $("concept-name").value.trim();
-  const limit = Number($("concept-limit").value || 20);
-  const body = {concept, limit, ...options()};
-  if (offset) body.offset = offset;
-  state.conceptRequest = body;
-  return runBatch(() => api.cropConcept(body), $("concept-error"), concept.replace(/\W+/g, "-"),
-    $("concept-form").querySelector("button"));
+// from: the request of the page shown, for its next page (not what the fields say now).
+function cropConcept(offset = 0, from = null) {
+  const {offset: _, ...asked} = from || {
+    concept: $("concept-name").value.trim(), limit: Number($("concept-limit").value || 20), ...options(),
+  };
+  const body = offset ? {...asked, offset} : asked;
+  return runBatch(() => api.cropConcept(body), $("concept-error"), body.concept.replace(/\W+/g, "-"),
+    $("concept-form").querySelector("button"), body);
 }
 
 function renderBatch() {
-  const {answers, next, total} = state.batch;
+  const {answers, next, total, request} = state.batch;
   const made = answers.filter((a) => a.url);
   const failed = answers.length - made.length;
-  const request = state.conceptRequest;
   let summary = `${made.length} crop${made.length === 1 ? "" : "s"} made${failed ? `, ${failed} failed` : ""}.`;
   if (total !== undefined) {
     const first = (request.offset || 0) + 1;
@@ -473,7 +512,10 @@ async function applyUrl() {
   const p = new URLSearchParams(location.search);
   readOptions(p);
   const image = p.get("image");
-  if (!image) return;
+  if (!image) {
+    if (state.image || state.opening) closeImage();
+    return;
+  }
   clearError($("open-error"));
   try {
     if (!state.image || state.image.uuid !== image.toLowerCase()) {
@@ -549,7 +591,7 @@ $("concept-form").addEventListener("submit", (event) => {
   cropConcept();
 });
 $("next-page").addEventListener("click", () => {
-  if (state.batch && state.batch.next !== null) cropConcept(state.batch.next);
+  if (state.batch && state.batch.next !== null) cropConcept(state.batch.next, state.batch.request);
 });
 $("download-csv").addEventListener("click", downloadCsv);
 $("copy-url").addEventListener("click", async () => {
