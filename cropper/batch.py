@@ -9,12 +9,32 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from .crops import Crop, check_box
-from .errors import CropperError, as_cropper_error
+from .errors import CropperError, StoreUnavailableError, as_cropper_error
 from .fathomnet import BoxInfo
 from .service import CropResult
 
 # Pillow releases the GIL while it encodes, so one thread per core keeps every core cutting.
 CROP_THREADS = os.cpu_count() or 1
+
+
+class StoreOutage:
+    """The first StoreUnavailableError a batch meets, which every later call to the store gets at once.
+
+    A store that hangs costs each call its timeouts (two tries of READ_TIMEOUT): paid once per item,
+    a batch of hundreds took many minutes, past nginx's deadline, so the client got no answer at all.
+    """
+
+    def __init__(self):
+        self.error = None
+
+    def call(self, function, *args):
+        if self.error is not None:
+            raise self.error
+        try:
+            return function(*args)
+        except StoreUnavailableError as error:
+            self.error = error
+            raise
 
 
 @dataclass(frozen=True)
@@ -71,7 +91,8 @@ def get_or_create_many(service, crops, concurrency, here=False):
     """
     results = [None] * len(crops)
     pending = {}  # uuid -> [(index, crop)] of crops not stored yet
-    for index, (crop, found) in enumerate(zip(crops, _found(service.crop_store, crops))):
+    outage = StoreOutage()
+    for index, (crop, found) in enumerate(zip(crops, _found(service.crop_store, crops, outage))):
         if isinstance(found, CropperError):  # the shared store failed
             results[index] = found
         elif found:
@@ -84,21 +105,21 @@ def get_or_create_many(service, crops, concurrency, here=False):
         asked = asking.submit(_make_elsewhere, service, elsewhere, results) if elsewhere else None
         if mine:
             with service.admission.slot():  # a batch is one request: one slot, however many images
-                _make_pending(service, mine, results, concurrency)
+                _make_pending(service, mine, results, concurrency, outage)
         left_to_us = asked.result() if asked else {}
     if left_to_us:  # their owners could not be reached, and the ring gave them to this host
         with service.admission.slot():
-            _make_pending(service, left_to_us, results, concurrency)
+            _make_pending(service, left_to_us, results, concurrency, outage)
     return [result if isinstance(result, CropResult) else CropFailure(crop, result)
             for crop, result in zip(crops, results)]
 
 
-def _found(store, crops):
+def _found(store, crops, outage):
     """Whether each crop is stored: a stat each on disk, HEADs side by side in a shared store."""
     if not store.shared or len(crops) < 2:
-        return [_or_error(store.find, crop) for crop in crops]
+        return [_or_error(outage.call, store.find, crop) for crop in crops]
     with ThreadPoolExecutor(min(16, len(crops))) as pool:
-        return list(pool.map(lambda crop: _or_error(store.find, crop), crops))
+        return list(pool.map(lambda crop: _or_error(outage.call, store.find, crop), crops))
 
 
 def _make_elsewhere(service, elsewhere, results):
@@ -115,7 +136,7 @@ def _make_elsewhere(service, elsewhere, results):
     return left_to_us
 
 
-def _make_pending(service, pending, results, concurrency):
+def _make_pending(service, pending, results, concurrency, outage):
     infos = service.image_infos(list(pending))
     # Two pools, so an image's crops start as soon as its pixels are ready, while other
     # downloads are still waiting on the network.
@@ -134,7 +155,7 @@ def _make_pending(service, pending, results, concurrency):
         for fetch in as_completed(fetches):
             for index, crop in fetches[fetch]:
                 if fetch.exception() is None:
-                    made.append((index, crop_pool.submit(service.make, crop, infos[crop.uuid])))
+                    made.append((index, crop_pool.submit(outage.call, service.make, crop, infos[crop.uuid])))
                 else:
                     results[index] = as_cropper_error(fetch.exception())
         for index, future in made:

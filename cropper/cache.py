@@ -80,6 +80,7 @@ class OpenedCrop:
     file: object
     size: int
     modified: float
+    etag: str | None = None  # the store's own, when it has one (S3): what nginx passes on when it serves the crop
 
 
 @contextmanager

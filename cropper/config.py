@@ -140,7 +140,7 @@ class Settings:
         4, _int, "Downloads, decodes and crops one batch runs at once (Pillow's codecs use both cores).")
     min_free_bytes: int = setting(
         512 * 1024 * 1024, _int, "Free space the cache's disk needs for /readyz to say ready.")
-    ready_timeout: float = setting(2.0, _float, "Seconds /readyz waits for FathomNet to answer.")
+    ready_timeout: float = setting(2.0, _float, "Seconds /readyz waits for FathomNet (and the S3 bucket) to answer.")
 
     # The crop store: this host's folder, or an S3 bucket every host shares (README, "Several hosts")
     cache_backend: str = setting(

@@ -295,8 +295,9 @@ def get_crop(relpath):
 
 
 def nginx_etag(opened):
-    """The ETag nginx gives the same file ("<mtime>-<size>" in hex), so a client revalidates whoever served it."""
-    return f"{int(opened.modified):x}-{opened.size:x}"
+    """The ETag nginx gives the same file, so a client revalidates whoever served it: from disk "<mtime>-<size>"
+    in hex; from the shared store the store's own, which nginx passes on."""
+    return opened.etag or f"{int(opened.modified):x}-{opened.size:x}"
 
 
 def send_crop(result, cache_status):

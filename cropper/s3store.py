@@ -13,6 +13,7 @@ client hears that in words, the log gets botocore's own text.
 import io
 import json
 import logging
+import threading
 from contextlib import contextmanager
 from urllib.parse import quote
 
@@ -57,15 +58,17 @@ class S3CropStore:
         self.usage = NoUsage()
         # Without keys, boto3 finds its own (AWS_* variables, an instance role, ...).
         session = boto3.session.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key)
-        self.client = session.client(
-            "s3", endpoint_url=endpoint_url, region_name=region,
-            config=Config(
-                s3={"addressing_style": "path"}, signature_version="s3v4",
-                connect_timeout=connect_timeout, read_timeout=read_timeout,
-                # One retry: a request waits on this while the client waits on us.
-                retries={"mode": "standard", "total_max_attempts": 2},
-            ),
-        )
+
+        def client(connect, read, attempts):
+            return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=Config(
+                s3={"addressing_style": "path"}, signature_version="s3v4", connect_timeout=connect,
+                read_timeout=read, retries={"mode": "standard", "total_max_attempts": attempts}))
+
+        # One retry: a request waits on this while the client waits on us.
+        self.client = client(connect_timeout, read_timeout, 2)
+        self._client_of = client
+        self._ready_lock = threading.Lock()
+        self._ready_clients = {}  # timeout -> a client of one try within it, for /readyz
         self.endpoint_url = self.client.meta.endpoint_url
 
     def key(self, crop):
@@ -101,7 +104,8 @@ class S3CropStore:
                 raise
             with answer["Body"] as body:
                 data = body.read()
-        return cache.OpenedCrop(io.BytesIO(data), len(data), answer["LastModified"].timestamp())
+        return cache.OpenedCrop(io.BytesIO(data), len(data), answer["LastModified"].timestamp(),
+                                answer.get("ETag", "").strip('"') or None)
 
     def put(self, crop, data):
         """Store the crop once: if another host stored it first, theirs stays (it has the same pixels)."""
@@ -141,11 +145,21 @@ class S3CropStore:
             return False
         return True
 
-    def readiness_problem(self):
-        """None if the bucket answers, else what is wrong (for /readyz)."""
+    def readiness_problem(self, timeout=None):
+        """None if the bucket answers (within timeout seconds, one try), else what is wrong (for /readyz).
+
+        /readyz answers within READY_TIMEOUT: a store that hangs must not hold it for the crops'
+        timeouts (a connect and two reads of READ_TIMEOUT).
+        """
+        client = self.client
+        if timeout is not None:
+            with self._ready_lock:  # a boto3 session is not safe to make clients from in several threads at once
+                if timeout not in self._ready_clients:
+                    self._ready_clients[timeout] = self._client_of(timeout, timeout, 1)
+                client = self._ready_clients[timeout]
         try:
             with self._reaching("reach the bucket"):
-                self.client.head_bucket(Bucket=self.bucket)
+                client.head_bucket(Bucket=self.bucket)
         except StoreUnavailableError as error:
             return error.message
         return None

@@ -12,6 +12,7 @@ import uuid
 import pytest
 import requests
 
+from cropper import batch, crop_service
 from cropper.cache import FileSourceStore, Locks
 from cropper.config import Settings
 from cropper.crops import Box, Crop
@@ -202,3 +203,60 @@ def test_only_the_designated_pruner_evicts_from_the_shared_store(seaweed, locks,
     report = Pruner(store, sources, settings.replace(s3_pruner=True)).prune()
     assert report.crops_removed == 4  # 6000 bytes over a 4000 budget: down to 2000
     assert [store.find(crop) for crop in made] == [False] * 4 + [True] * 2
+
+
+def test_readiness_of_a_frozen_store_answers_within_the_ready_timeout(seaweed, locks):
+    # The store as the app builds it: FathomNet's timeouts (3.05 s connect, 10 s read, two tries) for
+    # its crops; /readyz must still answer within READY_TIMEOUT, as it does for FathomNet.
+    settings = Settings()
+    store = seaweed.store(locks, connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout)
+    assert store.readiness_problem(settings.ready_timeout) is None
+    os.kill(seaweed.process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        problem = store.readiness_problem(settings.ready_timeout)
+        waited = time.monotonic() - started
+    finally:
+        os.kill(seaweed.process.pid, signal.SIGCONT)
+    assert problem and "in time" in problem
+    assert waited < settings.ready_timeout + 1
+    assert wait_until(lambda: store.readiness_problem(settings.ready_timeout) is None, timeout=10)
+
+
+@pytest.fixture
+def s3_service(seaweed, settings, monkeypatch):
+    """The crop service as CACHE_BACKEND=s3 builds it (FathomNet: the stand-in), with short store timeouts."""
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    return crop_service(settings.replace(cache_backend="s3", s3_bucket=seaweed.bucket,
+                                         s3_endpoint_url=seaweed.endpoint_url, connect_timeout=0.5, read_timeout=0.5))
+
+
+@pytest.mark.parametrize("freeze", ["before", "after_lookups"])
+def test_a_batch_meeting_a_frozen_store_fails_its_items_at_once_not_each_after_its_own_timeouts(
+        s3_service, seaweed, standin, monkeypatch, freeze):
+    """Each item waiting its own timeouts (two tries of READ_TIMEOUT) held a batch of 1000 for many minutes:
+    far past nginx's 120 s, so the client got a 504 and no item's answer at all."""
+    record = standin.image("framegrab")
+    wanted = [Crop(record.uuid, Box(x, 0, x + 40, 30), "png") for x in range(0, 480, 10)]  # 48 crops
+    frozen = []
+
+    def freeze_store():
+        os.kill(seaweed.process.pid, signal.SIGSTOP)
+        frozen.append(True)
+
+    if freeze == "before":
+        freeze_store()
+    else:  # the store stops answering after every crop was looked up (missing), while the image downloads
+        real = s3_service.ensure_source
+        monkeypatch.setattr(s3_service, "ensure_source", lambda info: (real(info), freeze_store()))
+    try:
+        started = time.monotonic()
+        results = batch.get_or_create_many(s3_service, wanted, concurrency=4)
+        took = time.monotonic() - started
+    finally:
+        if frozen:
+            os.kill(seaweed.process.pid, signal.SIGCONT)
+    assert frozen
+    assert [(r.error.status, r.error.code) for r in results] == [(503, "store_unavailable")] * len(wanted)
+    assert took < 3, took  # one lookup's two tries of 0.5 s, not one per item (16 at once): 48 crops took 3 to 30 s

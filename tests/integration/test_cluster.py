@@ -219,6 +219,19 @@ def test_a_batch_through_any_host_sends_each_image_to_its_owner(cluster, standin
         assert kept_by(cluster, record) == [cluster.owner_of(record.uuid)]
 
 
+def test_the_app_s_etag_is_the_store_s_so_a_crop_revalidates_whoever_served_it(cluster, standin, handed_out):
+    record = standin.image("framegrab")
+    url = f"{cluster.front_url}/crops/{record.uuid[:2]}/{record.uuid}/7_3_71_24.png"  # nobody asked for it yet
+    made = requests.get(url, timeout=TIMEOUT)
+    assert made.headers["X-Cropper-Cache"] == "regenerated"
+    handed_out.append(url)
+    served = requests.get(url, timeout=TIMEOUT)
+    assert served.headers["X-Cropper-Cache"] == "store"
+    assert made.content == served.content
+    assert made.headers["ETag"] == served.headers["ETag"]
+    assert requests.get(url, timeout=TIMEOUT, headers={"If-None-Match": made.headers["ETag"]}).status_code == 304
+
+
 def test_the_store_going_away_and_coming_back(cluster, store, standin, handed_out):
     record = standin.image("palette-transparent")
     made = post(cluster.front_url, record, (0, 0, 200, 100), format="png")
