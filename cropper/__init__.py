@@ -71,7 +71,7 @@ def stores(settings):
 
         crop_store = S3CropStore(settings.s3_bucket, settings.s3_endpoint_url or None, source_store.locks,
                                  region=settings.s3_region, connect_timeout=settings.connect_timeout,
-                                 read_timeout=settings.read_timeout)
+                                 read_timeout=settings.read_timeout, ready_timeout=settings.ready_timeout)
     return crop_store, source_store
 
 

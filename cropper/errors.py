@@ -182,6 +182,7 @@ def register_error_handlers(app):
 
     @app.errorhandler(CropperError)
     @app.errorhandler(ValidationError)
+    @app.errorhandler(Exception)  # anything else: logged, and a plain internal_error
     def handle_cropper_error(error):
         error = as_cropper_error(error)
         g.error_code = error.code  # for the metrics of the request
@@ -198,9 +199,3 @@ def register_error_handlers(app):
         if error.code == 405 and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
-
-    @app.errorhandler(Exception)
-    def handle_unexpected_error(error):
-        error = as_cropper_error(error)
-        g.error_code = error.code
-        return error_response(error.status, error.code, error.message)

@@ -49,7 +49,7 @@ class S3CropStore:
     families = cache.FileCropStore.families
 
     def __init__(self, bucket, endpoint_url, locks, prefix="", connect_timeout=3.05, read_timeout=10.0,
-                 region="us-east-1", access_key=None, secret_key=None):
+                 region="us-east-1", access_key=None, secret_key=None, ready_timeout=2.0):
         self.bucket = bucket
         self.prefix = prefix
         # Work on one image stays on one host, so this host's lock files are enough to make each
@@ -66,9 +66,9 @@ class S3CropStore:
 
         # One retry: a request waits on this while the client waits on us.
         self.client = client(connect_timeout, read_timeout, 2)
-        self._client_of = client
-        self._ready_lock = threading.Lock()
-        self._ready_clients = {}  # timeout -> a client of one try within it, for /readyz
+        # /readyz's: one try within ready_timeout, made at its first use (not at every worker's start)
+        self._probe_client = lambda: client(ready_timeout, ready_timeout, 1)
+        self._probe, self._probe_lock = None, threading.Lock()
         self.endpoint_url = self.client.meta.endpoint_url
 
     def key(self, crop):
@@ -145,21 +145,18 @@ class S3CropStore:
             return False
         return True
 
-    def readiness_problem(self, timeout=None):
-        """None if the bucket answers (within timeout seconds, one try), else what is wrong (for /readyz).
+    def readiness_problem(self):
+        """None if the bucket answers within ready_timeout (one try), else what is wrong (for /readyz).
 
         /readyz answers within READY_TIMEOUT: a store that hangs must not hold it for the crops'
         timeouts (a connect and two reads of READ_TIMEOUT).
         """
-        client = self.client
-        if timeout is not None:
-            with self._ready_lock:  # a boto3 session is not safe to make clients from in several threads at once
-                if timeout not in self._ready_clients:
-                    self._ready_clients[timeout] = self._client_of(timeout, timeout, 1)
-                client = self._ready_clients[timeout]
+        with self._probe_lock:  # a boto3 session is not safe to make clients from in several threads at once
+            if self._probe is None:
+                self._probe = self._probe_client()
         try:
             with self._reaching("reach the bucket"):
-                client.head_bucket(Bucket=self.bucket)
+                self._probe.head_bucket(Bucket=self.bucket)
         except StoreUnavailableError as error:
             return error.message
         return None

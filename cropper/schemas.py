@@ -37,10 +37,10 @@ class Whole(fields.Integer):
     minimum = 0
 
     def _validated(self, value):
+        text = value.strip() if isinstance(value, str) else ""
         # Longer numbers are refused before int() parses them; ASCII digits only (int() reads "١٠" as 10).
-        if isinstance(value, str) and value.strip().isascii() and value.strip().isdecimal() and \
-                len(value.strip()) <= MAX_DIGITS:
-            value = int(value.strip())
+        if text.isascii() and text.isdecimal() and len(text) <= MAX_DIGITS:
+            value = int(text)
         elif isinstance(value, int) and not isinstance(value, bool):
             pass  # any size: a 310-digit number is refused below, never turned into a float
         elif isinstance(value, float) and math.isfinite(value) and value.is_integer():

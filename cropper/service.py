@@ -170,7 +170,7 @@ class CropService:
             "fathomnet": self.fathomnet.ping(self.settings.ready_timeout),
         }
         if self.crop_store.shared:
-            problems["store"] = self.crop_store.readiness_problem(self.settings.ready_timeout)
+            problems["store"] = self.crop_store.readiness_problem()
         return {name: {"ok": problem is None, **({"error": problem} if problem else {})}
                 for name, problem in problems.items()}
 

@@ -209,18 +209,19 @@ def test_readiness_of_a_frozen_store_answers_within_the_ready_timeout(seaweed, l
     # The store as the app builds it: FathomNet's timeouts (3.05 s connect, 10 s read, two tries) for
     # its crops; /readyz must still answer within READY_TIMEOUT, as it does for FathomNet.
     settings = Settings()
-    store = seaweed.store(locks, connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout)
-    assert store.readiness_problem(settings.ready_timeout) is None
+    store = seaweed.store(locks, connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
+                          ready_timeout=settings.ready_timeout)
+    assert store.readiness_problem() is None
     os.kill(seaweed.process.pid, signal.SIGSTOP)
     try:
         started = time.monotonic()
-        problem = store.readiness_problem(settings.ready_timeout)
+        problem = store.readiness_problem()
         waited = time.monotonic() - started
     finally:
         os.kill(seaweed.process.pid, signal.SIGCONT)
     assert problem and "in time" in problem
     assert waited < settings.ready_timeout + 1
-    assert wait_until(lambda: store.readiness_problem(settings.ready_timeout) is None, timeout=10)
+    assert wait_until(lambda: store.readiness_problem() is None, timeout=10)
 
 
 @pytest.fixture

@@ -129,25 +129,9 @@ async function openImage(uuid, {push = false} = {}) {
     if (mine === state.opening) status(null);
   }
   if (mine !== state.opening) return false;
-  state.image = {uuid: listing.uuid, width: listing.width, height: listing.height};
-  state.boxes = listing.boxes;
-  state.annotation = null;
-  state.checked.clear();
-  state.cropping++;  // a crop still on its way is of the image before
-  $("crop-button").textContent = "Crop";
-  $("open-input").value = listing.uuid;
-  $("result").hidden = true;
-  $("result-empty").hidden = false;
-  clearError($("viewer-error"));
-  clearError($("crop-error"));
-  for (const id of COORDS) $(id).value = "";
+  showImage({uuid: listing.uuid, width: listing.width, height: listing.height}, listing.boxes);
   viewer.setImage(listing.width, listing.height);
-  viewer.setSelection(null);
-  viewer.setRegion(null);
-  renderFilter();
-  renderList();
   $("draw-toggle").disabled = false;
-  updateSelectionInfo();
   if (push) writeUrl(true);
   status("Loading the image…");
   let shown = true;
@@ -166,30 +150,37 @@ async function openImage(uuid, {push = false} = {}) {
   return true;
 }
 
+// The state, list, fields and result of a newly opened image (null: none), nothing of the one before.
+function showImage(image, boxes) {
+  Object.assign(state, {image, boxes, annotation: null});
+  state.checked.clear();
+  state.cropping++;  // a crop still on its way is of the image before
+  $("crop-button").textContent = "Crop";
+  $("open-input").value = image ? image.uuid : "";
+  $("result").hidden = true;
+  $("result-empty").hidden = false;
+  clearError($("viewer-error"));
+  clearError($("crop-error"));
+  for (const id of COORDS) $(id).value = "";
+  viewer.setSelection(null);
+  viewer.setRegion(null);
+  renderFilter();
+  renderList();
+  updateSelectionInfo();
+}
+
 // The address names no image (back to the first page): nothing is open.
 function closeImage() {
   state.opening++;
-  state.cropping++;
-  Object.assign(state, {image: null, boxes: [], annotation: null});
-  state.checked.clear();
-  $("open-input").value = "";
-  $("result").hidden = true;
-  $("result-empty").hidden = false;
-  $("crop-button").textContent = "Crop";
-  for (const id of ["open-error", "viewer-error", "crop-error"]) clearError($(id));
-  for (const id of COORDS) $(id).value = "";
+  showImage(null, []);
+  clearError($("open-error"));
   viewer.osd.clearOverlays();
   viewer.osd.close();
-  viewer.setSelection(null);
-  viewer.setRegion(null);
   viewer.size = null;
   setDrawMode(false);
-  renderFilter();
-  renderList();
   $("draw-toggle").disabled = true;
   $("viewer-hint").textContent = "Open an image to see it here with its annotations.";
   status(null);
-  updateSelectionInfo();
 }
 
 function status(text) {
