@@ -30,4 +30,4 @@ ENV CACHE_DIR=/var/cache/cropper \
     GUNICORN_BIND=0.0.0.0:8000
 EXPOSE 8000
 
-ENTRYPOINT ["gunicorn", "-c", "python:cropper.gunicorn_conf", "cropper:create_app()"]
+ENTRYPOINT ["gunicorn", "-c", "python:cropper.ops.gunicorn_settings", "cropper:create_app()"]

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import requests
 
 from bench.common import python_load, wrk
-from cropper.serve import find_nginx
+from cropper.ops.serve import find_nginx
 from devtools.cluster import LocalCluster
 from devtools.seaweed import SeaweedFS
 from devtools.servers import StandInProcess

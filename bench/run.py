@@ -24,9 +24,10 @@ import requests
 
 from bench import floor
 from bench.common import post_json, python_load, summary, timed, wrk
-from cropper import iiif, imaging
+from cropper import imaging
 from cropper.config import Settings
 from cropper.crops import Box
+from cropper.iiif import image as iiif
 from cropper.service import encoder_options
 from devtools.servers import Gunicorn, NginxServer, StandInProcess
 from devtools.standin import SURVEY_CONCEPT, SURVEY_NAMES, boxes
@@ -510,7 +511,7 @@ def peak_rss_mib(pid):
 
 def start_nginx(app, cache_dir, run_dir):
     """nginx in front of app, its rate limits far above the load, or None when nginx is missing."""
-    from cropper.serve import find_nginx
+    from cropper.ops.serve import find_nginx
 
     if find_nginx() is None:
         return None

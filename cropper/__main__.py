@@ -9,11 +9,12 @@ import threading
 import time
 from pathlib import Path
 
-from . import stores
+from . import wiring
 from .config import ConfigError, Settings, env_example
 from .errors import CropperError
-from .eviction import Pruner, run_pruner
-from .serve import FrontSite, NginxProcess, NginxSite, StartError, prepare_store, render_front, render_nginx, serve
+from .ops.nginx import FrontSite, NginxProcess, NginxSite, render_front, render_nginx
+from .ops.serve import StartError, prepare_store, serve
+from .storage.eviction import run_pruner
 
 
 def main(argv=None):
@@ -74,14 +75,15 @@ def interval(raw):
 
 
 def cache_command(args, settings):
-    crop_store, source_store = stores(settings)
-    pruner = Pruner(crop_store, source_store, settings)
+    built = wiring.stores(settings)
+    crop_store, source_store = built.crops, built.sources
+    pruner = wiring.pruner(settings, built)
     if args.action == "prune" and args.every:
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or a stop: end after the current pass, quietly
             signal.signal(signum, lambda *_: stop.set())
-        run_pruner(pruner, crop_store.locks, args.every, stop,
+        run_pruner(pruner, args.every, stop,
                    parent_pid=os.getppid() if args.exit_with_parent else None)
         return 0
     if args.action == "prune":

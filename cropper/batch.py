@@ -8,10 +8,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from .crops import Crop, check_box
+from . import metrics
+from .crops import Crop, CropRequest, check_box
 from .errors import CropperError, StoreUnavailableError, as_cropper_error
-from .fathomnet import BoxInfo
-from .service import CropResult
+from .service import CropResult, Resolved
+from .upstream import BoxInfo
 
 # Pillow releases the GIL while it encodes, so one thread per core keeps every core cutting.
 CROP_THREADS = os.cpu_count() or 1
@@ -38,6 +39,50 @@ class StoreOutage:
 
 
 @dataclass(frozen=True)
+class Item:
+    """One item of a batch: the crop it asks for, or the error it already met (an invalid body)."""
+
+    request: CropRequest | None = None
+    error: CropperError | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of an item: its crop (resolved, and whether it was stored already), or its error."""
+
+    resolved: Resolved | None = None
+    cached: bool = False
+    error: CropperError | None = None
+
+
+def make_all(service, items, concurrency, annotations=None):
+    """The Outcome of each Item, in order, making every valid item's crop in one go (grouped by image).
+
+    annotations: box uuid -> BoxInfo already known (a concept page's), so they are not looked up again.
+    """
+    outcomes = [Outcome(error=item.error) for item in items]
+    valid = [index for index, item in enumerate(items) if item.error is None]
+    found = resolve_many(service, [items[index].request for index in valid], concurrency, annotations)
+    for index, resolved in zip(valid, found):
+        outcomes[index] = Outcome(resolved=resolved) if isinstance(resolved, Resolved) else Outcome(error=resolved)
+    to_make = [index for index in valid if outcomes[index].resolved]
+    made = get_or_create_many(service, [outcomes[index].resolved.crop for index in to_make], concurrency)
+    for index, result in zip(to_make, made):
+        outcomes[index] = Outcome(outcomes[index].resolved, result.cached) if isinstance(result, CropResult) \
+            else Outcome(error=result.error)
+    return _counted(outcomes)
+
+
+def _counted(outcomes):
+    for outcome in outcomes:
+        if outcome.error:
+            metrics.crop_outcome("failed", outcome.error.code)
+        else:
+            metrics.crop_outcome("hit" if outcome.cached else "miss")
+    return outcomes
+
+
+@dataclass(frozen=True)
 class CropFailure:
     """A batch item that could not be made, and why."""
 
@@ -54,13 +99,13 @@ def resolve_many(service, requests, concurrency, annotations=None):
     annotations = dict(annotations or {})
     wanted = sorted({r.box_uuid for r in requests if r.box_uuid is not None} - set(annotations))
     with ThreadPoolExecutor(max(1, min(concurrency, len(wanted)))) as pool:
-        for box_uuid, found in zip(wanted, pool.map(lambda uuid: _or_error(service.bounding_box, uuid), wanted)):
+        for box_uuid, found in zip(wanted, pool.map(lambda uuid: _or_error(service.sources.box, uuid), wanted)):
             annotations[box_uuid] = found
     image_of = {}
     for request in requests:
         found = annotations.get(request.box_uuid)
         image_of[request] = found.image_uuid if isinstance(found, BoxInfo) else request.uuid
-    infos = service.image_infos(sorted({image_of[r] for r in requests if r.needs_image_size and image_of[r]}))
+    infos = service.sources.infos(sorted({image_of[r] for r in requests if r.needs_image_size and image_of[r]}))
     results = []
     for request in requests:
         annotation = annotations.get(request.box_uuid)
@@ -137,7 +182,7 @@ def _make_elsewhere(service, elsewhere, results):
 
 
 def _make_pending(service, pending, results, concurrency, outage):
-    infos = service.image_infos(list(pending))
+    infos = service.sources.infos(list(pending))
     # Two pools, so an image's crops start as soon as its pixels are ready, while other
     # downloads are still waiting on the network.
     with ThreadPoolExecutor(min(concurrency, len(pending))) as fetch_pool, \
@@ -150,7 +195,7 @@ def _make_pending(service, pending, results, concurrency, outage):
                 if results[index] is None:
                     fitting.append((index, crop))
             if fitting:
-                fetches[fetch_pool.submit(service.ensure_source, infos[uuid])] = fitting
+                fetches[fetch_pool.submit(_fetch_pixels, service.sources, infos[uuid])] = fitting
         made = []
         for fetch in as_completed(fetches):
             for index, crop in fetches[fetch]:
@@ -160,6 +205,12 @@ def _make_pending(service, pending, results, concurrency, outage):
                     results[index] = as_cropper_error(fetch.exception())
         for index, future in made:
             results[index] = future.result() if future.exception() is None else as_cropper_error(future.exception())
+
+
+def _fetch_pixels(sources, info):
+    """Have the image's pixels at hand (stored, or being stored) for its crops, downloading them if need be."""
+    with sources.pixels(info):
+        pass
 
 
 def _problem_before_download(crop, info):

@@ -182,7 +182,7 @@ class Settings:
     gunicorn_bind: str = setting("127.0.0.1:8000", _str, "Address Gunicorn listens on; nginx proxies to it.")
     gunicorn_workers: int = setting(0, _int, "Gunicorn worker processes; 0: one per core plus one.")
     gunicorn_worker_class: str = setting(
-        "gthread", _str, "sync or gthread; see cropper/gunicorn_conf.py for the measurements.")
+        "gthread", _str, "sync or gthread; see cropper/ops/gunicorn_settings.py for the measurements.")
     gunicorn_threads: int = setting(
         32, _int, "Threads per worker with gthread: MISS_SLOTS + MISS_QUEUE of them for new crops, the rest for hits.")
     gunicorn_timeout: int = setting(
@@ -252,8 +252,10 @@ class Settings:
         if self.gunicorn_worker_class == "gthread" and self.gunicorn_threads <= self.miss_slots + self.miss_queue:
             raise ConfigError(f"GUNICORN_THREADS ({self.gunicorn_threads}) must be more than MISS_SLOTS + MISS_QUEUE "
                               f"({self.miss_slots} + {self.miss_queue}), or cache hits queue behind slow downloads")
-        if self.cache_backend not in ("file", "s3"):
-            raise ConfigError(f"CACHE_BACKEND must be file or s3, not {self.cache_backend!r}")
+        from .wiring import CROP_STORES  # the table of backends is the wiring's; imported when settings are checked
+
+        if self.cache_backend not in CROP_STORES:
+            raise ConfigError(f"CACHE_BACKEND must be {' or '.join(CROP_STORES)}, not {self.cache_backend!r}")
         if self.cluster_hosts and (self.cluster_self not in self.cluster_hosts or not self.cluster_key):
             raise ConfigError("With CLUSTER_HOSTS, CLUSTER_SELF must be one of them and CLUSTER_KEY must be set")
         if self.cluster_hosts and self.cache_backend != "s3":

@@ -364,6 +364,9 @@ def parse_store_path(path):
     return {"crops": parse_relpath, "iiif": parse_iiif_relpath}.get(family, lambda _: None)(relpath)
 
 
+FAMILIES = ("crops", "iiif")  # the folders (or key prefixes) stores keep crops under: Crop.family
+
+
 def nginx_iiif_location_pattern():
     """nginx's location regex for stored IIIF images, capturing what try_files needs to find them."""
     return (rf"^/iiif/3/(?<iiif_uuid>(?<iiif_shard>[0-9a-f]{{2}})[0-9a-f]{{6}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-"

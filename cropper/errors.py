@@ -1,16 +1,15 @@
-"""The service's errors and the one place that turns them into JSON answers.
+"""The service's error meanings, the status and code each one gets, and the one error body.
 
-Modules below the routes raise these with a meaning (not found, upstream down, ...); only this
-module decides which HTTP status each meaning gets and how its body looks. A single request, a
-batch item and nginx's own error pages (rendered from `NGINX_ERRORS`) all use `error_body`.
+Modules below the routes raise these with a meaning (not found, upstream down, ...); this module
+says which HTTP status and code each meaning gets and how its body looks, in plain Python (the
+HTTP layer, cropper/http/errors.py, only sends them). A single request, a batch item and nginx's
+own error pages (rendered from `NGINX_ERRORS`) all use `error_body`.
 """
 
 import json
 import logging
 
-from flask import g, jsonify
 from marshmallow import ValidationError
-from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +48,13 @@ class ImageNotFoundError(CropperError):
 class NotFoundError(CropperError):
     status = 404
     code = "not_found"
+
+
+class ForbiddenError(CropperError):
+    """This URL is not open to this client (e.g. /metrics outside METRICS_ALLOW)."""
+
+    status = 403
+    code = "forbidden"
 
 
 class BoxNotFoundError(CropperError):
@@ -169,33 +175,3 @@ def body_of(error):
 def nginx_error_pages():
     """(status, JSON body, Retry-After) of each error nginx answers itself, in the service's shape."""
     return [(status, json.dumps(error_body(code, message)), retry) for status, code, message, retry in NGINX_ERRORS]
-
-
-def error_response(status, code, message, details=None):
-    response = jsonify(error_body(code, message, details))
-    response.status_code = status
-    return response
-
-
-def register_error_handlers(app):
-    """Answer every failure, expected or not, with JSON and never a stack trace."""
-
-    @app.errorhandler(CropperError)
-    @app.errorhandler(ValidationError)
-    @app.errorhandler(Exception)  # anything else: logged, and a plain internal_error
-    def handle_cropper_error(error):
-        error = as_cropper_error(error)
-        g.error_code = error.code  # for the metrics of the request
-        response = error_response(error.status, error.code, error.message, error.details)
-        if error.retry_after is not None:
-            response.headers["Retry-After"] = str(error.retry_after)
-        return response
-
-    @app.errorhandler(HTTPException)
-    def handle_http_exception(error):
-        code = error.name.lower().replace(" ", "_")
-        g.error_code = code  # for the metrics of the request
-        response = error_response(error.code, code, error.description)
-        if error.code == 405 and error.valid_methods:
-            response.headers["Allow"] = ", ".join(error.valid_methods)
-        return response

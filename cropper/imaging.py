@@ -192,22 +192,48 @@ TURNS = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: I
 
 
 def render(source, crop):
-    """The image a Crop describes, from a source RawImage, in IIIF's order: region, size, mirror, rotation, quality."""
+    """The image a Crop describes: its region cut from a source (a RawImage or MemorySource), then each step."""
     image = source.crop(crop.region)
-    if crop.size and crop.size != image.size:
-        # Lanczos, with Pillow's reducing path (a box reduce first) for big reductions: sharp and fast.
-        image = image.resize(crop.size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    if crop.canvas:
-        image = letterbox(image, crop.canvas, crop.background)
-    if crop.mirror:
-        image = ImageOps.mirror(image)
-    if crop.rotation:
-        image = image.transpose(TURNS[crop.rotation])
-    if crop.colour == "gray":
-        image = flatten(image).convert("L")
-    elif crop.colour == "bitonal":
-        image = flatten(image).convert("L").point(lambda v: 255 if v >= 128 else 0)
+    for step in STEPS:
+        image = step(image, crop)
     return image
+
+
+# The render pipeline: what a Crop asks beyond its region, in IIIF's order (spec 4.6: region, size,
+# mirror, rotation, quality). Each step takes the image and the Crop and returns the image, itself
+# when the Crop asks nothing of it. A new crop option is a field of crops.Crop and a step here.
+
+
+def scale(image, crop):
+    """To the Crop's size: Lanczos, with Pillow's reducing path (a box reduce first) for big reductions."""
+    if crop.size and crop.size != image.size:
+        return image.resize(crop.size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return image
+
+
+def centre_on_canvas(image, crop):
+    """Letterbox: centred on a canvas of the Crop's background colour."""
+    return letterbox(image, crop.canvas, crop.background) if crop.canvas else image
+
+
+def mirror(image, crop):
+    return ImageOps.mirror(image) if crop.mirror else image
+
+
+def rotate(image, crop):
+    return image.transpose(TURNS[crop.rotation]) if crop.rotation else image
+
+
+def recolour(image, crop):
+    """IIIF's qualities: gray, or bitonal (default and color keep the source's colours)."""
+    if crop.colour == "gray":
+        return flatten(image).convert("L")
+    if crop.colour == "bitonal":
+        return flatten(image).convert("L").point(lambda v: 255 if v >= 128 else 0)
+    return image
+
+
+STEPS = [scale, centre_on_canvas, mirror, rotate, recolour]
 
 
 def flatten(image):

@@ -1,34 +1,24 @@
-"""Prometheus metrics: what the service counts, and /metrics, summed over every Gunicorn worker.
+"""Prometheus metrics: what the service counts, and the one function each count is made through.
 
 Under Gunicorn, prometheus_client's multiprocess mode keeps each process's values in files in
-PROMETHEUS_MULTIPROC_DIR (gunicorn_conf.py sets and wipes it, and marks dead workers), and
-/metrics adds them up. prometheus_client picks that mode when it is imported, so it is imported
-here only at first use, in a worker, after the folder is set: never at import time.
+PROMETHEUS_MULTIPROC_DIR (ops/gunicorn_settings.py sets and wipes it, and marks dead workers), and
+/metrics (http/metrics.py) adds them up. prometheus_client picks that mode when it is imported, so
+it is imported here only at first use, in a worker, after the folder is set: never at import time.
+No Flask here: the storage, upstream and image modules report through these functions.
 
 Crops nginx serves from disk never reach Python; nginx's own counters (stub_status, on a
 local-only location) and the access log cover those.
 """
 
 import functools
-import ipaddress
-import os
 import threading
 import time
 from contextlib import contextmanager
 from types import SimpleNamespace
 
-from flask import Blueprint, current_app, g, request
-
 from .errors import CropperError
 
-bp = Blueprint("metrics", __name__)
-
 SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-
-
-class MetricsForbiddenError(CropperError):
-    status = 403
-    code = "forbidden"
 
 
 _made = threading.Lock()  # two threads' first requests must not both register the metrics
@@ -142,7 +132,14 @@ def measured(store, files, nbytes):
     metrics().cache_bytes.labels(store).set(nbytes)
 
 
-# -- the app's side: requests, crop outcomes, and /metrics
+# -- requests, counted by the HTTP layer's hooks
+
+
+def answered(endpoint, status, seconds=None):
+    """A request answered: counted by endpoint and status, and timed."""
+    _requests(endpoint, status).inc()
+    if seconds is not None:
+        _request_seconds(endpoint).observe(seconds)
 
 
 @functools.lru_cache(maxsize=1024)  # the labelled children, looked up once: this runs on every request
@@ -153,44 +150,3 @@ def _requests(endpoint, status):
 @functools.lru_cache(maxsize=256)
 def _request_seconds(endpoint):
     return metrics().request_seconds.labels(endpoint)
-
-
-def register(app):
-    """Count every request by endpoint and status, and the crops single requests make or find."""
-
-    @app.before_request
-    def start_clock():
-        g.metrics_started = time.perf_counter()
-
-    @app.after_request
-    def count(response):
-        endpoint = request.endpoint or "unknown"
-        _requests(endpoint, response.status_code).inc()
-        if hasattr(g, "metrics_started"):
-            _request_seconds(endpoint).observe(time.perf_counter() - g.metrics_started)
-        if endpoint in ("cropper.create_crop", "cropper.get_crop", "iiif.image") and request.method != "OPTIONS":
-            # (a CORS preflight asks no crop)
-            if response.status_code < 400:
-                crop_outcome(response.headers.get("X-Cropper-Cache", "hit"))
-            else:
-                crop_outcome("failed", g.get("error_code", "unknown"))
-        return response
-
-    app.register_blueprint(bp)
-
-
-@bp.get("/metrics")
-def scrape():
-    """The metrics in Prometheus' text format, for the networks METRICS_ALLOW names only."""
-    allowed = current_app.config["SETTINGS"].metrics_allow
-    client = ipaddress.ip_address(request.remote_addr or "0.0.0.0")
-    if not any(client in ipaddress.ip_network(network) for network in allowed):
-        raise MetricsForbiddenError("Metrics are only for the monitoring networks (METRICS_ALLOW).")
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
-
-    metrics()  # so a fresh worker's metrics exist, at zero
-    registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # prometheus_client's own variable (set by gunicorn_conf)
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}

@@ -79,7 +79,7 @@ class PadField(fields.Field):
                 raise ValidationError(f"A percentage may be at most {MAX_PAD_PERCENT}%.")
             return Pad(percent, percent=True)
         try:
-            return Pad(PIXEL._validated(value))
+            return Pad(PIXEL.deserialize(value))
         except ValidationError:
             raise ValidationError(f'Must be a whole number of pixels or a percentage such as "10%", '
                                   f"not {shown(value)}.") from None
@@ -193,7 +193,8 @@ class CropSchema(OptionsSchema):
         return CropRequest(uuid=str(data["uuid"]), box=box, **self.options(data))
 
 
-OPTIONS = tuple(OptionsSchema._declared_fields)  # what a batch's top level may set for its items
+# What a batch's top level may set for its items: the options' fields (the limits do not change their names).
+OPTIONS = tuple(OptionsSchema(max_side=1, max_pixels=1, default_format="webp").fields)
 
 
 class BatchSchema(OptionsSchema):

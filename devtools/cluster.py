@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cropper.cluster import Ring
-from cropper.serve import FrontSite, Nginx
+from cropper.ops.nginx import FrontSite
+from cropper.ops.serve import Nginx
 
 from .servers import Gunicorn, NginxServer, _listening, children, free_port, service_env, wait_for, wait_until
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from cropper.config import Settings
-from cropper.serve import can_reach, find_nginx, worker_user
+from cropper.ops.serve import can_reach, find_nginx, worker_user
 from devtools.servers import ROOT, StandInProcess, wait_for
 from devtools.standin import ANNOTATED_NAMES
 

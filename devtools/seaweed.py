@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cropper.s3store import S3CropStore
+from cropper.storage.s3 import S3CropStore
 
 from .servers import wait_for
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import requests
 
-from cropper.serve import Nginx, NginxSite, find_nginx, gunicorn_command
+from cropper.ops.nginx import NginxSite
+from cropper.ops.serve import Nginx, find_nginx, gunicorn_command
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from cropper.cache import TEMP_SUFFIX, FileCropStore, FileSourceStore, Locks, atomic_writer, write_bytes
 from cropper.crops import Box, Crop
 from cropper.imaging import write_raw
+from cropper.storage.disk import TEMP_SUFFIX, atomic_writer, write_bytes
+from cropper.storage.files import FileCropStore, FileSourceStore
+from cropper.storage.locks import Locks
 
 UUID = "f11816b8-1234-4abc-8def-0123456789ab"
 HOUR = 3600

@@ -8,7 +8,10 @@ PACKAGE = Path(cropper.__file__).parent
 
 
 def package_sources(but):
-    """(file name, text) of every module of the package except the one named `but`, its owner."""
-    for module in sorted(PACKAGE.glob("*.py")):
-        if module.name != but:
-            yield module.name, module.read_text()
+    """(path below the package, text) of every module of the package, in every subpackage, except the
+    owners named by `but`: paths below the package, such as "crops.py" or ("storage/files.py", ...)."""
+    owners = {but} if isinstance(but, str) else set(but)
+    for module in sorted(PACKAGE.rglob("*.py")):
+        name = module.relative_to(PACKAGE).as_posix()
+        if name not in owners:
+            yield name, module.read_text()

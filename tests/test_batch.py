@@ -4,8 +4,9 @@ import threading
 
 import pytest
 
-from cropper import batch, crop_service, imaging
+from cropper import batch, imaging
 from cropper.crops import Box, Crop
+from cropper.wiring import crop_service
 from tests.images import assert_image_equal, expected_crop, open_bytes
 
 

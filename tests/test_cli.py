@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cropper.cache import TEMP_SUFFIX, atomic_writer, write_bytes
 from cropper.crops import Box, Crop
 from cropper.imaging import write_raw
+from cropper.storage.disk import TEMP_SUFFIX, atomic_writer, write_bytes
 from tests.cachefolder import CacheFolder
 from tests.processes import HeldInChild
 

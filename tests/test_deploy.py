@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -106,7 +107,7 @@ def test_nginx_drops_idle_app_connections_before_gunicorn_closes_them(tmp_path):
     site = (out / "conf.d" / "cropper.conf").read_text()
     upstream = re.search(r"upstream cropper_app \{(.*?)\}", site, re.S).group(1)
     idle = re.search(r"keepalive_timeout (\d+)s;", upstream)
-    gunicorn = re.search(r"^keepalive = (\d+)$", (ROOT / "cropper" / "gunicorn_conf.py").read_text(), re.M)
+    gunicorn = re.search(r"^keepalive = (\d+)$", (ROOT / "cropper" / "ops" / "gunicorn_settings.py").read_text(), re.M)
     assert idle and gunicorn and int(idle.group(1)) < int(gunicorn.group(1))  # (importing the conf sets metrics up)
 
 
@@ -268,10 +269,34 @@ def test_the_installed_package_carries_every_nginx_template():
     """The image installs the package (pip install .): its package-data must name every template the renderer reads."""
     import tomllib
 
-    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["cropper"]
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    carried = set()  # setuptools' globs, each from its package's folder
+    for package_name, patterns in setuptools["package-data"].items():
+        folder = ROOT.joinpath(*package_name.split("."))
+        carried |= {path for pattern in patterns for path in folder.glob(pattern)}
     package = ROOT / "cropper"
-    carried = {path for pattern in patterns for path in package.glob(pattern)}  # setuptools' globs, from the package
-    templates = sorted((package / "nginx").rglob("*.template"))
+    templates = sorted((package / "ops" / "nginx_templates").rglob("*.template"))
     assert templates
     missing = [str(path.relative_to(package)) for path in templates if path not in carried]
     assert not missing, f"pyproject.toml's package-data leaves out {missing}: the Docker image would lack them"
+
+
+def test_the_built_package_holds_every_module_template_and_page_file(tmp_path):
+    """pip install . (the Docker image) installs what a wheel of the package holds: every subpackage's modules
+    (a package list by hand would leave a new subpackage out), nginx's templates and the page."""
+    context = tmp_path / "context"  # what the Dockerfile copies in, built away from the work tree
+    context.mkdir()
+    for name in ("pyproject.toml", "README.md", "cropper"):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, context / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(ROOT / name, context / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(context)],
+                   check=True, capture_output=True, timeout=120)
+    (wheel,) = tmp_path.glob("fathomnet_cropper-*.whl")
+    held = set(zipfile.ZipFile(wheel).namelist())
+    package = ROOT / "cropper"
+    wanted = [path for pattern in ("*.py", "*.template", "static/**/*") for path in package.rglob(pattern)
+              if path.is_file() and "__pycache__" not in path.parts]
+    missing = [str(path.relative_to(ROOT)) for path in wanted if path.relative_to(ROOT).as_posix() not in held]
+    assert not missing, f"the built package leaves out {missing[:10]}"

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from cropper import create_app, crops, formats
-from cropper.serve import NginxProcess, NginxSite, render_nginx
+from cropper.ops.nginx import NginxProcess, NginxSite, render_nginx
 from tests.images import assert_image_equal, expected_crop, flatten_on_white
 from tests.modules import package_sources
 

@@ -4,9 +4,9 @@ import threading
 
 import pytest
 
-from cropper import crop_service
 from cropper.crops import Box, Crop
 from cropper.errors import BoxOutsideImageError, BusyError, ImageNotFoundError
+from cropper.wiring import crop_service
 from tests.images import assert_image_equal, expected_crop, open_bytes
 
 
@@ -91,14 +91,14 @@ def test_damaged_stored_metadata_is_asked_for_again_not_a_500(service, standin, 
     record = standin.image("gray")
     box_uuid = standin.image_json("gray")["boundingBoxes"][0]["uuid"]
     service.get_or_create(Crop(record.uuid, Box(0, 0, 10, 10), "png"))
-    service.bounding_box(box_uuid)
-    for path in (service.source_store.folder / record.uuid[:2] / f"{record.uuid}.json",
-                 service.source_store.folder / box_uuid[:2] / f"{box_uuid}.box"):
+    service.sources.box(box_uuid)
+    for path in (service.sources.store.folder / record.uuid[:2] / f"{record.uuid}.json",
+                 service.sources.store.folder / box_uuid[:2] / f"{box_uuid}.box"):
         assert path.exists()
         path.write_bytes(damage)
     standin.reset()
 
-    assert service.image_info(record.uuid).size == (640, 480)
-    assert service.bounding_box(box_uuid).image_uuid == record.uuid
+    assert service.sources.info(record.uuid).size == (640, 480)
+    assert service.sources.box(box_uuid).image_uuid == record.uuid
     assert standin.api_calls() == 2  # each asked for once more, and stored whole again
-    assert service.image_info(record.uuid).size == (640, 480) and standin.api_calls() == 2
+    assert service.sources.info(record.uuid).size == (640, 480) and standin.api_calls() == 2

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from cropper import iiif
+from cropper.iiif import image as iiif
 from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip, forget_image, read_log
 from devtools.standin import uuid_for
 from tests.images import assert_image_equal, open_bytes

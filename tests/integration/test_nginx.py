@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from cropper.serve import check_tls_files
+from cropper.ops.serve import check_tls_files
 from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip, free_port, read_log, wait_until
 from devtools.standin import FathomNetStandIn
 from tests.integration.conftest import service_env

@@ -254,7 +254,7 @@ def fit_concept(body):
 
 
 def fit_iiif_image(case):
-    from cropper import iiif
+    from cropper.iiif import image as iiif
 
     params = case.path_parameters
     params["identifier"] = uuid = pick(sorted(IMAGES), params)

@@ -499,3 +499,13 @@ def test_a_concept_limit_out_of_range_marks_the_limit_field(page, standin):
         page.el("#concept-form button").click()
         page.wait(lambda: words in page.el("#concept-error").text, message=f"the error for {limit}")  # noqa: B023
         assert page.el("#concept-limit").get_attribute("aria-invalid") == "true"
+
+
+def test_the_format_menu_holds_what_the_service_describes_with_its_default_chosen(page, nginx):
+    """The page keeps no copy of the format table: it reads the service's description."""
+    described = requests.get(f"{nginx.url}/openapi.json", timeout=10).json()["components"]["schemas"]
+    page.open()
+    page.wait(lambda: len(page.all("#format option")) > 0, message="the format menu")
+    assert [option.get_attribute("value") for option in page.all("#format option")] == \
+        described["CropAnswer"]["properties"]["format"]["enum"]
+    assert page.value("#format") == described["CropRequest"]["properties"]["format"]["default"] == "webp"

@@ -38,6 +38,12 @@ export async function call(method, path, body) {
   return data;
 }
 
+// The formats the service makes, and its default: read from its description, never copied into the page.
+export async function outputFormats() {
+  const description = await call("GET", "/openapi.json");
+  const schemas = description.components.schemas;
+  return {names: schemas.CropAnswer.properties.format.enum, default: schemas.CropRequest.properties.format.default};
+}
 export const getBoxes = (uuid) => call("GET", `/images/${encodeURIComponent(uuid)}/boxes`);
 export const crop = (body) => call("POST", "/cropper/", body);
 export const cropList = (body) => call("POST", "/cropper-list/", body);

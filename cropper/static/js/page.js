@@ -464,7 +464,8 @@ function downloadCsv() {
 
 // ---------------------------------------------------------------- the address: a link opens the same view --
 
-const OPTION_PARAMS = {format: "webp", pad: "", square: "", width: "", height: "", fit: "contain", bg: "000000"};
+// The address leaves out what is as the page starts; the format's default is the service's (set by loadFormats).
+const OPTION_PARAMS = {format: "", pad: "", square: "", width: "", height: "", fit: "contain", bg: "000000"};
 
 function writeUrl(push = false) {
   const p = new URLSearchParams();
@@ -486,7 +487,8 @@ function writeUrl(push = false) {
 }
 
 function readOptions(p) {
-  $("format").value = ["webp", "jpeg", "png"].includes(p.get("format")) ? p.get("format") : "webp";
+  const formats = [...$("format").options].map((option) => option.value);
+  $("format").value = formats.includes(p.get("format")) ? p.get("format") : OPTION_PARAMS.format;
   const pad = p.get("pad") || "";
   $("pad").value = pad.replace("%", "") || "0";
   $("pad-unit").value = pad.endsWith("%") ? "%" : "px";
@@ -603,4 +605,11 @@ window.addEventListener("popstate", applyUrl);
 // A mistake in this page must still say something where people look, not only in the console.
 window.addEventListener("unhandledrejection", (event) => showError($("open-error"), event.reason));
 window.addEventListener("error", (event) => showError($("open-error"), event.error || event.message));
-applyUrl();
+
+// The format menu holds what the service makes (its description's list), its default chosen.
+async function loadFormats() {
+  const formats = await api.outputFormats();
+  for (const name of formats.names) $("format").append(new Option(name, name));
+  OPTION_PARAMS.format = formats.default;
+}
+loadFormats().catch((error) => showError($("open-error"), error)).finally(applyUrl);

@@ -1,0 +1,73 @@
+"""The IIIF Image API 3.0 over FathomNet images: the blueprint viewers (OpenSeadragon, Mirador) talk to.
+
+An image's identifier is its FathomNet uuid. Its info.json costs one metadata lookup; an image
+request is read by cropper/iiif/image.py into a region, a size, a rotation and a quality, made like any crop
+(same sources, same locks, same store, family "iiif") and stored under its explicit name, which is
+what nginx serves directly the next time. CORS is open to every origin here, as the spec requires.
+"""
+
+from flask import Blueprint, jsonify, redirect, request
+
+from ..crops import Crop
+from ..errors import ImageNotFoundError
+from ..iiif import image as iiif
+from .crops import base_url, crop_service, path_uuid, send_crop, settings
+from .hooks import answers_crops
+
+bp = Blueprint("iiif", __name__, url_prefix="/iiif/3")
+
+PROFILE_LINK = iiif.PROFILE_LINK
+LD_JSON = f'application/ld+json;profile="{iiif.CONTEXT}"'
+
+
+def base_uri(uuid):
+    return f"{base_url()}/iiif/3/{uuid}"
+
+
+def image_of(identifier):
+    """(uuid, image metadata) of an identifier: a FathomNet image's uuid."""
+    uuid = path_uuid(identifier, ImageNotFoundError, "image")
+    return uuid, crop_service().sources.info(uuid)
+
+
+def limits():
+    return {"max_width": settings().max_crop_side, "max_height": settings().max_crop_side,
+            "max_area": settings().max_crop_pixels}
+
+
+@bp.get("/<identifier>")
+def base(identifier):
+    """The base URI leads to the image's information (303, as the spec recommends)."""
+    uuid = path_uuid(identifier, ImageNotFoundError, "image")
+    return redirect(f"{base_uri(uuid)}/info.json", 303)
+
+
+@bp.get("/<identifier>/info.json")
+def info(identifier):
+    """The image information document: size, limits, sizes and tiles for deep zoom."""
+    uuid, image = image_of(identifier)
+    document = iiif.info_json(base_uri(uuid), image.width, image.height, tile_size=settings().iiif_tile_size,
+                              extra_features=("canonicalLinkHeader", "profileLinkHeader"), **limits())
+    response = jsonify(document)
+    # JSON-LD unless the client prefers plain JSON (5.1).
+    wanted = request.accept_mimetypes.best_match(["application/ld+json", "application/json"], "application/ld+json")
+    if wanted == "application/ld+json":
+        response.headers["Content-Type"] = LD_JSON
+    response.headers["Link"] = PROFILE_LINK
+    return response
+
+
+@bp.get("/<identifier>/<region>/<size>/<rotation>/<quality_format>")
+@answers_crops
+def image(identifier, region, size, rotation, quality_format):
+    """An image request: made once, stored, and served (by nginx next time, when asked by its explicit name)."""
+    uuid, image_meta = image_of(identifier)
+    asked = iiif.parse_image_request(region, size, rotation, quality_format, image_meta.width, image_meta.height,
+                                     **limits())
+    crop = Crop(uuid, asked.region, asked.format, asked.size, mirror=asked.mirror, rotation=asked.rotation,
+                colour=asked.colour, family="iiif")
+    opened, cached = crop_service().open(crop)
+    response = send_crop(opened, crop.media_type, "hit" if cached else "miss")
+    response.headers["Link"] = f'<{base_uri(uuid)}/{asked.canonical}>;rel="canonical", {PROFILE_LINK}'
+    return response
+

@@ -1,0 +1,1 @@
+"""Operations: running the service (serve), nginx's config (nginx), Gunicorn's settings and workers, the log report."""

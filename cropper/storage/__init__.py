@@ -1,0 +1,136 @@
+"""Storage: where crops and what makes them are kept, behind two written interfaces.
+
+- A `CropStore` keeps finished crops, write-once, named by `Crop.store_path`: `FileCropStore`
+  (this host's folder, which nginx serves) or `S3CropStore` (a bucket every host shares).
+- A `SourceStore` keeps what one host needs per FathomNet image to make crops: the image's
+  metadata, its annotations, its decoded pixels. `FileSourceStore`, always local.
+
+Both are `Evictable`: eviction (eviction.py) keeps either within its budget through the same few
+methods, and the contract tests (tests/storage/test_contract.py) run every implementation through
+the same expectations. A new backend is a module in this folder implementing the interface, and
+one line in `cropper/wiring.py`'s table of backends.
+"""
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+from ..crops import Crop
+
+
+@dataclass
+class Entry:
+    """One evictable unit: a crop, or an image's metadata and pixels together."""
+
+    key: object  # the Crop, or the image's uuid
+    paths: list  # where its parts are: file paths, or object keys
+    size: int  # bytes it takes (on disk: allocated blocks, which is what fills a disk)
+    last_used: float
+
+
+@dataclass
+class TempFile:
+    """A temp file a killed writer left behind."""
+
+    path: str
+    modified: float
+
+
+@dataclass
+class Listing:
+    """Everything a store holds, measured."""
+
+    entries: list = field(default_factory=list)
+    temp_files: list = field(default_factory=list)
+
+    @property
+    def size(self):
+        return sum(entry.size for entry in self.entries)
+
+
+@dataclass(frozen=True)
+class OpenedCrop:
+    """A stored crop opened for sending: its bytes as a file, and what HTTP caching needs."""
+
+    file: BinaryIO
+    size: int
+    modified: float
+    etag: str | None = None  # the store's own, when it has one (S3): what nginx passes on when it serves the crop
+
+
+class Evictable(Protocol):
+    """What eviction needs of a store."""
+
+    name: str  # in logs, metrics and errors: "crop cache", "crop store", "image source cache"
+    shared: bool  # kept by every host together: only one designated host's pruner evicts it
+
+    def count(self, nbytes: int) -> int:
+        """Add nbytes (or take away, or 0 to read) to the bytes the store counts it holds; return the total.
+
+        A store shared by every host counts nothing here (0): one pruner measures it by listing.
+        """
+
+    def listing(self) -> Listing:
+        """Every entry and left-over temp file, measured."""
+
+    def remove(self, entry: Entry) -> bool:
+        """Remove an entry unless it is in use (being made, or read); True if it is gone."""
+
+    def remove_temp_file(self, temp: TempFile) -> None:
+        """Remove a temp file a killed writer left."""
+
+    def evicting(self) -> AbstractContextManager:
+        """Held while evicting: one evictor at a time per store; BusyError at once if another holds it."""
+
+
+class CropStore(Evictable, Protocol):
+    """Finished crops, write-once: a crop's name names its bytes, which never change."""
+
+    def find(self, crop: Crop) -> bool:
+        """True if the crop is stored (and mark it used, where the store ranks by use)."""
+
+    def open(self, crop: Crop) -> OpenedCrop | None:
+        """The stored crop opened for reading, or None."""
+
+    def put(self, crop: Crop, data: bytes) -> None:
+        """Store the crop's bytes, whole or not at all; a crop already stored stays as it is."""
+
+    def lock(self, crop: Crop, timeout: float | None = None) -> AbstractContextManager:
+        """Held while the crop is made (or removed), so identical work runs once; BusyError after timeout."""
+
+    def readiness_problem(self) -> str | None:
+        """None if the store can be used now, else why not (for /readyz), within READY_TIMEOUT."""
+
+
+class SourceStore(Evictable, Protocol):
+    """Per image: FathomNet's metadata and the decoded pixels; per annotation: its box. This host's only."""
+
+    def lock(self, uuid: str, timeout: float | None = None) -> AbstractContextManager:
+        """Held while an image's (or a box's) metadata or pixels are fetched, or removed."""
+
+    def read_info(self, uuid: str) -> dict | None:
+        """The image's stored metadata, or None (also when what is stored is damaged)."""
+
+    def write_info(self, uuid: str, info: dict) -> None: ...
+
+    def forget_info(self, uuid: str) -> None:
+        """Drop the image's metadata, so the next use asks FathomNet again."""
+
+    def read_box(self, box_uuid: str) -> dict | None: ...
+
+    def write_box(self, box_uuid: str, box: dict) -> None: ...
+
+    def open_pixels(self, uuid: str):
+        """The image's decoded pixels (an imaging.RawImage, closed by the caller), or None."""
+
+    def new_pixels(self, uuid: str) -> AbstractContextManager:
+        """A file to write the image's raw pixels into; stored once the block ends without error."""
+
+    def scratch_file(self) -> AbstractContextManager:
+        """A temp file for a download, gone when the block ends."""
+
+    def readiness_problem(self, min_free_bytes: int) -> str | None:
+        """None if files can be written with min_free_bytes to spare, else why not."""
+
+    def sole_pruner(self) -> AbstractContextManager:
+        """Held by the one process that prunes this host's cache folder; BusyError at once if another does."""

@@ -1,0 +1,353 @@
+"""The file stores: crops and image sources in the local cache folder.
+
+- `FileCropStore`: finished crops, write-once, shared by every worker (and the folder nginx serves
+  as /crops/ and /iiif/3/). It implements `storage.CropStore`.
+- `FileSourceStore`: what this host keeps per FathomNet image to make crops: its metadata and
+  its decoded pixels. Always local: a host's working set, not shared state. `storage.SourceStore`.
+
+Layout under the cache folder:
+    crops/f1/f11816b8-.../100_100_405_400.webp   a crop, named by crops.Crop.relpath
+    iiif/f1/f11816b8-.../0,0,512,512/512,512/0/default.jpg   an IIIF image, likewise
+    sources/f1/f11816b8-....json                  the image's FathomNet metadata
+    sources/f1/f11816b8-....pix                   its decoded pixels (see imaging.RawImage)
+    sources/3c/3c0e9d2a-....box                   a FathomNet annotation (JSON), by the box's uuid
+    locks/3a/3a5f....lock                         one lock file per key being made, removed after
+    usage/crops, usage/sources                    what each store counts it holds
+
+Every file is written whole or not at all (disk.atomic_writer).
+"""
+
+
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from .. import crops, imaging
+from ..errors import BusyError
+from . import Entry, Listing, OpenedCrop, TempFile
+from .disk import atomic_writer, is_temp, storing, unlink, write_bytes
+from .locks import Locks, crop_lock, eviction_lock
+
+log = logging.getLogger(__name__)
+
+BLOCK = 4096  # what a file of n bytes takes on disk is counted in blocks of this
+SPOOL_BYTES = 16 * 1024 * 1024  # downloads up to this stay in memory: no write and read back of a framegrab
+SOURCE_NAME = re.compile(rf"([0-9a-f]{{2}})/({crops.UUID})\.(json|pix|box)")
+# Refreshing atime at most this often keeps a hit to one stat in the common case. nginx's reads
+# refresh it too, under the usual relatime mount option, once a day at most.
+MARK_USED_EVERY = 3600
+
+
+class UsageCounter:
+    """Bytes a store holds, as last measured by eviction plus what was written since; shared by all processes.
+
+    Lets a writer keep a store within its budget without walking it before every write.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def add(self, nbytes):
+        """Count nbytes more (or fewer); return the new total."""
+        with storing("cache"):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # the first count in a new cache
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            # flock, not lockf: a POSIX lock is the process's, so two threads of one worker would both
+            # hold it (and the first to close its descriptor would drop the other's); flock's is this open's.
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            raw = os.pread(fd, 32, 0)
+            total = max(0, (int(raw) if raw.strip().isdigit() else 0) + nbytes)
+            if nbytes:  # add(0) only reads
+                with storing("cache"):  # a counter made empty by add(0) takes its first block here
+                    os.pwrite(fd, b"%-31d" % total, 0)
+            return total
+        finally:
+            os.close(fd)
+
+
+def blocks(nbytes):
+    """Bytes on disk of a file of nbytes."""
+    return -(-nbytes // BLOCK) * BLOCK
+
+
+class _FileStore:
+    """What both file stores share: a folder of the cache, its usage counter, its locks."""
+
+    name = "cache"
+    shared = False  # this host's folder
+
+    def __init__(self, root, locks, usage_name):
+        self.root = Path(root).resolve()
+        self.locks = locks
+        self.usage = UsageCounter(self.root / "usage" / usage_name)
+
+    def count(self, nbytes):
+        return self.usage.add(nbytes)
+
+    def evicting(self):
+        return eviction_lock(self.locks, self.name)
+
+    def remove_temp_file(self, temp):
+        unlink(temp.path)
+
+    def _write(self, path, data):
+        """Write a file atomically, and count it against the store's budget."""
+        with storing(self.name):
+            write_bytes(path, data)
+        self.count(blocks(len(data)))
+
+
+class FileCropStore(_FileStore):
+    """Crops as files under <root>, named by their store path (crops/..., iiif/...): the folders nginx serves."""
+
+    name = "crop cache"
+
+    def __init__(self, root, locks):
+        super().__init__(root, locks, "crops")
+        self._root = str(self.root)  # paths by string joins: pathlib costs more than the stat on a hit
+
+    def path(self, crop):
+        return self.root / crop.store_path
+
+    def find(self, crop):
+        """True if the crop is stored (and mark it used, for eviction)."""
+        path = f"{self._root}/{crop.store_path}"
+        try:
+            _mark_used(path, os.stat(path))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def open(self, crop):
+        """The stored crop opened for reading, or None if it is not there."""
+        try:
+            file = open(self.path(crop), "rb")
+        except FileNotFoundError:
+            return None
+        stat = os.fstat(file.fileno())
+        return OpenedCrop(file, stat.st_size, stat.st_mtime)
+
+    def put(self, crop, data):
+        self._write(self.path(crop), data)
+
+    def lock(self, crop, timeout=None):
+        """Held while the crop is made (or removed), so identical work runs once."""
+        return crop_lock(self.locks, crop, timeout)
+
+    def readiness_problem(self):
+        return None  # the cache folder's disk is checked as the source store's (the same folder)
+
+    def listing(self):
+        """Every stored crop and left-over temp file, measured."""
+        listing = Listing()
+        for family in crops.FAMILIES:
+            for path, stat in _files(self.root / family):
+                if is_temp(path):
+                    listing.temp_files.append(TempFile(path, stat.st_mtime))
+                    continue
+                crop = crops.parse_store_path(os.path.relpath(path, self.root))
+                if crop is not None:
+                    listing.entries.append(Entry(crop, [path], _disk_size(stat), _last_used(stat)))
+        return listing
+
+    def remove(self, entry):
+        """Remove a crop unless it is being made right now; True if it is gone."""
+        try:
+            with self.lock(entry.key, timeout=0):
+                unlink(entry.paths[0])
+        except BusyError:
+            return False
+        folder = Path(entry.paths[0]).parent
+        while len(folder.relative_to(self.root).parts) > 2:  # emptied folders up to the image's (shards stay)
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            folder = folder.parent
+        return True
+
+
+class FileSourceStore(_FileStore):
+    """Under <root>/sources/: per image its FathomNet metadata and decoded pixels; per annotation its box."""
+
+    name = "image source cache"
+
+    def __init__(self, root, locks):
+        super().__init__(root, locks, "sources")
+        self.folder = self.root / "sources"
+
+    def _path(self, uuid, suffix):
+        return self.folder / uuid[:2] / f"{uuid}{suffix}"
+
+    def lock(self, uuid, timeout=None):
+        """Held while the image's metadata or pixels are fetched (or removed)."""
+        return self.locks.hold(f"source:{uuid}", "image", timeout)
+
+    def sole_pruner(self):
+        """The cache folder's pruner lock: one process prunes the folder, the others stand by."""
+        return self.locks.hold("pruner", "prune", timeout=0)
+
+    def read_info(self, uuid):
+        """The image's stored metadata (a dict), or None."""
+        return self._read_json(uuid, ".json")
+
+    def write_info(self, uuid, info):
+        self._write(self._path(uuid, ".json"), json.dumps(info).encode())
+
+    def read_box(self, box_uuid):
+        """A stored annotation (a dict), or None."""
+        return self._read_json(box_uuid, ".box")
+
+    def write_box(self, box_uuid, box):
+        self._write(self._path(box_uuid, ".box"), json.dumps(box).encode())
+
+    def _read_json(self, uuid, suffix):
+        path = self._path(uuid, suffix)
+        try:
+            return json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except ValueError:  # damaged on disk (written whole, so not by us): asked for again, as if never stored
+            log.warning("ignoring the damaged file %s", path)
+            return None
+
+    def forget_info(self, uuid):
+        """Drop the image's metadata, so the next crop asks FathomNet again (it led to no usable image)."""
+        unlink(self._path(uuid, ".json"))
+
+    def open_pixels(self, uuid):
+        """The image's raw pixels, memory-mapped, or None when not stored (or damaged).
+
+        The shared flock held while they are open tells eviction they are being read.
+        """
+        path = self._path(uuid, ".pix")
+        try:
+            file = open(path, "rb")
+        except FileNotFoundError:
+            return None
+        fcntl.flock(file.fileno(), fcntl.LOCK_SH)
+        _mark_used(path, os.fstat(file.fileno()))
+        try:
+            return imaging.RawImage(file)
+        except ValueError:
+            log.warning("%s is damaged; fetching the image again", path)
+            return None
+
+    @contextmanager
+    def new_pixels(self, uuid):
+        """A file to write the image's raw pixels into; they are stored once the block ends without error."""
+        with storing(self.name), atomic_writer(self._path(uuid, ".pix")) as out:
+            yield out
+            size = out.tell()
+        self.count(blocks(size))
+
+    @contextmanager
+    def scratch_file(self):
+        """A temp file for a download: in memory up to SPOOL_BYTES (most images), then anonymous on the
+        cache's disk; nothing is left if we are killed."""
+        with storing(self.name):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, dir=self.folder) as file:
+                yield file
+
+    def readiness_problem(self, min_free_bytes):
+        """None if a file can be written here and enough space is free, else why not."""
+        try:
+            write_bytes(self.root / "locks" / "ready-probe", b"ok")
+            usage = shutil.disk_usage(self.root)
+        except OSError as error:
+            return f"cannot write to {self.root}: {error.strerror}"
+        if usage.free < min_free_bytes:
+            return f"only {usage.free} bytes free, under the {min_free_bytes} required"
+        return None
+
+    def listing(self):
+        """Every stored image (metadata and pixels as one entry) and left-over temp file, measured."""
+        listing = Listing()
+        by_uuid = {}
+        for path, stat in _files(self.folder):
+            if is_temp(path):
+                listing.temp_files.append(TempFile(path, stat.st_mtime))
+                continue
+            match = SOURCE_NAME.fullmatch(os.path.relpath(path, self.folder))
+            if match is None or match[2][:2] != match[1]:
+                continue
+            entry = by_uuid.setdefault(match[2], Entry(match[2], [], 0, 0.0))
+            entry.paths.append(path)
+            entry.size += _disk_size(stat)
+            entry.last_used = max(entry.last_used, _last_used(stat))
+        listing.entries = list(by_uuid.values())
+        return listing
+
+    def remove(self, entry):
+        """Remove an image's files unless it is being fetched or its pixels read; True if gone."""
+        try:
+            with self.lock(entry.key, timeout=0):
+                pixels = [p for p in entry.paths if p.endswith(".pix")]
+                if pixels and not _remove_unread(pixels[0]):
+                    return False
+                for path in entry.paths:
+                    unlink(path)
+        except BusyError:
+            return False
+        return True
+
+
+def file_stores(cache_dir, lock_timeout):
+    """The crop store and the source store of one cache folder, sharing its locks."""
+    root = Path(cache_dir).resolve()
+    locks = Locks(root / "locks", lock_timeout)
+    return FileCropStore(root, locks), FileSourceStore(root, locks)
+
+
+def _mark_used(path, stat):
+    """Record a use of path in its atime, which eviction ranks files by."""
+    now = time.time()
+    if now - stat.st_atime > MARK_USED_EVERY:
+        try:
+            os.utime(path, (now, stat.st_mtime))
+        except OSError:  # gone meanwhile, or not ours to touch: only the ranking suffers
+            pass
+
+
+def _files(folder):
+    """(path, stat) of every file below folder; a file removed meanwhile is simply not listed."""
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            try:
+                yield path, os.stat(path)
+            except FileNotFoundError:
+                continue
+
+
+def _disk_size(stat):
+    return stat.st_blocks * 512
+
+
+def _last_used(stat):
+    return max(stat.st_atime, stat.st_mtime)
+
+
+def _remove_unread(path):
+    """Unlink a pixel file unless a reader holds it open (readers take a shared flock)."""
+    try:
+        with open(path, "rb") as file:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            unlink(path)
+    except BlockingIOError:
+        return False
+    except FileNotFoundError:
+        pass
+    return True

@@ -1,0 +1,213 @@
+"""The crop store in an S3-compatible bucket (AWS S3, SeaweedFS, ...): a `storage.CropStore` every host shares.
+
+A crop is the object <prefix><Crop.store_path> (crops/... or iiif/..., the paths the file store
+uses and nginx is asked for), written once with its content type and a one-year immutable
+Cache-Control, and readable without credentials through a bucket policy on those keys (so nginx,
+a CDN or the client can fetch `public_url(crop)` straight from the bucket). Nothing else in the
+bucket is touched: a key that is not a crop's is never listed or removed.
+
+A store that cannot be reached or answers with an error is a StoreUnavailableError (503): the
+client hears that in words, the log gets botocore's own text.
+"""
+
+import io
+import json
+import logging
+import threading
+from contextlib import contextmanager
+from urllib.parse import quote
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
+
+from .. import crops
+from ..errors import BusyError, StoreUnavailableError
+from . import Entry, Listing, OpenedCrop
+from .locks import crop_lock, eviction_lock
+
+log = logging.getLogger(__name__)
+
+CACHE_CONTROL = "public, max-age=31536000, immutable"  # a crop's key names its bytes, which never change
+
+
+class S3CropStore:
+    """Crops as objects <prefix><store path> in one bucket, shared by every host."""
+
+    name = "crop store"
+    shared = True  # by every host: only the designated pruner evicts from it
+
+    def __init__(self, bucket, endpoint_url, locks, prefix="", connect_timeout=3.05, read_timeout=10.0,
+                 region="us-east-1", access_key=None, secret_key=None, ready_timeout=2.0):
+        self.bucket = bucket
+        self.prefix = prefix
+        # Work on one image stays on one host, so this host's lock files are enough to make each
+        # crop once and to keep the pruner from removing a crop being made.
+        self.locks = locks
+        # Without keys, boto3 finds its own (AWS_* variables, an instance role, ...).
+        session = boto3.session.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key)
+
+        def client(connect, read, attempts):
+            return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=Config(
+                s3={"addressing_style": "path"}, signature_version="s3v4", connect_timeout=connect,
+                read_timeout=read, retries={"mode": "standard", "total_max_attempts": attempts}))
+
+        # One retry: a request waits on this while the client waits on us.
+        self.client = client(connect_timeout, read_timeout, 2)
+        # /readyz's: one try within ready_timeout, made at its first use (not at every worker's start)
+        self._probe_client = lambda: client(ready_timeout, ready_timeout, 1)
+        self._probe, self._probe_lock = None, threading.Lock()
+        self.endpoint_url = self.client.meta.endpoint_url
+
+    def key(self, crop):
+        return f"{self.prefix}{crop.store_path}"
+
+    def public_url(self, crop):
+        """The crop's URL for anyone, without credentials (path-style, as the bucket policy allows)."""
+        return f"{self.endpoint_url.rstrip('/')}/{quote(self.bucket)}/{quote(self.key(crop))}"
+
+    def find(self, crop):
+        """True if the crop is stored."""
+        with self._reaching("find", crop):
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=self.key(crop))
+            except ClientError as error:
+                if _status(error) == 404:
+                    return False
+                raise
+        return True
+
+    def open(self, crop):
+        """The stored crop, read whole, or None if it is not there.
+
+        Read whole (a crop is at most a few MB) so the response has a length and ranges, and a
+        store that fails mid-body is a 503 now rather than a cut response later.
+        """
+        with self._reaching("read", crop):
+            try:
+                answer = self.client.get_object(Bucket=self.bucket, Key=self.key(crop))
+            except ClientError as error:
+                if _status(error) == 404:
+                    return None
+                raise
+            with answer["Body"] as body:
+                data = body.read()
+        return OpenedCrop(io.BytesIO(data), len(data), answer["LastModified"].timestamp(),
+                                answer.get("ETag", "").strip('"') or None)
+
+    def put(self, crop, data):
+        """Store the crop once: if another host stored it first, theirs stays (it has the same pixels)."""
+        with self._reaching("store", crop):
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=self.key(crop), Body=data, ContentType=crop.media_type,
+                    CacheControl=CACHE_CONTROL, IfNoneMatch="*",
+                )
+            except ClientError as error:
+                if _status(error) != 412:
+                    raise
+
+    def lock(self, crop, timeout=None):
+        """Held while the crop is made (or removed) on this host: work on one image stays on one host."""
+        return crop_lock(self.locks, crop, timeout)
+
+    def count(self, nbytes):
+        """Nothing is counted here: a count on one host's disk would miss every other host's writes, so
+        writers do not keep the bucket within its budget (make_room never evicts for a write); one
+        designated pruner does, by listing it."""
+        return 0
+
+    def evicting(self):
+        return eviction_lock(self.locks, self.name)
+
+    def remove_temp_file(self, temp):
+        pass  # a PUT is whole or absent: the bucket has no temp files
+
+    def listing(self):
+        """Every stored crop, measured; last_used is when it was stored (objects have no access time)."""
+        listing = Listing()
+        with self._reaching("list"):
+            for family in crops.FAMILIES:
+                pages = self.client.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=f"{self.prefix}{family}/")
+                for page in pages:
+                    for item in page.get("Contents", []):
+                        crop = crops.parse_store_path(item["Key"][len(self.prefix):])
+                        if crop is not None:
+                            listing.entries.append(
+                                Entry(crop, [item["Key"]], item["Size"], item["LastModified"].timestamp()))
+        return listing
+
+    def remove(self, entry):
+        """Remove a crop unless it is being made right now; True if it is gone."""
+        try:
+            with self.lock(entry.key, timeout=0), self._reaching("remove", entry.key):
+                self.client.delete_object(Bucket=self.bucket, Key=entry.paths[0])
+        except BusyError:
+            return False
+        return True
+
+    def readiness_problem(self):
+        """None if the bucket answers within ready_timeout (one try), else what is wrong (for /readyz).
+
+        /readyz answers within READY_TIMEOUT: a store that hangs must not hold it for the crops'
+        timeouts (a connect and two reads of READ_TIMEOUT).
+        """
+        with self._probe_lock:  # a boto3 session is not safe to make clients from in several threads at once
+            if self._probe is None:
+                self._probe = self._probe_client()
+        try:
+            with self._reaching("reach the bucket"):
+                self._probe.head_bucket(Bucket=self.bucket)
+        except StoreUnavailableError as error:
+            return error.message
+        return None
+
+    def ensure_bucket(self):
+        """Create the bucket if missing, and let anyone read (only) the crops in it. Safe to repeat.
+
+        The bucket's policy becomes this one, replacing any other: give the store a bucket of its own.
+        """
+        with self._reaching("create the bucket"):
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except ClientError as error:
+                if _status(error) != 404:
+                    raise
+                try:
+                    self.client.create_bucket(Bucket=self.bucket)
+                except ClientError as error:  # made meanwhile by another host
+                    if error.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+                        raise
+            # Object ACLs are not honoured everywhere (SeaweedFS ignores them); a bucket policy is.
+            self.client.put_bucket_policy(Bucket=self.bucket, Policy=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"],
+                    "Resource": [f"arn:aws:s3:::{self.bucket}/{self.prefix}{family}/*" for family in crops.FAMILIES],
+                }],
+            }))
+
+    @contextmanager
+    def _reaching(self, doing, crop=None):
+        """Turn botocore's failures (the store down, slow, refusing or failing) into StoreUnavailableError."""
+        try:
+            yield
+        except (BotoCoreError, ClientError) as error:
+            if isinstance(error, ClientError):
+                reason = f"it answered HTTP {_status(error)}"
+            elif isinstance(error, (ConnectTimeoutError, ReadTimeoutError)):
+                reason = "it did not answer in time"
+            else:
+                reason = "it could not be connected to or broke off"
+            log.warning("crop store %s at %s failed to %s %s: %r", self.bucket, self.endpoint_url, doing,
+                        crop.store_path if crop else "", error)
+            raise StoreUnavailableError(
+                f"The crop store (S3 bucket {self.bucket} at {self.endpoint_url}) cannot be reached: {reason}. "
+                "Try again shortly.",
+                store=self.name,
+            ) from None
+
+
+def _status(error):
+    return error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)

@@ -1,0 +1,66 @@
+"""Wiring: the parts of the service, built from the settings, one role at a time.
+
+A table of contents for the factory (`create_app`) and the operator commands (`cropper cache`,
+`cropper store`, `serve`), which ask nothing of each other: each part comes from one function
+here, chosen by one setting where there is a choice (CACHE_BACKEND for the crop store).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cluster import cluster_of
+from .service import CropService
+from .sources import ImageSources
+from .storage.eviction import Pruner
+from .storage.files import FileCropStore, FileSourceStore
+from .storage.locks import Locks
+
+
+def _s3_crop_store(settings, locks):
+    from .storage.s3 import S3CropStore  # boto3 is imported only by hosts that use it
+
+    return S3CropStore(settings.s3_bucket, settings.s3_endpoint_url or None, locks, region=settings.s3_region,
+                       connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
+                       ready_timeout=settings.ready_timeout)
+
+
+# CACHE_BACKEND -> the crop store it names, built from the settings and this host's locks.
+CROP_STORES = {
+    "file": lambda settings, locks: FileCropStore(settings.cache_dir, locks),
+    "s3": _s3_crop_store,
+}
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The crop store and the source store, sharing this host's locks."""
+
+    crops: object  # a storage.CropStore
+    sources: object  # a storage.SourceStore
+
+
+def stores(settings):
+    """The stores the settings name: crops in CACHE_DIR or a shared bucket; image sources always in CACHE_DIR."""
+    locks = Locks(Path(settings.cache_dir).resolve() / "locks", settings.lock_timeout)
+    return Stores(CROP_STORES[settings.cache_backend](settings, locks), FileSourceStore(settings.cache_dir, locks))
+
+
+def image_source(settings):
+    """Where images come from: FathomNet."""
+    from .upstream.fathomnet import FathomNetClient  # requests' session is made only by what asks FathomNet
+
+    return FathomNetClient(settings)
+
+
+def pruner(settings, built=None):
+    """The evictor of the stores."""
+    built = built or stores(settings)
+    return Pruner(built.crops, built.sources, settings)
+
+
+def crop_service(settings, source=None, built=None):
+    """The crop service over the stores, the image source (default: FathomNet), the evictor and the cluster."""
+    built = built or stores(settings)
+    evictor = pruner(settings, built)
+    sources = ImageSources(source or image_source(settings), built.sources, evictor, settings.max_image_pixels)
+    return CropService(settings, built.crops, sources, evictor, cluster_of(settings))

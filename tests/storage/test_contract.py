@@ -1,0 +1,165 @@
+"""The storage interfaces' contract: every crop store (the file store, and the S3 store on a real SeaweedFS) and
+the source store meet the same expectations, eviction included. A new backend joins the parameter lists."""
+
+import os
+import time
+import uuid
+
+import pytest
+
+from cropper.config import Settings
+from cropper.crops import Box, Crop
+from cropper.errors import BusyError
+from cropper.storage import CropStore, Evictable, SourceStore
+from cropper.storage.eviction import Pruner
+from cropper.storage.files import FileCropStore, FileSourceStore
+from cropper.storage.locks import Locks
+from tests.processes import HeldInChild
+
+
+@pytest.fixture
+def locks(tmp_path):
+    return Locks(tmp_path / "cache" / "locks", timeout=0.3)
+
+
+@pytest.fixture
+def source_store(tmp_path, locks):
+    return FileSourceStore(tmp_path / "cache", locks)
+
+
+@pytest.fixture(params=["file", "s3"])
+def crop_store(request, tmp_path, locks):
+    if request.param == "file":
+        return FileCropStore(tmp_path / "cache", locks)
+    seaweed = request.getfixturevalue("seaweed")
+    return seaweed.store(locks, prefix=f"contract-{uuid.uuid4().hex[:8]}/", connect_timeout=0.5, read_timeout=2)
+
+
+def new_crop(x=0, fmt="webp", image=None):
+    return Crop(image or str(uuid.uuid4()), Box(x, 0, x + 10, 10), fmt)
+
+
+def test_each_store_has_every_method_of_its_interface(crop_store, source_store):
+    for store, interface in ((crop_store, CropStore), (source_store, SourceStore)):
+        for name in {*vars(interface), *vars(Evictable)}:
+            if not name.startswith("_") and name not in ("name", "shared"):
+                assert callable(getattr(store, name, None)), f"{type(store).__name__} lacks {name}"
+        assert isinstance(store.name, str) and isinstance(store.shared, bool)
+
+
+def test_a_crop_is_found_and_opened_only_once_stored(crop_store):
+    crop = new_crop()
+    assert not crop_store.find(crop) and crop_store.open(crop) is None
+    crop_store.put(crop, b"the crop's bytes")
+    assert crop_store.find(crop)
+    opened = crop_store.open(crop)
+    with opened.file:
+        assert (opened.file.read(), opened.size) == (b"the crop's bytes", 16)
+    assert abs(opened.modified - time.time()) < 60
+
+
+def test_a_crop_is_written_once(crop_store):
+    """Its name names its bytes: a second writer's put keeps the first's (they are the same pixels)."""
+    crop = new_crop()
+    crop_store.put(crop, b"first")
+    crop_store.put(crop, b"first")
+    with crop_store.open(crop).file as file:
+        assert file.read() == b"first"
+
+
+def test_a_crops_lock_is_exclusive_and_refuses_at_once_with_busy(crop_store):
+    crop = new_crop()
+    with HeldInChild(lambda: crop_store.lock(crop)):
+        with pytest.raises(BusyError):
+            with crop_store.lock(crop, timeout=0):
+                pass
+    with crop_store.lock(crop, timeout=0):  # free again once the holder lets go
+        pass
+
+
+def test_the_listing_names_each_crop_with_its_size_and_removal_takes_it_away(crop_store):
+    image = str(uuid.uuid4())
+    made = [new_crop(x, image=image) for x in range(3)]
+    for crop in made:
+        crop_store.put(crop, b"x" * 100)
+    mine = [entry for entry in crop_store.listing().entries if entry.key.uuid == image]
+    assert {entry.key for entry in mine} == set(made)
+    assert all(entry.size >= 100 and entry.last_used > 0 for entry in mine)
+    assert crop_store.remove(mine[0]) and not crop_store.find(mine[0].key)
+    assert len([entry for entry in crop_store.listing().entries if entry.key.uuid == image]) == 2
+
+
+def test_a_crop_being_made_is_not_removed(crop_store):
+    crop = new_crop()
+    crop_store.put(crop, b"x")
+    (entry,) = [entry for entry in crop_store.listing().entries if entry.key == crop]
+    with HeldInChild(lambda: crop_store.lock(crop)):
+        assert crop_store.remove(entry) is False
+    assert crop_store.find(crop)
+
+
+def test_one_evictor_at_a_time(crop_store, source_store):
+    for store in (crop_store, source_store):
+        with HeldInChild(store.evicting):
+            with pytest.raises(BusyError):
+                with store.evicting():
+                    pass
+
+
+def test_a_local_store_counts_what_it_holds_and_a_shared_one_leaves_it_to_its_pruner(crop_store):
+    before = crop_store.count(0)
+    crop_store.put(new_crop(), b"x" * 5000)
+    if crop_store.shared:
+        assert crop_store.count(0) == 0
+    else:
+        assert crop_store.count(0) == before + 8192  # two blocks on disk
+
+
+def test_a_reachable_store_is_ready(crop_store, source_store):
+    assert crop_store.readiness_problem() is None
+    assert source_store.readiness_problem(1) is None
+    assert "bytes free" in source_store.readiness_problem(2**62)
+
+
+def test_eviction_keeps_a_crop_store_within_its_budget_least_recently_used_first(crop_store, source_store, tmp_path):
+    """Over budget, the pruner removes the least recently used crops down to the low-water mark, and no more."""
+    image = str(uuid.uuid4())
+    old, new = [new_crop(x, image=image) for x in range(5)], [new_crop(x, image=image) for x in range(5, 10)]
+    for crop in old:
+        crop_store.put(crop, b"x" * 4096)
+    if crop_store.shared:
+        time.sleep(1.1)  # a bucket ranks by when each was stored, to the second
+    else:
+        for crop in old:  # the file store ranks by last use
+            os.utime(crop_store.path(crop), (time.time() - 7200, time.time() - 7200))
+    for crop in new:
+        crop_store.put(crop, b"x" * 4096)
+    listing = crop_store.listing()
+    settings = Settings(cache_dir=tmp_path / "cache", cache_max_bytes=listing.size // 2, cache_low_water=1.0,
+                        s3_pruner=True)
+    report = Pruner(crop_store, source_store, settings).prune()
+    assert report.crops_removed == 5
+    assert {entry.key for entry in crop_store.listing().entries} == set(new)
+    assert crop_store.listing().size <= settings.cache_max_bytes
+
+
+def test_the_source_store_keeps_records_and_pixels_apart_per_image(source_store):
+    from PIL import Image
+
+    from cropper import imaging
+
+    image = str(uuid.uuid4())
+    assert source_store.read_info(image) is None and source_store.open_pixels(image) is None
+    source_store.write_info(image, {"uuid": image, "width": 4})
+    source_store.write_box(image, {"uuid": image})
+    with source_store.new_pixels(image) as out:
+        imaging.write_raw(Image.new("RGB", (4, 3), (1, 2, 3)), out)
+    assert source_store.read_info(image) == {"uuid": image, "width": 4}
+    with source_store.open_pixels(image) as pixels:
+        assert pixels.crop(Box(0, 0, 2, 2)).getpixel((1, 1)) == (1, 2, 3)
+    (entry,) = [entry for entry in source_store.listing().entries if entry.key == image]
+    assert source_store.remove(entry)
+    assert source_store.read_info(image) is None and source_store.open_pixels(image) is None
+    source_store.forget_info(image)  # forgetting what is gone is no error
+    with source_store.scratch_file() as scratch:
+        scratch.write(b"a download")
