@@ -208,6 +208,12 @@ class StandInProcess:
     def reset(self):
         requests.post(f"{self.url}/_standin/reset", timeout=5)
 
+    def control(self, action, **fields):
+        """POST /_standin/<action> (edit-box, delete-box, withdraw-image, add-box, fault, ...); its JSON answer."""
+        answer = requests.post(f"{self.url}/_standin/{action}", json=fields, timeout=5)
+        answer.raise_for_status()
+        return answer.json()
+
     def stop(self):
         if self.process and self.process.poll() is None:
             self.process.terminate()

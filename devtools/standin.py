@@ -72,7 +72,7 @@ demand.  This module serves a small, deterministic catalog over real HTTP:
 * ``GET /images/<path>`` serves the image bytes; like real FathomNet URLs the
   paths contain a space (``Doc%20Ricketts``);
 * ``/_standin/...`` control endpoints (counts, reset, fault, latency,
-  catalog) steer a stand-in running in another process.
+  catalog, and the edits below) steer a stand-in running in another process.
   They are neither counted, delayed nor faulted.
 
 The catalog.  The framegrab-0..9 images (``ANNOTATED_NAMES``) carry a hand-made
@@ -95,6 +95,21 @@ timestamp (null).  ``DATASET_BOXES`` names hand-placed ones, all VERIFIED:
 (wholly outside their image: nothing to crop).  bench-0..99 (``BENCH_NAMES``,
 1280x720) have ten boxes each of ``BENCH_DATASET_CONCEPT``, 1,000 in all.  Every
 image's bytes are made on first use and kept, so the stand-in starts fast.
+
+Edits (methods, or POST the same fields as JSON to the control endpoint; each
+answers the box as JSON or ``{"ok": true}``, 404 for an unknown box or image, 400
+for bad fields; ``reset()`` undoes them all):
+``edit_box(uuid, concept=, x=, y=, width=, height=)`` (``/_standin/edit-box``),
+``delete_box(uuid)`` (``/_standin/delete-box``), ``withdraw_image(image)``
+(``/_standin/withdraw-image``; name or uuid: its record and its bytes are 404, its
+boxes leave every answer) and ``add_box(image, concept, x, y, width, height,
+review_state="UNVERIFIED", parent=None, rank="Species")`` (``/_standin/add-box``,
+``reviewState``; any concept name, hostile HTML too; with ``parent`` the concept
+also joins both providers' trees under that taxon).  Every FathomNet answer
+afterwards reflects them: image records' ``boundingBoxes``, box lookups, queries
+(taxa included), counts, the concept list and the taxa endpoints.  The
+module-level helpers (``boxes``, ``find_boxes``, ``concepts``...) describe the
+catalog as it is before any edit.
 
 Faults (``set_fault(kind, target, uuid, times, **options)``, or POST
 ``/_standin/fault`` with the same names as JSON fields) make the next matching
@@ -908,13 +923,13 @@ def concept_boxes(concept: str) -> list[dict]:
 def find_boxes(constraints: dict | None = None, **fields) -> list[dict]:
     """The catalog's boxes that POST /api/boundingboxes/query answers for these constraints (a dict
     of BoundingBoxConstraintsDTO fields, or keyword arguments), in its order, all pages together
-    (limit and offset are ignored).  ValueError where the stand-in answers 400."""
+    (limit and offset are ignored).  Before any edit; ValueError where the stand-in answers 400."""
     q = _query({**(constraints or {}), **fields})
     return [dict(b) for b in _select(_ALL_BOXES, q, _TREES)]
 
 
 def concepts() -> list[str]:
-    """Every concept with boxes, as GET /api/boundingboxes/list/concepts lists them."""
+    """Every concept with boxes, as GET /api/boundingboxes/list/concepts lists them (before any edit)."""
     return sorted({b["concept"] for b in _ALL_BOXES})
 
 
@@ -1014,6 +1029,29 @@ class _Fault:
     options: dict = field(default_factory=dict)
 
 
+@dataclass
+class _Edits:
+    """What edit_box, delete_box, withdraw_image and add_box changed since the last reset."""
+    changed: dict[str, dict] = field(default_factory=dict)   # box uuid -> new fields
+    deleted: set[str] = field(default_factory=set)           # box uuids
+    withdrawn: set[str] = field(default_factory=set)         # image names
+    added: dict[str, list[dict]] = field(default_factory=dict)  # image name -> added boxes
+    taxa: dict[str, tuple[str, str]] = field(default_factory=dict)  # concept -> (parent, rank) in every tree
+    serial: int = 0                                            # boxes added so far
+
+    def untouched(self) -> bool:
+        return not (self.changed or self.deleted or self.withdrawn or self.added)
+
+
+def _catalog_name(image: str) -> str:
+    """The catalog name of an image given by name or uuid; KeyError if there is none."""
+    if image in _BY_NAME:
+        return image
+    if str(image).lower() in _NAME_BY_UUID:
+        return _NAME_BY_UUID[str(image).lower()]
+    raise KeyError(f"No image {image}")
+
+
 class FathomNetStandIn:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0):
         self.host, self._want_port, self.latency = host, port, latency
@@ -1081,19 +1119,120 @@ class FathomNetStandIn:
                 for e in _ENTRIES]
 
     def image_json(self, name: str) -> dict:
-        """The image's JSON as GET /api/images/{uuid} answers it."""
+        """The image's JSON as GET /api/images/{uuid} answers it, edits included (also once withdrawn)."""
         r = self.image(name)
+        with self._lock:
+            found = self._image_boxes(name)
         return {
             "id": 2_000_000 + _INDEX[name], "uuid": r.uuid, "url": r.url, "valid": True,
             "width": r.width, "height": r.height, "sha256": r.sha256, "contentType": r.content_type,
-            **_META[name], "boundingBoxes": _BOXES[name],
+            **_META[name], "boundingBoxes": found,
         }
+
+    # -- edits: each FathomNet answer reflects them until reset()
+    def edit_box(self, uuid: str, *, concept: str | None = None, x: int | None = None, y: int | None = None,
+                 width: int | None = None, height: int | None = None) -> dict:
+        """Change a box's concept and/or region; returns the box as now answered. KeyError: no such box."""
+        changes = {k: v for k, v in (("concept", concept), ("x", x), ("y", y), ("width", width), ("height", height))
+                   if v is not None}
+        if concept is not None and not isinstance(concept, str):
+            raise ValueError("concept must be a string")
+        if any(type(changes[k]) is not int for k in changes.keys() - {"concept"}):
+            raise ValueError("x, y, width and height must be integers")
+        u = str(uuid).lower()
+        with self._lock:
+            if self._current_box(u) is None:
+                raise KeyError(f"No box {uuid}")
+            self._edits.changed[u] = {**self._edits.changed.get(u, {}), **changes}
+            return dict(self._current_box(u))
+
+    def delete_box(self, uuid: str) -> None:
+        """Delete a box: lookups of it are 404 and it leaves its image, queries, counts and the concept list."""
+        u = str(uuid).lower()
+        with self._lock:
+            if self._current_box(u) is None:
+                raise KeyError(f"No box {uuid}")
+            self._edits.deleted.add(u)
+
+    def withdraw_image(self, image: str) -> None:
+        """Withdraw an image (name or uuid): its record and its bytes are 404, its boxes leave every answer."""
+        name = _catalog_name(image)
+        with self._lock:
+            self._edits.withdrawn.add(name)
+
+    def add_box(self, image: str, concept: str, x: int, y: int, width: int, height: int, *,
+                review_state: str = "UNVERIFIED", parent: str | None = None, rank: str = "Species") -> dict:
+        """Add a box of any concept (hostile names too) to an image (name or uuid); returns its JSON.
+
+        With `parent` (a taxon both providers know), the concept also joins every provider's tree
+        under it, with `rank` (lower case in the mbari tree), unless it is already there."""
+        name = _catalog_name(image)
+        if not isinstance(concept, str):
+            raise ValueError("concept must be a string")
+        if any(type(v) is not int for v in (x, y, width, height)):
+            raise ValueError("x, y, width and height must be integers")
+        if review_state not in REVIEW_STATES:
+            raise ValueError(f"reviewState must be one of {', '.join(REVIEW_STATES)}")
+        if parent is not None and not isinstance(rank, str):
+            raise ValueError("rank must be a string")
+        with self._lock:
+            trees = self._trees()
+            if parent is not None and not all(parent in tree for tree in trees.values()):
+                raise KeyError(f"No taxon {parent!r} to put {concept!r} under")
+            if parent is not None and concept not in trees["fathomnet"]:
+                self._edits.taxa[concept] = (parent, rank)
+            self._edits.serial += 1
+            serial = self._edits.serial
+            added = _box_record(9_000_000 + serial, str(uuidlib.uuid5(NAMESPACE, f"{name}/added/{serial}")), name,
+                                concept, x, y, width, height, review_state, False, False, "standin-edit",
+                                f"standin-added-{serial}")
+            self._edits.added.setdefault(name, []).append(added)
+            return dict(added)
+
+    # Views of the catalog with the edits applied; call with self._lock held.
+    def _edited(self, found: list[dict]) -> list[dict]:
+        e = self._edits
+        return [{**b, **e.changed[b["uuid"]]} if b["uuid"] in e.changed else b
+                for b in found if b["uuid"] not in e.deleted and _NAME_BY_UUID[b["imageUuid"]] not in e.withdrawn]
+
+    def _all_boxes(self) -> list[dict]:
+        e = self._edits
+        if e.untouched():
+            return _ALL_BOXES
+        found = self._edited(_ALL_BOXES + [b for added in e.added.values() for b in added])
+        return sorted(found, key=lambda b: b["id"]) if e.added else found
+
+    def _image_boxes(self, name: str) -> list[dict]:
+        e = self._edits
+        if e.untouched():
+            return _BOXES[name]
+        return self._edited(_BOXES[name] + e.added.get(name, []))
+
+    def _current_box(self, uuid: str) -> dict | None:
+        found = _BOX_BY_UUID.get(uuid)
+        if found is None:
+            found = next((b for added in self._edits.added.values() for b in added if b["uuid"] == uuid), None)
+        edited = self._edited([found]) if found else []
+        return edited[0] if edited else None
+
+    def _trees(self) -> dict[str, _Tree]:
+        taxa = self._edits.taxa
+        if not taxa:
+            return _TREES
+        return {p: t.grown({n: (up, rank if p == "fathomnet" else rank.lower()) for n, (up, rank) in taxa.items()})
+                for p, t in _TREES.items()}
+
+    def _withdrawn(self, name: str) -> bool:
+        with self._lock:
+            return name in self._edits.withdrawn
 
     # -- counters and faults
     def reset(self) -> None:
+        """Zero the counters, drop faults and holds, and undo every edit."""
         with self._lock:
             self._log: list[tuple[str, str, str, str | None]] = []  # method, path, text, image uuid
             self._faults: list[_Fault] = []
+            self._edits = _Edits()
             if hasattr(self, "_release"):
                 self._release.set()  # nothing held by one test outlives its reset
             self._release = threading.Event()
@@ -1305,7 +1444,7 @@ class _Handler(BaseHTTPRequestHandler):
         m = re.fullmatch(r"/api/images/([^/]+)", path)
         if method == "GET" and m:
             u = m.group(1).lower()
-            if u in _NAME_BY_UUID:
+            if u in _NAME_BY_UUID and not s._withdrawn(_NAME_BY_UUID[u]):
                 return answer(s.image_json(_NAME_BY_UUID[u]), [u])
             return not_found(f"Image with uuid {m.group(1)} not found", [u])
         if method == "POST" and path == "/api/images/query/uuids":
@@ -1315,14 +1454,16 @@ class _Handler(BaseHTTPRequestHandler):
             except (ValueError, AssertionError):
                 return 400, json_type, _error_json(400, "Expected a JSON list of uuids", path), "api", []
             wanted = list(dict.fromkeys(u.lower() for u in wanted))  # dedupe, keep request order
-            found = [s.image_json(_NAME_BY_UUID[u]) for u in wanted if u in _NAME_BY_UUID]
+            found = [s.image_json(_NAME_BY_UUID[u]) for u in wanted
+                     if u in _NAME_BY_UUID and not s._withdrawn(_NAME_BY_UUID[u])]
             return answer(found, wanted)
         if method == "POST" and path in ("/api/boundingboxes/query", "/api/boundingboxes/query/count"):
             try:
                 q = _query(json.loads(body or b"{}"))
             except ValueError as e:  # JSONDecodeError is one too
                 return 400, json_type, _error_json(400, str(e), path), "api", []
-            found = _select(_ALL_BOXES, q, _TREES)
+            with s._lock:
+                found = _select(s._all_boxes(), q, s._trees())
             if path.endswith("/count"):
                 return answer({"objectType": "BoundingBoxEntity", "count": len(found)})
             page = _page(found, q.offset, q.limit)
@@ -1330,20 +1471,24 @@ class _Handler(BaseHTTPRequestHandler):
             return answer(page, [b["uuid"] for b in page["content"]])
         m = re.fullmatch(r"/api/boundingboxes/query/count/(.+)", path)
         if method == "GET" and m:
-            n = sum(1 for b in _ALL_BOXES if b["concept"] == m.group(1))
+            with s._lock:
+                n = sum(1 for b in s._all_boxes() if b["concept"] == m.group(1))
             return answer({"concept": m.group(1), "count": n})
         if method == "GET" and path in ("/api/boundingboxes/list/concepts", "/api/boundingboxes/list/counts"):
-            counts: dict[str, int] = {}
-            for b in _ALL_BOXES:
-                counts[b["concept"]] = counts.get(b["concept"], 0) + 1
+            with s._lock:
+                counts: dict[str, int] = {}
+                for b in s._all_boxes():
+                    counts[b["concept"]] = counts.get(b["concept"], 0) + 1
             if path.endswith("/concepts"):
                 return answer(sorted(counts))
             return answer([{"concept": c, "count": counts[c]} for c in sorted(counts)])
         m = re.fullmatch(r"/api/boundingboxes/([^/]+)", path)
         if method == "GET" and m:
             u = m.group(1).lower()
-            if u in _BOX_BY_UUID:
-                return answer(_BOX_BY_UUID[u], [u])
+            with s._lock:
+                found = s._current_box(u)
+            if found is not None:
+                return answer(found, [u])
             return not_found(f"BoundingBox with uuid {m.group(1)} not found", [u])
         if method == "GET" and path == "/api/taxa/list/providers":
             return answer(list(TAXA_PROVIDERS))
@@ -1351,7 +1496,8 @@ class _Handler(BaseHTTPRequestHandler):
              or re.fullmatch(r"/api/taxa/query/()([^/]+)/(.+)", path))
         if method == "GET" and m:
             what, provider, concept = m.groups()
-            tree = _TREES.get(provider)
+            with s._lock:
+                tree = s._trees().get(provider)
             if tree is None:
                 return not_found(f"No taxa provider named {provider}")
             if concept not in tree:
@@ -1365,6 +1511,8 @@ class _Handler(BaseHTTPRequestHandler):
             return answer([{"name": n, "rank": tree.rank[n]} for n in names])
         name = _NAME_BY_PATH.get(path)
         if method == "GET" and name:
+            if s._withdrawn(name):  # the image host no longer has it
+                return 404, "text/html", _html(404, "Not Found"), "image", [CATALOG_NAMES[name]]
             r = s.image(name)
             return 200, r.content_type, r.data, "image", [r.uuid]
         return 404, json_type, _error_json(404, "No handler found", path), None, []
@@ -1469,6 +1617,16 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and path == "/_standin/release":
             s.release()
             return ok
+        if method == "POST" and path in _EDIT_ENDPOINTS:
+            try:
+                if not isinstance(args, dict):
+                    raise ValueError("Expected a JSON object")
+                done = _EDIT_ENDPOINTS[path](s, args)
+            except KeyError as e:
+                return 404, "application/json", _error_json(404, str(e.args[0] if e.args else e), path)
+            except (ValueError, TypeError) as e:
+                return 400, "application/json", _error_json(400, str(e), path)
+            return 200, "application/json", json.dumps(done if done is not None else {"ok": True}).encode()
         if method == "POST" and path == "/_standin/latency":
             s.latency = float(args.get("ms", 0)) / 1000
             return ok
@@ -1489,6 +1647,24 @@ class _Handler(BaseHTTPRequestHandler):
                 return 400, "application/json", _error_json(400, str(e), path)
             return ok
         return 404, "application/json", _error_json(404, "Unknown control endpoint", path)
+
+
+def _fields(args: dict, required: tuple, optional: tuple) -> dict:
+    """The JSON fields an edit endpoint takes, as keyword arguments; TypeError names what is missing or unknown."""
+    missing, unknown = [k for k in required if k not in args], sorted(args.keys() - set(required) - set(optional))
+    if missing or unknown:
+        raise TypeError(f"missing fields {missing}" if missing else f"unknown fields {unknown}")
+    return args
+
+
+_SNAKE = {"reviewState": "review_state"}
+_EDIT_ENDPOINTS = {
+    "/_standin/edit-box": lambda s, a: s.edit_box(**_fields(a, ("uuid",), ("concept", "x", "y", "width", "height"))),
+    "/_standin/delete-box": lambda s, a: s.delete_box(**_fields(a, ("uuid",), ())),
+    "/_standin/withdraw-image": lambda s, a: s.withdraw_image(**_fields(a, ("image",), ())),
+    "/_standin/add-box": lambda s, a: s.add_box(**{_SNAKE.get(k, k): v for k, v in _fields(
+        a, ("image", "concept", "x", "y", "width", "height"), ("reviewState", "parent", "rank")).items()}),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,7 @@ from devtools.standin import (
     MULTIPAGE_CONCEPT,
     PAST_EDGE_BOX,
     REVIEW_STATES,
+    SURVEY_CONCEPT,
     SURVEY_NAMES,
     TAXA_PROVIDERS,
     TAXONOMY_ROOT,
@@ -766,3 +767,92 @@ def test_existing_records_carry_the_new_fields(s, http):
     got = http.get(f"{s.api_url}/boundingboxes/{EDGE_BOX}", timeout=5).json()
     for key in ("verified", "rejected", "occluded", "truncated", "observer", "altConcept", "reviewState"):
         assert key in got
+
+
+def control(http, s, action, **fields):
+    return http.post(f"{s.base_url}/_standin/{action}", json=fields, timeout=5)
+
+
+def test_edits_show_in_every_answer_until_reset(s, http):
+    api = s.api_url
+    target = concept_boxes(MULTIPAGE_CONCEPT)[0]
+    image = target["imageUuid"]
+
+    def record(u=image):
+        return http.get(f"{api}/images/{u}", timeout=5)
+
+    def concept_list():
+        return http.get(f"{api}/boundingboxes/list/concepts", timeout=5).json()
+    before = record().json()
+    # Move a box and give it a new concept.
+    edited = control(http, s, "edit-box", uuid=target["uuid"].upper(), concept="Atolla wyvillei", x=5, width=77)
+    assert edited.status_code == 200
+    assert edited.json() == {**target, "concept": "Atolla wyvillei", "x": 5, "width": 77}
+    assert http.get(f"{api}/boundingboxes/{target['uuid']}", timeout=5).json() == edited.json()
+    assert edited.json() in record().json()["boundingBoxes"]
+    assert target["uuid"] not in {b["uuid"] for b in query(http, s, concept=MULTIPAGE_CONCEPT)}
+    assert query(http, s, count=True, concept=MULTIPAGE_CONCEPT) == 31
+    assert http.get(f"{api}/boundingboxes/query/count/{MULTIPAGE_CONCEPT}", timeout=5).json()["count"] == 31
+    assert edited.json() in query(http, s, concept=DATASET_GENUS, taxaProviderName="fathomnet")  # via the tree
+    # Delete another box.
+    gone = concept_boxes(MULTIPAGE_CONCEPT)[1]["uuid"]
+    assert control(http, s, "delete-box", uuid=gone).json() == {"ok": True}
+    assert http.get(f"{api}/boundingboxes/{gone}", timeout=5).status_code == 404
+    assert gone not in {b["uuid"] for b in query(http, s, includeRejected=True)}
+    assert query(http, s, count=True, concept=MULTIPAGE_CONCEPT) == 30
+    # Add a box with a hostile concept name, placed under a genus in both trees.
+    hostile = "<img src=x onerror=alert(1)>"
+    added = control(http, s, "add-box", image="framegrab-5", concept=hostile, x=10, y=20, width=30, height=40,
+                    parent="Atolla", reviewState="VERIFIED").json()
+    assert added["concept"] == hostile and added["imageUuid"] == uuid_for("framegrab-5")
+    assert added["reviewState"] == "VERIFIED" and (added["x"], added["y"], added["width"], added["height"]) == (
+        10, 20, 30, 40)
+    assert http.get(f"{api}/boundingboxes/{added['uuid']}", timeout=5).json() == added
+    assert record(uuid_for("framegrab-5")).json()["boundingBoxes"][-1] == added
+    assert query(http, s, concept=hostile) == [added] and concept_list()[0] == hostile
+    assert added in query(http, s, concept="Scyphozoa", taxaProviderName="mbari")
+    kids = http.get(f"{api}/taxa/query/children/fathomnet/Atolla", timeout=5).json()
+    assert {"name": hostile, "rank": "Species"} in kids
+    assert http.get(f"{api}/taxa/query/parent/mbari/{quote(hostile)}", timeout=5).json()["name"] == "Atolla"
+    # Withdraw an image: its record, its bytes and its boxes are gone.
+    withdrawn = s.image("survey-4")
+    assert control(http, s, "withdraw-image", image=withdrawn.uuid).json() == {"ok": True}
+    assert record(withdrawn.uuid).status_code == 404
+    assert http.post(f"{api}/images/query/uuids", json=[withdrawn.uuid, image], timeout=5).json()[0]["uuid"] == image
+    assert http.get(withdrawn.url, timeout=5).status_code == 404
+    assert http.get(f"{api}/boundingboxes/{boxes('survey-4')[0]['uuid']}", timeout=5).status_code == 404
+    assert query(http, s, count=True, concept=SURVEY_CONCEPT) == 90
+    # reset() undoes every edit.
+    assert http.post(f"{s.base_url}/_standin/reset", timeout=5).ok
+    assert record().json() == before and hostile not in concept_list() and concept_list() == concepts()
+    assert query(http, s, concept=MULTIPAGE_CONCEPT) == concept_boxes(MULTIPAGE_CONCEPT)
+    assert http.get(f"{api}/boundingboxes/{added['uuid']}", timeout=5).status_code == 404
+    assert http.get(withdrawn.url, timeout=5).content == withdrawn.data
+    assert http.get(f"{api}/taxa/query/children/fathomnet/Atolla", timeout=5).json() == [
+        {"name": "Atolla vanhoeffeni", "rank": "Species"}, {"name": "Atolla wyvillei", "rank": "Species"}]
+
+
+def test_edits_as_methods_and_their_errors(s, http):
+    u = boxes("gray")[0]["uuid"]
+    assert s.edit_box(u, y=-3, height=9)["y"] == -3
+    assert http.get(f"{s.api_url}/boundingboxes/{u}", timeout=5).json()["height"] == 9
+    s.withdraw_image("gray")
+    with pytest.raises(KeyError):
+        s.edit_box(u, x=1)  # its image is gone, and its boxes with it
+    with pytest.raises(KeyError):
+        s.delete_box(UNKNOWN)
+    with pytest.raises(KeyError):
+        s.add_box("no-such-image", "Atolla", 0, 0, 10, 10)
+    with pytest.raises(ValueError):
+        s.add_box("jpeg", "Atolla", 0, 0, "10", 10)
+    with pytest.raises(KeyError):
+        s.add_box("jpeg", "Atollina", 0, 0, 10, 10, parent="Nothingia")
+    added = s.add_box("jpeg", "", 0, 0, 10, 10)  # any name, even none
+    assert s.image_json("jpeg")["boundingBoxes"][-1] == added and s.delete_box(added["uuid"]) is None
+    assert control(http, s, "delete-box", uuid=UNKNOWN).status_code == 404
+    assert control(http, s, "edit-box", uuid=boxes("jpeg")[0]["uuid"], x="1").status_code == 400
+    assert control(http, s, "edit-box", uuid=boxes("jpeg")[0]["uuid"], colour="red").status_code == 400
+    assert control(http, s, "add-box", image="jpeg", concept="x").status_code == 400  # no region
+    assert control(http, s, "withdraw-image", image=UNKNOWN).status_code == 404
+    s.reset()
+    assert http.get(f"{s.api_url}/images/{uuid_for('gray')}", timeout=5).json()["boundingBoxes"] == boxes("gray")
