@@ -15,9 +15,10 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
 from cropper.fathomnet import BoxInfo
+from devtools.servers import StandInProcess
 from devtools.standin import (
     ANNOTATED_NAMES,
     BENCH_DATASET_CONCEPT,
@@ -856,3 +857,66 @@ def test_edits_as_methods_and_their_errors(s, http):
     assert control(http, s, "withdraw-image", image=UNKNOWN).status_code == 404
     s.reset()
     assert http.get(f"{s.api_url}/images/{uuid_for('gray')}", timeout=5).json()["boundingBoxes"] == boxes("gray")
+
+
+# Decoded pixels of the default look, as they were before the scenes look came: tests crop these.
+PATTERN_PIXELS = {
+    "framegrab": "99712a2e3805f72f2424858c605c1545a3e07477a7b6a1e388a66dbc0beb292b",
+    "framegrab-0": "69d2655f7e9a42cb5cf9e8384b939cb32e5b597496a0b47bc8628029f2a3c0e7",
+    "framegrab-7": "dca8afba286bd7d70c6e80c63ad81a02066a9bc9f4c7172263b5d18fcc7b36d5",
+    "survey-0": "81a77117f4c9a1727eb8a090a4c16599b4bf9ccb7e9088de2f8a6c8e180856f2",
+}
+
+
+def pixels(data):
+    return hashlib.sha256(Image.open(io.BytesIO(data)).tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name", sorted(PATTERN_PIXELS))
+def test_the_default_look_keeps_its_pixels(s, name):
+    assert s.look == "patterns" and pixels(s.image(name).data) == PATTERN_PIXELS[name]
+
+
+def test_the_scenes_look_draws_deep_sea_scenes(s, http):
+    with FathomNetStandIn(look="scenes") as scenes:
+        name = "dataset-2"
+        record = http.get(f"{scenes.api_url}/images/{uuid_for(name)}", timeout=5).json()
+        data = http.get(record["url"], timeout=10).content
+        assert hashlib.sha256(data).hexdigest() == record["sha256"] != s.image(name).sha256
+        im = Image.open(io.BytesIO(data))
+        assert (im.format, im.mode, im.size) == ("PNG", "RGB", (1920, 1080))
+        # Dark-blue water...
+        r, g, b = ImageStat.Stat(im.crop((0, 0, 1920, 40))).mean
+        assert b > g > r and b < 140
+        # ...and at the biggest Atolla box a deep-red medusa standing out of it.
+        atolla = max((b for b in boxes(name) if b["concept"] == "Atolla" and b["width"] > 100),
+                     key=lambda b: b["width"] * b["height"])
+        region = im.crop((atolla["x"], atolla["y"], atolla["x"] + atolla["width"], atolla["y"] + atolla["height"]))
+        red = ImageChops.subtract(region.getchannel("R"), region.getchannel("B")).point(
+            lambda v: 255 if v > 40 else 0).histogram()[255]
+        assert red > 0.1 * atolla["width"] * atolla["height"]
+        # Images of other kinds and the boxes are as in the default look.
+        assert scenes.image("gray").data == s.image("gray").data and record["boundingBoxes"] == boxes(name)
+        assert pixels(scenes.image("framegrab-0").data) != PATTERN_PIXELS["framegrab-0"]
+    with pytest.raises(ValueError):
+        FathomNetStandIn(look="pastel")
+
+
+def test_scenes_are_the_same_in_every_process(s):
+    code = ("from devtools.standin import _data; import hashlib\n"
+            "print(hashlib.sha256(_data('framegrab-3', 'scenes')).hexdigest())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    with FathomNetStandIn(look="scenes") as scenes:
+        assert out.stdout.split() == [scenes.image("framegrab-3").sha256]
+
+
+def test_a_stand_in_process_takes_a_look_and_edits():
+    with StandInProcess(look="scenes") as process:
+        catalog = process.catalog()
+        data = requests.get(catalog["framegrab-0"]["url"], timeout=10).content
+        assert pixels(data) != PATTERN_PIXELS["framegrab-0"]
+        added = process.control("add-box", image="bench-0", concept="Nothingia", x=1, y=2, width=3, height=4)
+        found = requests.post(f"{process.api_url}/boundingboxes/query", json={"concept": "Nothingia"}, timeout=5)
+        assert found.json()["content"] == [added]
+        process.reset()
+        assert requests.get(f"{process.api_url}/boundingboxes/{added['uuid']}", timeout=5).status_code == 404
