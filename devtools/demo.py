@@ -18,7 +18,7 @@ from pathlib import Path
 from cropper.config import Settings
 from cropper.ops.serve import can_reach, find_nginx, worker_user
 from devtools.servers import ROOT, StandInProcess, wait_for
-from devtools.standin import ANNOTATED_NAMES
+from devtools.standin import ANNOTATED_NAMES, DATASET_NAMES
 
 
 class Stop(Exception):
@@ -50,7 +50,8 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, stop)
     service = None
     try:
-        with StandInProcess(port=args.standin_port) as standin:
+        # The stand-in draws its annotated images as deep-sea scenes, an animal at each box.
+        with StandInProcess(port=args.standin_port, look="scenes") as standin:
             url = f"http://127.0.0.1:{args.port if find_nginx() else args.app_port}"
             env = {
                 **os.environ, "FATHOMNET_API_URL": standin.api_url, "ALLOWED_IMAGE_HOSTS": f"127.0.0.1:{standin.port}",
@@ -63,8 +64,10 @@ def main(argv=None):
             wait_for(f"{url}/healthz", process=service)
             uuid = standin.catalog()["framegrab"]["uuid"]
             annotated = standin.catalog()[ANNOTATED_NAMES[0]]["uuid"]
+            several = standin.catalog()[DATASET_NAMES[2]]["uuid"]
             print(f"\nFathomNet stand-in: {standin.api_url}   service: {url}")
             print(f"Open the page on an image with annotations: {url}/?image={annotated}")
+            print(f"  or on one with several kinds of animal: {url}/?image={several}")
             print(f"Cache: {folder / 'cache'}   access log: {folder / 'access.log'}")
             print("Try:")
             print(f"  curl -s -X POST {url}/cropper/ -H 'Content-Type: application/json' \\")

@@ -184,16 +184,18 @@ class Gunicorn:
 class StandInProcess:
     """The FathomNet stand-in in its own process (so it does not share a GIL with the load generator)."""
 
-    def __init__(self, latency_ms=0, port=None):
+    def __init__(self, latency_ms=0, port=None, look="patterns"):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_url = f"{self.url}/api"
         self.latency_ms = latency_ms
+        self.look = look  # "scenes": the demo's deep-sea pictures (devtools/standin.py LOOKS)
         self.process = None
 
     def start(self):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "devtools.standin", "--port", str(self.port), "--latency-ms", str(self.latency_ms)],
+            [sys.executable, "-m", "devtools.standin", "--port", str(self.port), "--latency-ms", str(self.latency_ms),
+             "--look", self.look],
             cwd=ROOT, stdout=subprocess.DEVNULL,
         )
         wait_for(f"{self.url}/_standin/catalog", process=self.process)
@@ -208,6 +210,12 @@ class StandInProcess:
 
     def reset(self):
         requests.post(f"{self.url}/_standin/reset", timeout=5)
+
+    def control(self, action, **fields):
+        """POST /_standin/<action> (edit-box, delete-box, withdraw-image, add-box, fault, ...); its JSON answer."""
+        answer = requests.post(f"{self.url}/_standin/{action}", json=fields, timeout=5)
+        answer.raise_for_status()
+        return answer.json()
 
     def stop(self):
         if self.process and self.process.poll() is None:

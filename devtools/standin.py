@@ -6,34 +6,118 @@ downloads, decompression bombs) that the real service never produces on
 demand.  This module serves a small, deterministic catalog over real HTTP:
 
 * ``GET  /api/images/{uuid}`` and ``POST /api/images/query/uuids`` answer with
-  JSON shaped like FathomNet's (the fields fathomnet-py's ``AImageDTO`` reads);
+  JSON shaped like FathomNet's (the fields fathomnet-py's ``AImageDTO`` reads,
+  ``depthMeters``, ``latitude``, ``longitude``, ``timestamp``, ``imagingType``
+  and ``contributorsEmail`` among them; some data-set images lack one, see below);
 * ``GET  /api/boundingboxes/{uuid}`` answers one box shaped like
-  fathomnet-py's ``BoundingBoxDTO`` (``imageUuid`` names its image), or a JSON 404;
+  fathomnet-py's ``BoundingBoxDTO`` (``imageUuid`` names its image), or a JSON 404.
+  A box carries both the old ``verified``/``verifier``/``rejected`` fields and
+  fathomnet-py 1.9's ``reviewState`` (VERIFIED, UNVERIFIED, REJECTED or UNKNOWN,
+  ``REVIEW_STATES``)/``reviewer``, and ``occluded``, ``truncated``, ``observer``,
+  ``altConcept`` (null);
 * ``POST /api/boundingboxes/query`` takes a JSON object of
   ``BoundingBoxConstraintsDTO`` fields and answers a page object whose
   ``content`` is the list of boxes (fathomnet-py 1.9 ``boundingboxes.find``
-  reads only ``content``).  Honoured: ``concept`` (exact name), ``limit``,
-  ``offset``; null fields (pydantic sends them all) and the other constraints
-  are ignored.  Boxes come in ``id`` order, so paging is stable.  The other
-  page fields (``totalSize``, ``totalPages``, ``size``, ``offset``,
-  ``pageNumber``, ``numberOfElements``, ``empty``) follow Micronaut's Page;
+  reads only ``content``).  Honoured:
+
+  - ``concept`` (exact name); with ``taxaProviderName`` the concept and all its
+    descendants in that provider's tree (a concept the tree lacks: itself only;
+    an unknown provider is a 400, named or not with a concept);
+  - ``minDepth``/``maxDepth`` (the image's ``depthMeters``), ``minLatitude``/
+    ``maxLatitude``/``minLongitude``/``maxLongitude``, ``startTimestamp``/
+    ``endTimestamp`` (ISO 8601; without a zone, UTC; the image's ``timestamp``),
+    all bounds inclusive; an image lacking the field a bound tests fails it;
+  - ``imagingTypes`` and ``contributorsEmails`` (lists: the image's
+    ``imagingType``/``contributorsEmail`` is one of them; ``[]`` = not given);
+  - ``includeVerified``, ``includeUnverified``, ``includeRejected``,
+    ``includeUnknown``: true or false says whether boxes in that review state
+    are answered; null or absent keeps FathomNet's default as we read it:
+    verified, unverified and unknown in, rejected out (UNKNOWN arrived with the
+    review states; before them every box not verified counted as unverified);
+  - ``limit``, ``offset``.
+
+  Null fields (pydantic sends them all) are "not given"; the other fields
+  (``ownerInstitutionCodes``, ``tagKeys``, ``sort``) are ignored; a field of the
+  wrong type is a 400.  Boxes come in ``id`` order, so paging is stable.  The
+  other page fields (``totalSize``: the count under the constraints,
+  ``totalPages``, ``size``, ``offset``, ``pageNumber``, ``numberOfElements``,
+  ``empty``) follow Micronaut's Page.  ``find_boxes(constraints)`` gives tests
+  what a query answers (all pages), ``image_fields(name)`` what a record says
+  besides its url, size, hash and boxes;
 * ``POST /api/boundingboxes/query/count`` (fathomnet-py ``boundingboxes.count``)
   answers ``{"objectType": "BoundingBoxEntity", "count": n}`` for the same
   constraints (limit/offset ignored), and ``GET /api/boundingboxes/query/count/{concept}``
-  (``boundingboxes.count_by_concept``) answers ``{"concept": c, "count": n}``;
+  (``boundingboxes.count_by_concept``) answers ``{"concept": c, "count": n}``
+  (every box of that exact name, whatever its review state);
+* ``GET /api/boundingboxes/list/concepts`` (``boundingboxes.find_concepts``):
+  every concept that has boxes, in code-point order (``concepts()``), and
+  ``GET /api/boundingboxes/list/counts`` (``count_total_by_concept``): a
+  ``{"concept", "count"}`` for each, in the same order;
+* taxa, as fathomnet-py's ``taxa`` module asks: ``GET /api/taxa/list/providers``
+  answers ``TAXA_PROVIDERS`` (``["fathomnet", "mbari"]``, the names
+  fathomnet-py's tests use; real FathomNet also lists ``worms``, which recent
+  fathomnet-py asks of another host); ``GET /api/taxa/query/{provider}/{concept}``
+  the concept and all its descendants, depth first, as ``[{"name", "rank"}]``;
+  ``GET /api/taxa/query/children/{provider}/{concept}`` its children (``[]`` for
+  a leaf) and ``GET /api/taxa/query/parent/{provider}/{concept}`` its parent as
+  one ``{"name", "rank"}``.  Children come in alphabetical order.  An unknown
+  provider, a concept the provider does not know and the parent of the root
+  (``TAXONOMY_ROOT``) are JSON 404s, as FathomNet's WoRMS server answers unknown
+  names.  The tree (``_TAXONOMY``) runs Animalia > phylum > class > order >
+  family > genus > species over every concept of the catalog (and a few taxa
+  without boxes); the fathomnet provider spells ranks capitalised ("Genus"), the
+  mbari one in lower case ("genus") and has two subphyla more (Tunicata above
+  Appendicularia, Vertebrata above Actinopterygii).  ``taxon_descendants``,
+  ``taxon_children``, ``taxon_parent`` and ``taxon_rank`` give it to tests;
 * ``GET /images/<path>`` serves the image bytes; like real FathomNet URLs the
   paths contain a space (``Doc%20Ricketts``);
 * ``/_standin/...`` control endpoints (counts, reset, fault, latency,
-  catalog) steer a stand-in running in another process.  They are neither
-  counted, delayed nor faulted.
+  catalog, and the edits below) steer a stand-in running in another process.
+  They are neither counted, delayed nor faulted.
 
-The framegrab-0..9 images carry a hand-made annotation set (see
-``MULTIPAGE_CONCEPT``, ``EDGE_BOXES``): boxes of one concept over ten images,
-boxes on every image edge and boxes that overhang the frame, as real
-FathomNet has.  ``boxes(name)``, ``box(uuid)`` and ``concept_boxes(concept)``
-give them to tests.  survey-0..9 have ten boxes each of ``SURVEY_CONCEPT``
-(the bench's batches and concept pages of 100).  The ``iiif-validator`` entry is the IIIF validator's
-10x10 colour-grid test image.
+The catalog.  The framegrab-0..9 images (``ANNOTATED_NAMES``) carry a hand-made
+annotation set (see ``MULTIPAGE_CONCEPT``, ``EDGE_BOXES``): boxes of one concept
+over ten images, boxes on every image edge and boxes that overhang the frame, as
+real FathomNet has.  ``boxes(name)``, ``box(uuid)`` and ``concept_boxes(concept)``
+give them to tests.  survey-0..9 (``SURVEY_NAMES``) have ten boxes each of
+``SURVEY_CONCEPT`` (the bench's batches and concept pages of 100).  The
+``iiif-validator`` entry is the IIIF validator's 10x10 colour-grid test image.
+dataset-0..11 (``DATASET_NAMES``) are for training-set jobs: boxes of
+``DATASET_CONCEPTS`` at several ranks (``DATASET_GENUS`` Atolla with two species,
+``DATASET_FAMILY`` Myctophidae with a species, ``DATASET_ORDER`` Siphonophorae
+with a genus; no other image has these concepts) in all four review states, occluded
+and truncated or not, over depths of 85-3100 m, Monterey Bay and the Gulf of
+California, 2015-2023, ROV/AUV/Towed camera and three contributors; dataset-9 has
+no position (null), dataset-10 no depth (the key is absent) and dataset-11 no
+timestamp (null).  ``DATASET_BOXES`` names hand-placed ones, all VERIFIED:
+``DATASET_TINY_BOXES`` (a side under 16 px; ``side-16`` is exactly 16x16),
+``DATASET_PAST_EDGE_BOXES`` (reach past an edge) and ``DATASET_OUTSIDE_BOXES``
+(wholly outside their image: nothing to crop).  bench-0..99 (``BENCH_NAMES``,
+1280x720) have ten boxes each of ``BENCH_DATASET_CONCEPT``, 1,000 in all.  Every
+image's bytes are made on first use and kept, so the stand-in starts fast.
+
+Edits (methods, or POST the same fields as JSON to the control endpoint; each
+answers the box as JSON or ``{"ok": true}``, 404 for an unknown box or image, 400
+for bad fields; ``reset()`` undoes them all):
+``edit_box(uuid, concept=, x=, y=, width=, height=)`` (``/_standin/edit-box``),
+``delete_box(uuid)`` (``/_standin/delete-box``), ``withdraw_image(image)``
+(``/_standin/withdraw-image``; name or uuid: its record and its bytes are 404, its
+boxes leave every answer) and ``add_box(image, concept, x, y, width, height,
+review_state="UNVERIFIED", parent=None, rank="Species")`` (``/_standin/add-box``,
+``reviewState``; any concept name, hostile HTML too; with ``parent`` the concept
+also joins both providers' trees under that taxon).  Every FathomNet answer
+afterwards reflects them: image records' ``boundingBoxes``, box lookups, queries
+(taxa included), counts, the concept list and the taxa endpoints.  The
+module-level helpers (``boxes``, ``find_boxes``, ``concepts``...) describe the
+catalog as it is before any edit.
+
+Looks: ``FathomNetStandIn(look="scenes")`` (``--look scenes``, used by the demo)
+draws the images of ``SCENE_NAMES`` (framegrab, the annotated, survey, data-set
+and bench families) as dark-blue water with marine snow and, at each box of the
+catalog, an animal of its concept's kind in a colour that stands out (a medusa,
+a siphonophore chain, a fish or lanternfish, a larvacean house, a squid, a crab;
+see devtools/scenes.py).  The default look, ``patterns``, is what every test's
+pixels are; the two differ only in those images' bytes.
 
 Faults (``set_fault(kind, target, uuid, times, **options)``, or POST
 ``/_standin/fault`` with the same names as JSON fields) make the next matching
@@ -59,7 +143,7 @@ In pytest::
 
 As a process (bench, README demo)::
 
-    python -m devtools.standin --port 8001 --latency-ms 50
+    python -m devtools.standin --port 8001 --latency-ms 50 [--look scenes]
 
 Request paths are recorded *unquoted* (``/images/Doc Ricketts/...``);
 ``count()`` unquotes its argument, so either spelling can be passed.
@@ -71,6 +155,7 @@ import array
 import hashlib
 import io
 import json
+import math
 import random
 import re
 import signal
@@ -83,10 +168,13 @@ import time
 import uuid as uuidlib
 import zlib
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from PIL import Image, ImageChops, ImageDraw
+
+from devtools import scenes
 
 # Fixed namespace: catalog uuids are uuid5(NAMESPACE, name), identical on every run.
 NAMESPACE = uuidlib.UUID("6f1b3c2e-5d7a-4e8b-9c0d-fa7000f00d00")
@@ -250,7 +338,17 @@ _ENTRIES += [
 # The bench's survey: ten more framegrabs with ten boxes each of one concept (SURVEY_CONCEPT), for
 # batches of 100 box-UUID crops over 10 images and a concept page of 100.
 _ENTRIES += [_Entry(f"survey-{i}", 1920, 1080, "RGB", "PNG", _rgb_png(1920, 1080, 200 + i)) for i in range(10)]
+# The data set for training-set jobs: twelve images (eight 1920x1080, four 1280x720) with boxes of
+# several concepts at several taxonomic ranks, spread over depths, places, times, review states and
+# flags, with tiny boxes and boxes past or wholly outside their image (see DATASET_BOXES).
+DATASET_NAMES = tuple(f"dataset-{i}" for i in range(12))
+_ENTRIES += [_Entry(n, *((1920, 1080) if i < 8 else (1280, 720)), "RGB", "PNG",
+                    _rgb_png(*((1920, 1080) if i < 8 else (1280, 720)), 300 + i)) for i, n in enumerate(DATASET_NAMES)]
+# The bench's data set: 100 images of 1280x720 with ten boxes each of BENCH_DATASET_CONCEPT (1,000 boxes).
+BENCH_NAMES = tuple(f"bench-{i}" for i in range(100))
+_ENTRIES += [_Entry(n, 1280, 720, "RGB", "PNG", _rgb_png(1280, 720, 1000 + i)) for i, n in enumerate(BENCH_NAMES)]
 _BY_NAME = {e.name: e for e in _ENTRIES}
+_INDEX = {e.name: i for i, e in enumerate(_ENTRIES)}  # an entry's position sets its path and ids
 CATALOG_NAMES = {e.name: str(uuidlib.uuid5(NAMESPACE, e.name)) for e in _ENTRIES}
 _NAME_BY_UUID = {u: n for n, u in CATALOG_NAMES.items()}
 _CAMERAS = ["Doc Ricketts", "Mini ROV", "Tiburon ROV"]  # spaces on purpose -> %20
@@ -267,29 +365,268 @@ def _path_for(i: int, e: _Entry) -> str:
 
 _PATHS = {e.name: _path_for(i, e) for i, e in enumerate(_ENTRIES)}
 _NAME_BY_PATH = {p: n for n, p in _PATHS.items()}
+# -- image metadata (AImageDTO fields besides url, size, sha256 and boxes).  The first 32 images keep
+# the values they always had; the data-set family spreads over depths, places, times, imaging types
+# and contributors, and three of its images lack a field on purpose (see _DATASET_SITES).
+CONTRIBUTOR = "standin@example.org"  # contributorsEmail of every image but the data set's
+
+
+def _stock_meta(i: int) -> dict:
+    return {
+        "imagingType": "ROV", "timestamp": f"2019-07-{1 + i % 28:02d}T02:{i:02d}:32.000Z",
+        "lastValidation": "2021-06-01T00:00:00.000Z", "createdTimestamp": "2021-06-01T12:00:00.000Z",
+        "lastUpdatedTimestamp": "2021-06-02T08:30:00.000Z", "depthMeters": 200.0 + 37.5 * i,
+        "latitude": 36.7 + i / 1000, "longitude": -122.05 - i / 1000, "altitude": None, "oxygenMlL": 0.42,
+        "pressureDbar": 201.3 + 37 * i, "salinity": 34.1, "temperatureCelsius": 8.7, "contributorsEmail": CONTRIBUTOR,
+        "tags": [],
+    }
+
+
+# dataset-i: depth (m), latitude, longitude, timestamp, imaging type, contributor.  None is sent as
+# null, except dataset-10's depth, which its JSON leaves out altogether (both happen upstream).
+_DATASET_SITES = (
+    (85.0, 36.80, -121.90, "2015-03-14T17:05:00.000Z", "ROV", "pilot@example.org"),
+    (240.0, 36.75, -122.00, "2016-06-02T19:30:00.000Z", "ROV", "pilot@example.org"),
+    (410.0, 36.70, -122.05, "2017-08-21T21:12:00.000Z", "ROV", "lab@example.org"),
+    (650.0, 36.69, -122.10, "2018-02-09T16:45:00.000Z", "AUV", "lab@example.org"),
+    (820.0, 36.65, -122.15, "2018-11-30T18:00:00.000Z", "AUV", "pilot@example.org"),
+    (1010.0, 36.60, -122.25, "2019-05-17T20:20:00.000Z", "ROV", "survey@example.org"),
+    (1500.0, 36.55, -122.40, "2020-09-05T22:10:00.000Z", "Towed camera", "survey@example.org"),
+    (2200.0, 36.45, -122.60, "2021-04-12T15:55:00.000Z", "ROV", "pilot@example.org"),
+    (3100.0, 27.10, -111.40, "2022-01-25T14:00:00.000Z", "ROV", "lab@example.org"),  # Gulf of California
+    (520.0, None, None, "2022-07-08T10:30:00.000Z", "ROV", "survey@example.org"),      # no position
+    (None, 36.72, -122.02, "2023-03-03T12:00:00.000Z", "AUV", "pilot@example.org"),   # no depth (key left out)
+    (300.0, 36.78, -121.95, None, "Towed camera", "lab@example.org"),                 # no time
+)
+
+
+def _meta(name: str) -> dict:
+    i = _INDEX[name]
+    if name in DATASET_NAMES:
+        n = DATASET_NAMES.index(name)
+        depth, lat, lon, when, kind, email = _DATASET_SITES[n]
+        meta = {**_stock_meta(0), "imagingType": kind, "timestamp": when, "depthMeters": depth, "latitude": lat,
+                "longitude": lon, "pressureDbar": None if depth is None else round(depth * 1.0094, 1),
+                "temperatureCelsius": round(max(1.6, 12.5 - 0.006 * (depth or 300)), 2), "contributorsEmail": email}
+        if depth is None:
+            del meta["depthMeters"]
+        return meta
+    if name in BENCH_NAMES:
+        n = BENCH_NAMES.index(name)
+        return {**_stock_meta(0), "timestamp": f"2023-05-{1 + n // 10:02d}T{8 + n % 10:02d}:15:00.000Z",
+                "depthMeters": 300.0 + 7 * n, "latitude": 36.7 + n / 2000, "longitude": -122.1 + n / 2000,
+                "pressureDbar": round((300.0 + 7 * n) * 1.0094, 1), "contributorsEmail": "bench@example.org"}
+    return _stock_meta(i)
+
+
+_META = {name: _meta(name) for name in CATALOG_NAMES}
+
+
+def image_fields(name: str) -> dict:
+    """The image record's fields besides id, uuid, url, valid, size, sha256, contentType and
+    boundingBoxes (depthMeters, latitude, longitude, timestamp, imagingType, contributorsEmail...),
+    without making its pixels.  A key the record leaves out is left out here too."""
+    return dict(_META[name])
+
+
+def _when(text: str) -> datetime:
+    """An ISO 8601 time as an aware datetime (a time without a zone is UTC); ValueError if it is not one."""
+    when = datetime.fromisoformat(text)
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+# What the query constraints test, per image: depth, latitude, longitude, time, imaging type, contributor.
+_WHERE = {name: (m.get("depthMeters"), m.get("latitude"), m.get("longitude"),
+                 _when(m["timestamp"]) if m.get("timestamp") else None, m.get("imagingType"),
+                 m.get("contributorsEmail"))
+          for name, m in _META.items()}
+
+# -- taxonomy: the taxa providers' trees.  One text for both: a line is "name: Rank", indented under
+# its parent; "[mbari]" marks a rank only the mbari tree has (MBARI's knowledge base has subphyla;
+# the fathomnet tree, from WoRMS, goes from phylum to class).  The fathomnet provider spells ranks
+# capitalised ("Genus", as fathomnet-py's test_taxa expects), mbari in lower case ("species", as
+# fathomnet-py's README shows).  Children are listed in alphabetical order, as FathomNet's WoRMS
+# server lists them.
+TAXA_PROVIDERS = ("fathomnet", "mbari")
+TAXONOMY_ROOT = "Animalia"
+_TAXONOMY = """
+Animalia: Kingdom
+  Arthropoda: Phylum
+    Malacostraca: Class
+      Decapoda: Order
+        Oregoniidae: Family
+          Chionoecetes: Genus
+            Chionoecetes tanneri: Species
+  Chordata: Phylum
+    Tunicata: Subphylum [mbari]
+      Appendicularia: Class
+        Copelata: Order
+          Oikopleuridae: Family
+            Bathochordaeus: Genus
+              Bathochordaeus charon: Species
+              Bathochordaeus mcnutti: Species
+              Bathochordaeus stygius: Species
+    Vertebrata: Subphylum [mbari]
+      Actinopterygii: Class
+        Myctophiformes: Order
+          Myctophidae: Family
+            Stenobrachius: Genus
+              Stenobrachius leucopsarus: Species
+        Scorpaeniformes: Order
+          Sebastidae: Family
+            Sebastolobus: Genus
+              Sebastolobus alascanus: Species
+              Sebastolobus altivelis: Species
+  Cnidaria: Phylum
+    Hydrozoa: Class
+      Narcomedusae: Order
+        Solmarisidae: Family
+          Solmissus: Genus
+      Siphonophorae: Order
+        Agalmatidae: Family
+          Nanomia: Genus
+            Nanomia bijuga: Species
+        Apolemiidae: Family
+          Apolemia: Genus
+      Trachymedusae: Order
+        Rhopalonematidae: Family
+          Benthocodon: Genus
+            Benthocodon pedunculata: Species
+    Scyphozoa: Class
+      Coronatae: Order
+        Atollidae: Family
+          Atolla: Genus
+            Atolla vanhoeffeni: Species
+            Atolla wyvillei: Species
+      Semaeostomeae: Order
+        Ulmaridae: Family
+          Aurelia: Genus
+            Aurelia aurita: Species
+            Aurelia labiata: Species
+  Mollusca: Phylum
+    Cephalopoda: Class
+      Oegopsida: Order
+        Chiroteuthidae: Family
+          Chiroteuthis: Genus
+            Chiroteuthis calyx: Species
+"""
+
+
+class _Tree:
+    """One provider's taxonomic tree: each name's parent (None at the root) and rank."""
+
+    def __init__(self, parent: dict[str, str | None], rank: dict[str, str]):
+        self.parent, self.rank = parent, rank
+        kids: dict[str | None, list[str]] = {}
+        for name, up in parent.items():
+            kids.setdefault(up, []).append(name)
+        self._kids = {up: sorted(names) for up, names in kids.items()}
+
+    def __contains__(self, name) -> bool:
+        return name in self.rank
+
+    def children(self, name: str) -> list[str]:
+        return self._kids.get(name, [])
+
+    def descendants(self, name: str) -> list[str]:
+        """The name and everything under it, depth first, children in alphabetical order."""
+        out, todo = [], [name]
+        while todo:
+            out.append(todo.pop())
+            todo.extend(reversed(self.children(out[-1])))
+        return out
+
+    def grown(self, added: dict[str, tuple[str, str]]) -> "_Tree":
+        """This tree with more names: {name: (parent, rank)}."""
+        return _Tree({**self.parent, **{n: up for n, (up, _) in added.items()}},
+                     {**self.rank, **{n: rank for n, (_, rank) in added.items()}})
+
+
+def _parse_taxonomy() -> dict[str, _Tree]:
+    trees = {}
+    for provider in TAXA_PROVIDERS:
+        parent, rank, stack = {}, {}, []  # stack: (indent, name, only-in-provider)
+        for line in _TAXONOMY.strip("\n").splitlines():
+            indent, text = len(line) - len(line.lstrip()), line.strip()
+            only = None
+            if text.endswith("]"):
+                text, only = text[:-1].rsplit(" [", 1)
+            name, level = text.split(": ")
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            stack.append((indent, name, only))
+            if only not in (None, provider):
+                continue
+            parent[name] = next((n for _, n, o in reversed(stack[:-1]) if o in (None, provider)), None)
+            rank[name] = level if provider == "fathomnet" else level.lower()
+        trees[provider] = _Tree(parent, rank)
+    return trees
+
+
+_TREES = _parse_taxonomy()
+
+
+def _tree(provider: str) -> _Tree:
+    if provider not in _TREES:
+        raise KeyError(f"No taxa provider named {provider!r}")
+    return _TREES[provider]
+
+
+def taxon_descendants(concept: str, provider: str = "fathomnet") -> list[str]:
+    """The concept and all its descendants, as GET /api/taxa/query/{provider}/{concept} lists them."""
+    if concept not in _tree(provider):
+        raise KeyError(f"{concept!r} is not in the {provider} taxonomy")
+    return _tree(provider).descendants(concept)
+
+
+def taxon_children(concept: str, provider: str = "fathomnet") -> list[str]:
+    if concept not in _tree(provider):
+        raise KeyError(f"{concept!r} is not in the {provider} taxonomy")
+    return _tree(provider).children(concept)
+
+
+def taxon_parent(concept: str, provider: str = "fathomnet") -> str | None:
+    """The concept's parent; None for the root."""
+    return _tree(provider).parent[concept]
+
+
+def taxon_rank(concept: str, provider: str = "fathomnet") -> str:
+    return _tree(provider).rank[concept]
+
+
 _CONCEPTS = ["Bathochordaeus", "Sebastolobus", "Aurelia aurita", "Nanomia bijuga", "Chionoecetes tanneri"]
 
 
-def _box(name: str, i: int, concept: str, x: int, y: int, width: int, height: int, truncated: bool = False) -> dict:
-    """Box i of an image, with the fields of fathomnet-py's BoundingBoxDTO.
+REVIEW_STATES = ("VERIFIED", "UNVERIFIED", "REJECTED", "UNKNOWN")  # fathomnet-py 1.9's ReviewState
 
-    Both the older verified/verifier fields and fathomnet-py 1.9's
-    reviewState/reviewer are filled, so readers of either version find theirs.
-    """
-    verified = i % 2 == 0
+
+def _box(name: str, i: int, concept: str, x: int, y: int, width: int, height: int, truncated: bool = False,
+         review: str | None = None, occluded: bool = False, observer: str = "standin") -> dict:
+    """Box i of an image, with the fields of fathomnet-py's BoundingBoxDTO (review: alternating
+    VERIFIED and UNVERIFIED when not given)."""
+    return _box_record(5_000_000 + 10 * _INDEX[name] + i, str(uuidlib.uuid5(NAMESPACE, f"{name}/box/{i}")), name,
+                       concept, x, y, width, height, review or ("VERIFIED" if i % 2 == 0 else "UNVERIFIED"),
+                       truncated, occluded, observer, f"standin-{name}-{i}")
+
+
+def _box_record(box_id: int, box_uuid: str, name: str, concept: str, x: int, y: int, width: int, height: int,
+                review: str, truncated: bool, occluded: bool, observer: str, key: str) -> dict:
+    """A box's JSON.  Both the older verified/verifier fields and fathomnet-py 1.9's
+    reviewState/reviewer are filled, so readers of either version find theirs: verified is
+    true for VERIFIED only, rejected for REJECTED only; a reviewer is named for both."""
+    verified, reviewed = review == "VERIFIED", review in ("VERIFIED", "REJECTED")
     return {
-        "id": 5_000_000 + 10 * _ENTRIES.index(_BY_NAME[name]) + i,
-        "uuid": str(uuidlib.uuid5(NAMESPACE, f"{name}/box/{i}")),
+        "id": box_id, "uuid": box_uuid,
         "concept": concept, "altConcept": None,
         "x": x, "y": y, "width": width, "height": height,
-        "imageUuid": CATALOG_NAMES[name], "observer": "standin",
+        "imageUuid": CATALOG_NAMES[name], "observer": observer,
         "verified": verified, "verifier": "standin-reviewer" if verified else None,
         "verificationTimestamp": "2021-06-03T09:00:00.000Z" if verified else None,
-        "reviewState": "VERIFIED" if verified else "UNVERIFIED",
-        "reviewer": "standin-reviewer" if verified else None,
-        "lastReviewedTimestamp": "2021-06-03T09:00:00.000Z" if verified else None,
-        "rejected": False, "occluded": False, "truncated": truncated, "groupOf": False,
-        "userDefinedKey": f"standin-{name}-{i}",
+        "reviewState": review,
+        "reviewer": "standin-reviewer" if reviewed else None,
+        "lastReviewedTimestamp": "2021-06-03T09:00:00.000Z" if reviewed else None,
+        "rejected": review == "REJECTED", "occluded": occluded, "truncated": truncated, "groupOf": False,
+        "userDefinedKey": key,
         "createdTimestamp": "2021-06-01T12:00:00.000Z", "lastUpdatedTimestamp": "2021-06-02T08:30:00.000Z",
     }
 
@@ -366,24 +703,217 @@ def _survey_boxes(name: str) -> list[dict]:
     return out
 
 
+# -- the data set: dataset-0..11, for training-set jobs.  Six seeded boxes an image (sides 20 to 420 px,
+# inside the image) cycle through the concepts (a genus with two species under it, a family with a
+# species, a genus and an order of siphonophores), the four review states and the occluded/truncated
+# flags; then the hand-placed boxes of _DATASET_SPECS.  None of these concepts is used outside the family.
+DATASET_GENUS = "Atolla"            # with boxes of its own and of both its species
+DATASET_FAMILY = "Myctophidae"      # with boxes of its own and of Stenobrachius leucopsarus
+DATASET_ORDER = "Siphonophorae"     # with boxes of its own and of the genus Apolemia
+DATASET_CONCEPTS = ("Atolla", "Atolla wyvillei", "Atolla vanhoeffeni", "Myctophidae", "Stenobrachius leucopsarus",
+                    "Apolemia", "Siphonophorae")
+_REVIEW_CYCLE = ("VERIFIED", "UNVERIFIED", "VERIFIED", "REJECTED", "VERIFIED", "UNVERIFIED", "VERIFIED", "UNKNOWN",
+                 "VERIFIED", "UNVERIFIED")
+# label: (dataset image, concept, x, y, width, height); all VERIFIED, so the defaults keep them.
+# tiny-*: a side under 16 px; side-16: both sides exactly 16; past-*: reach past an edge (a crop
+# clips them); outside-*: wholly outside the image (nothing to crop: a job lists them as failed).
+_DATASET_SPECS = {
+    "tiny-8x6": (1, "Stenobrachius leucopsarus", 400, 300, 8, 6),
+    "tiny-12x10": (4, "Atolla wyvillei", 1500, 200, 12, 10),
+    "tiny-15x30": (7, "Apolemia", 800, 900, 15, 30),
+    "side-16": (2, "Atolla", 1200, 500, 16, 16),
+    "past-left": (3, "Atolla vanhoeffeni", -60, 400, 220, 180),
+    "past-bottom": (6, "Myctophidae", 700, 980, 260, 160),         # 1920x1080: to y 1140
+    "past-right": (10, "Siphonophorae", 1180, 200, 200, 300),      # 1280x720: to x 1380
+    "outside-right": (5, "Atolla", 2000, 300, 150, 150),           # starts past x 1920
+    "outside-top": (9, "Myctophidae", 300, -400, 200, 200),        # ends at y -200
+    "outside-far": (11, "Stenobrachius leucopsarus", -5000, -5000, 300, 200),
+}
+
+
+def _dataset_boxes(name: str) -> tuple[list[dict], dict[str, str]]:
+    n, e, rng = DATASET_NAMES.index(name), _BY_NAME[name], random.Random(name)
+    out, labels = [], {}
+    for i in range(6):
+        k = 6 * n + i
+        concept = DATASET_CONCEPTS[k % len(DATASET_CONCEPTS)]
+        side = (rng.randint(48, 80), rng.randint(80, 200), rng.randint(200, 420))[k % 3]
+        if concept in ("Myctophidae", "Stenobrachius leucopsarus"):
+            bw, bh = side, max(20, side * 9 // 20)       # fish: long
+        elif concept in ("Apolemia", "Siphonophorae"):
+            bw, bh = max(20, side * 3 // 10), side       # siphonophores: tall
+        else:
+            bw, bh = side * 4 // 5, side                 # medusae
+        bw, bh = min(bw, e.width - 2), min(bh, e.height - 2)
+        out.append(_box(name, i, concept, rng.randrange(1, e.width - bw), rng.randrange(1, e.height - bh), bw, bh,
+                        truncated=k % 4 == 3, review=_REVIEW_CYCLE[k % 10], occluded=k % 3 == 1,
+                        observer=("standin", "annotator@example.org")[k % 2]))
+    for label, (image, concept, *xywh) in _DATASET_SPECS.items():
+        if image == n:
+            past = label.startswith(("past", "outside"))
+            out.append(_box(name, len(out), concept, *xywh, truncated=past, review="VERIFIED"))
+            labels[label] = out[-1]["uuid"]
+    return out, labels
+
+
+# -- the bench's data set: bench-0..99, ten seeded boxes each, all of BENCH_DATASET_CONCEPT, inside the image.
+BENCH_DATASET_CONCEPT = "Solmissus"
+
+
+def _bench_boxes(name: str) -> list[dict]:
+    rng = random.Random(name)
+    out = []
+    for i in range(10):
+        bw, bh = rng.randint(60, 260), rng.randint(60, 220)
+        out.append(_box(name, i, BENCH_DATASET_CONCEPT, rng.randrange(1280 - bw), rng.randrange(720 - bh), bw, bh))
+    return out
+
+
 def _all_boxes() -> tuple[dict[str, list[dict]], dict[str, str]]:
-    by_image, edge_boxes = {}, {}
+    by_image, edge_boxes, dataset_boxes = {}, {}, {}
     for name in CATALOG_NAMES:
         if name in ANNOTATED_NAMES:
             by_image[name], labels = _annotated_boxes(name)
             edge_boxes.update(labels)
         elif name in SURVEY_NAMES:
             by_image[name] = _survey_boxes(name)
+        elif name in DATASET_NAMES:
+            by_image[name], labels = _dataset_boxes(name)
+            dataset_boxes.update(labels)
+        elif name in BENCH_NAMES:
+            by_image[name] = _bench_boxes(name)
         else:
             by_image[name] = _random_boxes(name)
-    return by_image, {label: edge_boxes[label] for label in _EDGE_SPECS}
+    return (by_image, {label: edge_boxes[label] for label in _EDGE_SPECS},
+            {label: dataset_boxes[label] for label in _DATASET_SPECS})
 
 
-_BOXES, EDGE_BOXES = _all_boxes()          # EDGE_BOXES: edge label (see _EDGE_SPECS) -> box uuid
+# EDGE_BOXES: edge label (see _EDGE_SPECS) -> box uuid; DATASET_BOXES: likewise for _DATASET_SPECS.
+_BOXES, EDGE_BOXES, DATASET_BOXES = _all_boxes()
+DATASET_TINY_BOXES = tuple(u for label, u in DATASET_BOXES.items() if label.startswith("tiny"))
+DATASET_PAST_EDGE_BOXES = tuple(u for label, u in DATASET_BOXES.items() if label.startswith("past"))
+DATASET_OUTSIDE_BOXES = tuple(u for label, u in DATASET_BOXES.items() if label.startswith("outside"))
 EDGE_BOX = EDGE_BOXES["right"]             # on framegrab-2, x + width == image width
 PAST_EDGE_BOX = EDGE_BOXES["past-left"]    # on framegrab-7, x == -40
 _BOX_BY_UUID = {b["uuid"]: b for bs in _BOXES.values() for b in bs}
 _ALL_BOXES = sorted(_BOX_BY_UUID.values(), key=lambda b: b["id"])  # API order
+
+
+# -- box queries: POST /api/boundingboxes/query and /query/count take BoundingBoxConstraintsDTO fields.
+# fathomnet-py sends every field, unset ones as null, so null means "not given", as does an empty list.
+# Review states: include<State> true or false says whether boxes in that state are answered; null
+# or absent keeps FathomNet's default, which (as we read it) answers verified, unverified and unknown
+# boxes and leaves out rejected ones -- UNKNOWN came with the review states, and before them every
+# box not verified counted as unverified, so a query that names no state still gets them.
+_STATE_FLAGS = {"includeVerified": ("VERIFIED", True), "includeUnverified": ("UNVERIFIED", True),
+                "includeRejected": ("REJECTED", False), "includeUnknown": ("UNKNOWN", True)}
+_BOUNDS = {"minDepth": 0, "maxDepth": 0, "minLatitude": 1, "maxLatitude": 1, "minLongitude": 2, "maxLongitude": 2}
+
+
+@dataclass(frozen=True)
+class _Query:
+    concept: str | None = None
+    provider: str | None = None
+    bounds: tuple = ()                  # (index into _WHERE's tuple, lowest or None, highest or None)
+    start: datetime | None = None
+    end: datetime | None = None
+    imaging_types: frozenset | None = None
+    emails: frozenset | None = None
+    states: frozenset = frozenset({"VERIFIED", "UNVERIFIED", "UNKNOWN"})
+    offset: int = 0
+    limit: int | None = None
+
+
+def _query(args) -> _Query:
+    """The constraints of a BoundingBoxConstraintsDTO object; ValueError (a 400) if they cannot be used."""
+    if not isinstance(args, dict):
+        raise ValueError("Expected a JSON object of constraints")
+    for name in ("concept", "taxaProviderName", "startTimestamp", "endTimestamp"):
+        if args.get(name) is not None and not isinstance(args[name], str):
+            raise ValueError(f"{name} must be a string")
+    offset, limit = args.get("offset") or 0, args.get("limit")
+    for name, value, least in (("offset", offset, 0), ("limit", limit, 1)):
+        if value is not None and (type(value) is not int or value < least):
+            raise ValueError(f"{name} must be an integer >= {least}")
+    provider = args.get("taxaProviderName")
+    if provider is not None and provider not in _TREES:
+        raise ValueError(f"No taxa provider named {provider!r}; there are {', '.join(TAXA_PROVIDERS)}")
+    limits: dict[int, list] = {}
+    for name, index in _BOUNDS.items():
+        value = args.get(name)
+        if value is None:
+            continue
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a number")
+        limits.setdefault(index, [None, None])[name.startswith("max")] = value
+    times = {}
+    for name in ("startTimestamp", "endTimestamp"):
+        if args.get(name) is not None:
+            try:
+                times[name] = _when(args[name])
+            except ValueError:
+                raise ValueError(f"{name} must be an ISO 8601 time, e.g. 2019-07-01T00:00:00Z") from None
+    sets = {}
+    for name in ("imagingTypes", "contributorsEmails"):
+        value = args.get(name)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+            raise ValueError(f"{name} must be a list of strings")
+        sets[name] = frozenset(value) if value else None
+    states = set()
+    for name, (state, default) in _STATE_FLAGS.items():
+        value = args.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"{name} must be true, false or null")
+        if default if value is None else value:
+            states.add(state)
+    return _Query(args.get("concept"), provider, tuple((i, lo, hi) for i, (lo, hi) in sorted(limits.items())),
+                  times.get("startTimestamp"), times.get("endTimestamp"), sets["imagingTypes"],
+                  sets["contributorsEmails"], frozenset(states), offset, limit)
+
+
+def _review_state(b: dict) -> str:
+    state = b.get("reviewState")
+    if state in REVIEW_STATES:
+        return state
+    return "REJECTED" if b.get("rejected") else "VERIFIED" if b.get("verified") else "UNVERIFIED"
+
+
+def _image_matches(name: str, q: _Query) -> bool:
+    """Whether an image passes the query's image constraints; one lacking a field a constraint tests fails it."""
+    where = _WHERE[name]
+    for index, lowest, highest in q.bounds:
+        value = where[index]
+        if value is None or (lowest is not None and value < lowest) or (highest is not None and value > highest):
+            return False
+    if q.start or q.end:
+        when = where[3]
+        if when is None or (q.start and when < q.start) or (q.end and when > q.end):
+            return False
+    if q.imaging_types is not None and where[4] not in q.imaging_types:
+        return False
+    return q.emails is None or where[5] in q.emails
+
+
+def _select(candidates: list[dict], q: _Query, trees: dict[str, _Tree]) -> list[dict]:
+    """The boxes (in the order given) that meet the query, paging aside.  With a taxa provider, a
+    concept in its tree stands for itself and all its descendants; one it lacks, for itself."""
+    names = None
+    if q.concept is not None:
+        tree = trees[q.provider] if q.provider else None
+        names = set(tree.descendants(q.concept)) if tree and q.concept in tree else {q.concept}
+    images = {}
+    found = []
+    for b in candidates:
+        if names is not None and b["concept"] not in names:
+            continue
+        if _review_state(b) not in q.states:
+            continue
+        name = _NAME_BY_UUID[b["imageUuid"]]
+        if name not in images:
+            images[name] = _image_matches(name, q)
+        if images[name]:
+            found.append(b)
+    return found
 
 
 def boxes(name: str) -> list[dict]:
@@ -400,18 +930,65 @@ def concept_boxes(concept: str) -> list[dict]:
     return [dict(b) for b in _ALL_BOXES if b["concept"] == concept]
 
 
+def find_boxes(constraints: dict | None = None, **fields) -> list[dict]:
+    """The catalog's boxes that POST /api/boundingboxes/query answers for these constraints (a dict
+    of BoundingBoxConstraintsDTO fields, or keyword arguments), in its order, all pages together
+    (limit and offset are ignored).  Before any edit; ValueError where the stand-in answers 400."""
+    q = _query({**(constraints or {}), **fields})
+    return [dict(b) for b in _select(_ALL_BOXES, q, _TREES)]
+
+
+def concepts() -> list[str]:
+    """Every concept with boxes, as GET /api/boundingboxes/list/concepts lists them (before any edit)."""
+    return sorted({b["concept"] for b in _ALL_BOXES})
+
+
+# -- looks: "patterns" (the default; every test's pixels) or "scenes" (the demo's): the families of
+# annotated images (SCENE_NAMES) drawn as deep-sea water with marine snow and, at each box of the
+# catalog (before edits), an animal of its concept's kind (devtools/scenes.py).  Other images look
+# the same either way: their formats are what they are for.
+LOOKS = ("patterns", "scenes")
+SCENE_NAMES = ("framegrab", *ANNOTATED_NAMES, *SURVEY_NAMES, *DATASET_NAMES, *BENCH_NAMES)
+# What each taxon looks like in a scene: the nearest listed ancestor (or the taxon itself) decides.
+_KIND_OF = {"Siphonophorae": "siphonophore", "Cnidaria": "medusa", "Appendicularia": "larvacean",
+            "Myctophidae": "lanternfish", "Actinopterygii": "fish", "Cephalopoda": "squid", "Decapoda": "crab"}
+_COLOR_OF = {"Atolla": (205, 25, 45), "Aurelia": (248, 196, 222), "Benthocodon": (250, 105, 40),
+             "Solmissus": (205, 150, 255), "Nanomia": (255, 178, 60), "Siphonophorae": (255, 140, 90),
+             "Bathochordaeus": (185, 235, 255), "Myctophidae": (160, 178, 210), "Sebastolobus": (240, 84, 36),
+             "Chiroteuthis": (225, 55, 90), "Chionoecetes": (250, 125, 40)}
+
+
+def _figure(concept: str, x: int, y: int, width: int, height: int) -> scenes.Figure:
+    tree, kind, color = _TREES["fathomnet"], "blob", (120, 255, 160)
+    name = concept if concept in tree else None
+    while name is not None:
+        if kind == "blob" and name in _KIND_OF:
+            kind = _KIND_OF[name]
+        if color == (120, 255, 160) and name in _COLOR_OF:
+            color = _COLOR_OF[name]
+        name = tree.parent[name]
+    return scenes.Figure(kind, color, x, y, width, height)
+
+
+def _scene(name: str) -> bytes:
+    e = _BY_NAME[name]
+    figures = [_figure(b["concept"], b["x"], b["y"], b["width"], b["height"]) for b in _BOXES[name]]
+    return _png(scenes.render(e.width, e.height, figures, seed=name))
+
+
 # Generated bytes are shared by all stand-ins in the process (they do not
 # depend on the port); a lock per name stops 32 concurrent first requests
 # from generating the same 4K PNG 32 times.
-_DATA: dict[str, bytes] = {}
+_DATA: dict[tuple[str, str], bytes] = {}
 _LOCKS = {n: threading.Lock() for n in CATALOG_NAMES}
 
 
-def _data(name: str) -> bytes:
+def _data(name: str, look: str = "patterns") -> bytes:
+    key = (name, look if name in SCENE_NAMES else "patterns")
     with _LOCKS[name]:
-        if name not in _DATA:
-            _DATA[name] = _BY_NAME[name].make()
-        return _DATA[name]
+        if key not in _DATA:
+            _DATA[key] = _scene(name) if key[1] == "scenes" else _BY_NAME[name].make()
+        return _DATA[key]
 
 
 # -- payloads of a hostile API.
@@ -496,9 +1073,34 @@ class _Fault:
     options: dict = field(default_factory=dict)
 
 
+@dataclass
+class _Edits:
+    """What edit_box, delete_box, withdraw_image and add_box changed since the last reset."""
+    changed: dict[str, dict] = field(default_factory=dict)   # box uuid -> new fields
+    deleted: set[str] = field(default_factory=set)           # box uuids
+    withdrawn: set[str] = field(default_factory=set)         # image names
+    added: dict[str, list[dict]] = field(default_factory=dict)  # image name -> added boxes
+    taxa: dict[str, tuple[str, str]] = field(default_factory=dict)  # concept -> (parent, rank) in every tree
+    serial: int = 0                                            # boxes added so far
+
+    def untouched(self) -> bool:
+        return not (self.changed or self.deleted or self.withdrawn or self.added)
+
+
+def _catalog_name(image: str) -> str:
+    """The catalog name of an image given by name or uuid; KeyError if there is none."""
+    if image in _BY_NAME:
+        return image
+    if str(image).lower() in _NAME_BY_UUID:
+        return _NAME_BY_UUID[str(image).lower()]
+    raise KeyError(f"No image {image}")
+
+
 class FathomNetStandIn:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0):
-        self.host, self._want_port, self.latency = host, port, latency
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0, look: str = "patterns"):
+        if look not in LOOKS:
+            raise ValueError(f"look must be one of {', '.join(LOOKS)}")
+        self.host, self._want_port, self.latency, self.look = host, port, latency, look
         self.slow_seconds = 5.0
         # Seconds between single bytes of a trickle fault without its own gap; None keeps
         # the old trickle: 20 pieces spread over slow_seconds.
@@ -549,7 +1151,7 @@ class FathomNetStandIn:
 
     # -- catalog
     def image(self, name: str) -> ImageRecord:
-        e, data = _BY_NAME[name], _data(name)
+        e, data = _BY_NAME[name], _data(name, self.look)
         base = f"http://localhost:{self.port}" if name == "offhost" else self.base_url
         return ImageRecord(name, CATALOG_NAMES[name], base + quote(_PATHS[name]), _PATHS[name], e.width, e.height,
                            e.mode, e.format, "image/jpeg" if e.format == "JPEG" else "image/png",
@@ -563,22 +1165,120 @@ class FathomNetStandIn:
                 for e in _ENTRIES]
 
     def image_json(self, name: str) -> dict:
-        r, i = self.image(name), _ENTRIES.index(_BY_NAME[name])
+        """The image's JSON as GET /api/images/{uuid} answers it, edits included (also once withdrawn)."""
+        r = self.image(name)
+        with self._lock:
+            found = self._image_boxes(name)
         return {
-            "id": 2_000_000 + i, "uuid": r.uuid, "url": r.url, "valid": True, "imagingType": "ROV",
+            "id": 2_000_000 + _INDEX[name], "uuid": r.uuid, "url": r.url, "valid": True,
             "width": r.width, "height": r.height, "sha256": r.sha256, "contentType": r.content_type,
-            "timestamp": f"2019-07-{1 + i % 28:02d}T02:{i:02d}:32.000Z", "lastValidation": "2021-06-01T00:00:00.000Z",
-            "createdTimestamp": "2021-06-01T12:00:00.000Z", "lastUpdatedTimestamp": "2021-06-02T08:30:00.000Z",
-            "depthMeters": 200.0 + 37.5 * i, "latitude": 36.7 + i / 1000, "longitude": -122.05 - i / 1000,
-            "altitude": None, "oxygenMlL": 0.42, "pressureDbar": 201.3 + 37 * i, "salinity": 34.1,
-            "temperatureCelsius": 8.7, "tags": [], "boundingBoxes": _BOXES[name],
+            **_META[name], "boundingBoxes": found,
         }
+
+    # -- edits: each FathomNet answer reflects them until reset()
+    def edit_box(self, uuid: str, *, concept: str | None = None, x: int | None = None, y: int | None = None,
+                 width: int | None = None, height: int | None = None) -> dict:
+        """Change a box's concept and/or region; returns the box as now answered. KeyError: no such box."""
+        changes = {k: v for k, v in (("concept", concept), ("x", x), ("y", y), ("width", width), ("height", height))
+                   if v is not None}
+        if concept is not None and not isinstance(concept, str):
+            raise ValueError("concept must be a string")
+        if any(type(changes[k]) is not int for k in changes.keys() - {"concept"}):
+            raise ValueError("x, y, width and height must be integers")
+        u = str(uuid).lower()
+        with self._lock:
+            if self._current_box(u) is None:
+                raise KeyError(f"No box {uuid}")
+            self._edits.changed[u] = {**self._edits.changed.get(u, {}), **changes}
+            return dict(self._current_box(u))
+
+    def delete_box(self, uuid: str) -> None:
+        """Delete a box: lookups of it are 404 and it leaves its image, queries, counts and the concept list."""
+        u = str(uuid).lower()
+        with self._lock:
+            if self._current_box(u) is None:
+                raise KeyError(f"No box {uuid}")
+            self._edits.deleted.add(u)
+
+    def withdraw_image(self, image: str) -> None:
+        """Withdraw an image (name or uuid): its record and its bytes are 404, its boxes leave every answer."""
+        name = _catalog_name(image)
+        with self._lock:
+            self._edits.withdrawn.add(name)
+
+    def add_box(self, image: str, concept: str, x: int, y: int, width: int, height: int, *,
+                review_state: str = "UNVERIFIED", parent: str | None = None, rank: str = "Species") -> dict:
+        """Add a box of any concept (hostile names too) to an image (name or uuid); returns its JSON.
+
+        With `parent` (a taxon both providers know), the concept also joins every provider's tree
+        under it, with `rank` (lower case in the mbari tree), unless it is already there."""
+        name = _catalog_name(image)
+        if not isinstance(concept, str):
+            raise ValueError("concept must be a string")
+        if any(type(v) is not int for v in (x, y, width, height)):
+            raise ValueError("x, y, width and height must be integers")
+        if review_state not in REVIEW_STATES:
+            raise ValueError(f"reviewState must be one of {', '.join(REVIEW_STATES)}")
+        if parent is not None and not isinstance(rank, str):
+            raise ValueError("rank must be a string")
+        with self._lock:
+            trees = self._trees()
+            if parent is not None and not all(parent in tree for tree in trees.values()):
+                raise KeyError(f"No taxon {parent!r} to put {concept!r} under")
+            if parent is not None and concept not in trees["fathomnet"]:
+                self._edits.taxa[concept] = (parent, rank)
+            self._edits.serial += 1
+            serial = self._edits.serial
+            added = _box_record(9_000_000 + serial, str(uuidlib.uuid5(NAMESPACE, f"{name}/added/{serial}")), name,
+                                concept, x, y, width, height, review_state, False, False, "standin-edit",
+                                f"standin-added-{serial}")
+            self._edits.added.setdefault(name, []).append(added)
+            return dict(added)
+
+    # Views of the catalog with the edits applied; call with self._lock held.
+    def _edited(self, found: list[dict]) -> list[dict]:
+        e = self._edits
+        return [{**b, **e.changed[b["uuid"]]} if b["uuid"] in e.changed else b
+                for b in found if b["uuid"] not in e.deleted and _NAME_BY_UUID[b["imageUuid"]] not in e.withdrawn]
+
+    def _all_boxes(self) -> list[dict]:
+        e = self._edits
+        if e.untouched():
+            return _ALL_BOXES
+        found = self._edited(_ALL_BOXES + [b for added in e.added.values() for b in added])
+        return sorted(found, key=lambda b: b["id"]) if e.added else found
+
+    def _image_boxes(self, name: str) -> list[dict]:
+        e = self._edits
+        if e.untouched():
+            return _BOXES[name]
+        return self._edited(_BOXES[name] + e.added.get(name, []))
+
+    def _current_box(self, uuid: str) -> dict | None:
+        found = _BOX_BY_UUID.get(uuid)
+        if found is None:
+            found = next((b for added in self._edits.added.values() for b in added if b["uuid"] == uuid), None)
+        edited = self._edited([found]) if found else []
+        return edited[0] if edited else None
+
+    def _trees(self) -> dict[str, _Tree]:
+        taxa = self._edits.taxa
+        if not taxa:
+            return _TREES
+        return {p: t.grown({n: (up, rank if p == "fathomnet" else rank.lower()) for n, (up, rank) in taxa.items()})
+                for p, t in _TREES.items()}
+
+    def _withdrawn(self, name: str) -> bool:
+        with self._lock:
+            return name in self._edits.withdrawn
 
     # -- counters and faults
     def reset(self) -> None:
+        """Zero the counters, drop faults and holds, and undo every edit."""
         with self._lock:
             self._log: list[tuple[str, str, str, str | None]] = []  # method, path, text, image uuid
             self._faults: list[_Fault] = []
+            self._edits = _Edits()
             if hasattr(self, "_release"):
                 self._release.set()  # nothing held by one test outlives its reset
             self._release = threading.Event()
@@ -728,23 +1428,6 @@ def _error_json(status: int, message: str, path: str) -> bytes:
                        "error": _REASONS.get(status, "Error"), "message": message, "path": path}).encode()
 
 
-def _box_constraints(body: bytes) -> tuple[str | None, int, int | None]:
-    """(concept, offset, limit) of a BoundingBoxConstraintsDTO body; ValueError if unusable.
-
-    fathomnet-py sends every field, unset ones as null, so null means "not given".
-    """
-    args = json.loads(body or b"{}")
-    if not isinstance(args, dict):
-        raise ValueError("Expected a JSON object of constraints")
-    concept, offset, limit = args.get("concept"), args.get("offset") or 0, args.get("limit")
-    if concept is not None and not isinstance(concept, str):
-        raise ValueError("concept must be a string")
-    for name, value, least in (("offset", offset, 0), ("limit", limit, 1)):
-        if value is not None and (type(value) is not int or value < least):
-            raise ValueError(f"{name} must be an integer >= {least}")
-    return concept, offset, limit
-
-
 def _page(found: list[dict], offset: int, limit: int | None) -> dict:
     """One page of boxes, shaped like a Micronaut Page (fathomnet-py reads only "content")."""
     content = found[offset:] if limit is None else found[offset:offset + limit]
@@ -797,12 +1480,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, s, method, path, body):
         """-> (status, content type, body, fault target or None, uuids involved)."""
         json_type = "application/json"
+
+        def answer(doc, uuids=()):
+            return 200, json_type, json.dumps(doc).encode(), "api", list(uuids)
+
+        def not_found(message, uuids=()):
+            return 404, json_type, _error_json(404, message, path), "api", list(uuids)
+
         m = re.fullmatch(r"/api/images/([^/]+)", path)
         if method == "GET" and m:
             u = m.group(1).lower()
-            if u in _NAME_BY_UUID:
-                return 200, json_type, json.dumps(s.image_json(_NAME_BY_UUID[u])).encode(), "api", [u]
-            return 404, json_type, _error_json(404, f"Image with uuid {m.group(1)} not found", path), "api", [u]
+            if u in _NAME_BY_UUID and not s._withdrawn(_NAME_BY_UUID[u]):
+                return answer(s.image_json(_NAME_BY_UUID[u]), [u])
+            return not_found(f"Image with uuid {m.group(1)} not found", [u])
         if method == "POST" and path == "/api/images/query/uuids":
             try:
                 wanted = json.loads(body)
@@ -810,32 +1500,65 @@ class _Handler(BaseHTTPRequestHandler):
             except (ValueError, AssertionError):
                 return 400, json_type, _error_json(400, "Expected a JSON list of uuids", path), "api", []
             wanted = list(dict.fromkeys(u.lower() for u in wanted))  # dedupe, keep request order
-            found = [s.image_json(_NAME_BY_UUID[u]) for u in wanted if u in _NAME_BY_UUID]
-            return 200, json_type, json.dumps(found).encode(), "api", wanted
+            found = [s.image_json(_NAME_BY_UUID[u]) for u in wanted
+                     if u in _NAME_BY_UUID and not s._withdrawn(_NAME_BY_UUID[u])]
+            return answer(found, wanted)
         if method == "POST" and path in ("/api/boundingboxes/query", "/api/boundingboxes/query/count"):
             try:
-                concept, offset, limit = _box_constraints(body)
-            except ValueError as e:
+                q = _query(json.loads(body or b"{}"))
+            except ValueError as e:  # JSONDecodeError is one too
                 return 400, json_type, _error_json(400, str(e), path), "api", []
-            found = [b for b in _ALL_BOXES if concept in (None, b["concept"])]
+            with s._lock:
+                found = _select(s._all_boxes(), q, s._trees())
             if path.endswith("/count"):
-                return 200, json_type, json.dumps({"objectType": "BoundingBoxEntity", "count": len(found)}).encode(), \
-                    "api", []
-            page = _page(found, offset, limit)
+                return answer({"objectType": "BoundingBoxEntity", "count": len(found)})
+            page = _page(found, q.offset, q.limit)
             # A fault aimed at a box hits the query pages that hold it (e.g. "page 3 fails").
-            return 200, json_type, json.dumps(page).encode(), "api", [b["uuid"] for b in page["content"]]
+            return answer(page, [b["uuid"] for b in page["content"]])
         m = re.fullmatch(r"/api/boundingboxes/query/count/(.+)", path)
         if method == "GET" and m:
-            n = sum(1 for b in _ALL_BOXES if b["concept"] == m.group(1))
-            return 200, json_type, json.dumps({"concept": m.group(1), "count": n}).encode(), "api", []
+            with s._lock:
+                n = sum(1 for b in s._all_boxes() if b["concept"] == m.group(1))
+            return answer({"concept": m.group(1), "count": n})
+        if method == "GET" and path in ("/api/boundingboxes/list/concepts", "/api/boundingboxes/list/counts"):
+            with s._lock:
+                counts: dict[str, int] = {}
+                for b in s._all_boxes():
+                    counts[b["concept"]] = counts.get(b["concept"], 0) + 1
+            if path.endswith("/concepts"):
+                return answer(sorted(counts))
+            return answer([{"concept": c, "count": counts[c]} for c in sorted(counts)])
         m = re.fullmatch(r"/api/boundingboxes/([^/]+)", path)
         if method == "GET" and m:
             u = m.group(1).lower()
-            if u in _BOX_BY_UUID:
-                return 200, json_type, json.dumps(_BOX_BY_UUID[u]).encode(), "api", [u]
-            return 404, json_type, _error_json(404, f"BoundingBox with uuid {m.group(1)} not found", path), "api", [u]
+            with s._lock:
+                found = s._current_box(u)
+            if found is not None:
+                return answer(found, [u])
+            return not_found(f"BoundingBox with uuid {m.group(1)} not found", [u])
+        if method == "GET" and path == "/api/taxa/list/providers":
+            return answer(list(TAXA_PROVIDERS))
+        m = (re.fullmatch(r"/api/taxa/query/(children|parent)/([^/]+)/(.+)", path)
+             or re.fullmatch(r"/api/taxa/query/()([^/]+)/(.+)", path))
+        if method == "GET" and m:
+            what, provider, concept = m.groups()
+            with s._lock:
+                tree = s._trees().get(provider)
+            if tree is None:
+                return not_found(f"No taxa provider named {provider}")
+            if concept not in tree:
+                return not_found(f"{concept} was not found by the {provider} taxa provider")
+            if what == "parent":
+                up = tree.parent[concept]
+                if up is None:
+                    return not_found(f"{concept} has no parent in the {provider} taxa provider")
+                return answer({"name": up, "rank": tree.rank[up]})
+            names = tree.children(concept) if what == "children" else tree.descendants(concept)
+            return answer([{"name": n, "rank": tree.rank[n]} for n in names])
         name = _NAME_BY_PATH.get(path)
         if method == "GET" and name:
+            if s._withdrawn(name):  # the image host no longer has it
+                return 404, "text/html", _html(404, "Not Found"), "image", [CATALOG_NAMES[name]]
             r = s.image(name)
             return 200, r.content_type, r.data, "image", [r.uuid]
         return 404, json_type, _error_json(404, "No handler found", path), None, []
@@ -940,6 +1663,16 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and path == "/_standin/release":
             s.release()
             return ok
+        if method == "POST" and path in _EDIT_ENDPOINTS:
+            try:
+                if not isinstance(args, dict):
+                    raise ValueError("Expected a JSON object")
+                done = _EDIT_ENDPOINTS[path](s, args)
+            except KeyError as e:
+                return 404, "application/json", _error_json(404, str(e.args[0] if e.args else e), path)
+            except (ValueError, TypeError) as e:
+                return 400, "application/json", _error_json(400, str(e), path)
+            return 200, "application/json", json.dumps(done if done is not None else {"ok": True}).encode()
         if method == "POST" and path == "/_standin/latency":
             s.latency = float(args.get("ms", 0)) / 1000
             return ok
@@ -962,19 +1695,43 @@ class _Handler(BaseHTTPRequestHandler):
         return 404, "application/json", _error_json(404, "Unknown control endpoint", path)
 
 
+def _fields(args: dict, required: tuple, optional: tuple) -> dict:
+    """The JSON fields an edit endpoint takes, as keyword arguments; TypeError names what is missing or unknown."""
+    missing, unknown = [k for k in required if k not in args], sorted(args.keys() - set(required) - set(optional))
+    if missing or unknown:
+        raise TypeError(f"missing fields {missing}" if missing else f"unknown fields {unknown}")
+    return args
+
+
+_SNAKE = {"reviewState": "review_state"}
+_EDIT_ENDPOINTS = {
+    "/_standin/edit-box": lambda s, a: s.edit_box(**_fields(a, ("uuid",), ("concept", "x", "y", "width", "height"))),
+    "/_standin/delete-box": lambda s, a: s.delete_box(**_fields(a, ("uuid",), ())),
+    "/_standin/withdraw-image": lambda s, a: s.withdraw_image(**_fields(a, ("image",), ())),
+    "/_standin/add-box": lambda s, a: s.add_box(**{_SNAKE.get(k, k): v for k, v in _fields(
+        a, ("image", "concept", "x", "y", "width", "height"), ("reviewState", "parent", "rank")).items()}),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Serve a stand-in FathomNet API and image host.")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8001, help="0 picks a free port")
     ap.add_argument("--latency-ms", type=float, default=0.0, help="delay before every response")
+    ap.add_argument("--look", choices=LOOKS, default="patterns",
+                    help="scenes: annotated images drawn as deep-sea scenes with animals at their boxes (the demo's)")
     opts = ap.parse_args(argv)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    s = FathomNetStandIn(opts.host, opts.port, latency=opts.latency_ms / 1000).start()
+    s = FathomNetStandIn(opts.host, opts.port, latency=opts.latency_ms / 1000, look=opts.look).start()
     print(f"FathomNet stand-in at {s.api_url}", flush=True)
     for e in s.catalog():
+        if e["name"] in BENCH_NAMES[1:]:
+            continue
         print(f"  {e['name']:<20} {e['uuid']}  {e['width']}x{e['height']:<6} {e['mode']:<5} {e['format']}")
+        if e["name"] == BENCH_NAMES[0]:
+            print(f"  ... and {BENCH_NAMES[1]} to {BENCH_NAMES[-1]} alike (GET /_standin/catalog lists them all)")
     sys.stdout.flush()
     while not done.wait(0.5):
         pass

@@ -11,14 +11,27 @@ import threading
 import time
 import zlib
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
+from cropper.fathomnet import BoxInfo
+from devtools.servers import StandInProcess
 from devtools.standin import (
     ANNOTATED_NAMES,
+    BENCH_DATASET_CONCEPT,
+    BENCH_NAMES,
     CATALOG_NAMES,
+    DATASET_BOXES,
+    DATASET_CONCEPTS,
+    DATASET_FAMILY,
+    DATASET_GENUS,
+    DATASET_NAMES,
+    DATASET_OUTSIDE_BOXES,
+    DATASET_PAST_EDGE_BOXES,
+    DATASET_TINY_BOXES,
     DEEP_JSON_DEPTH,
     EDGE_BOX,
     EDGE_BOXES,
@@ -26,11 +39,21 @@ from devtools.standin import (
     IIIF_COLORS,
     MULTIPAGE_CONCEPT,
     PAST_EDGE_BOX,
+    REVIEW_STATES,
+    SURVEY_CONCEPT,
     SURVEY_NAMES,
+    TAXA_PROVIDERS,
+    TAXONOMY_ROOT,
     FathomNetStandIn,
     box,
     boxes,
     concept_boxes,
+    concepts,
+    find_boxes,
+    image_fields,
+    taxon_descendants,
+    taxon_parent,
+    taxon_rank,
     uuid_for,
 )
 
@@ -90,9 +113,10 @@ def test_bounding_boxes_of_the_other_images_lie_inside_them(s, http):
     for name, u in CATALOG_NAMES.items():
         img = http.post(f"{s.api_url}/images/query/uuids", json=[u], timeout=5).json()[0]
         assert img["boundingBoxes"] == boxes(name)
-        if name in ANNOTATED_NAMES:
+        if name in ANNOTATED_NAMES or name in DATASET_NAMES:
             continue  # they have boxes past the edges on purpose, see below
-        assert len(img["boundingBoxes"]) == 10 if name in SURVEY_NAMES else 2 <= len(img["boundingBoxes"]) <= 4
+        many = name in SURVEY_NAMES or name in BENCH_NAMES
+        assert len(img["boundingBoxes"]) == 10 if many else 2 <= len(img["boundingBoxes"]) <= 4
         for b in img["boundingBoxes"]:
             assert b["imageUuid"] == u and b["width"] > 0 and b["height"] > 0
             assert 0 <= b["x"] and b["x"] + b["width"] <= img["width"]
@@ -151,8 +175,9 @@ def test_box_query_pages_through_a_concept_in_id_order(s, http):
     assert pages[1]["totalSize"] == 32 and pages[1]["totalPages"] == 4 and pages[1]["pageNumber"] == 1
     assert pages[4]["empty"] is True
     everything = http.post(url, json={"concept": None, "limit": None, "offset": None}, timeout=5).json()["content"]
-    assert len(everything) == sum(len(boxes(n)) for n in CATALOG_NAMES)
-    assert [b["id"] for b in everything] == sorted(b["id"] for b in everything)
+    # By default every box but the rejected ones (only the data set has those).
+    assert len(everything) == sum(1 for n in CATALOG_NAMES for b in boxes(n) if b["reviewState"] != "REJECTED")
+    assert [b["id"] for b in everything] == sorted(b["id"] for b in everything) and everything == find_boxes()
     count = http.post(f"{url}/count", json={"concept": MULTIPAGE_CONCEPT, "limit": 10}, timeout=5).json()
     assert count == {"objectType": "BoundingBoxEntity", "count": 32}
     by_concept = http.get(f"{url}/count/{MULTIPAGE_CONCEPT}", timeout=5).json()
@@ -503,3 +528,395 @@ def test_a_hold_fault_stops_an_answer_half_way_until_released(s, http):
     reader.join(10)
     assert got["r"].content == rec.data
     assert not s.wait_until_held(1, timeout=0.1)  # released: nothing held any more
+
+
+# -- concept list, taxa, query constraints, richer records, families, edits, looks
+
+
+def query(http, s, count=False, **constraints):
+    """All boxes (one page, no limit) POST /api/boundingboxes/query answers, or the count's count."""
+    url = f"{s.api_url}/boundingboxes/query" + ("/count" if count else "")
+    r = http.post(url, json={**NULLS, **constraints}, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()["count"] if count else r.json()["content"]
+
+
+# fathomnet-py 1.9 sends every BoundingBoxConstraintsDTO field, unset ones as null.
+NULLS = dict.fromkeys(["concept", "taxaProviderName", "contributorsEmails", "startTimestamp", "endTimestamp",
+                       "includeUnverified", "includeVerified", "includeRejected", "includeUnknown", "minLongitude",
+                       "maxLongitude", "minLatitude", "maxLatitude", "minDepth", "maxDepth", "ownerInstitutionCodes",
+                       "tagKeys", "limit", "offset", "sort"])
+ALL_BOXES = [b for n in CATALOG_NAMES for b in boxes(n)]
+DEFAULT_STATES = {"VERIFIED", "UNVERIFIED", "UNKNOWN"}
+
+
+def by_id(found):
+    return sorted(found, key=lambda b: b["id"])
+
+
+def test_concept_list_is_every_concept_of_the_catalog_in_order(s, http):
+    listed = http.get(f"{s.api_url}/boundingboxes/list/concepts", timeout=5).json()
+    assert listed == sorted({b["concept"] for b in ALL_BOXES}) == concepts()
+    assert "Bathochordaeus" in listed and MULTIPAGE_CONCEPT in listed and BENCH_DATASET_CONCEPT in listed
+    counts = http.get(f"{s.api_url}/boundingboxes/list/counts", timeout=5).json()
+    assert [c["concept"] for c in counts] == listed
+    assert sum(c["count"] for c in counts) == len(ALL_BOXES)
+    assert {"concept": MULTIPAGE_CONCEPT, "count": 32} in counts
+
+
+def test_taxa_endpoints_answer_as_fathomnet_py_reads_them(s, http):
+    taxa = f"{s.api_url}/taxa"
+    assert http.get(f"{taxa}/list/providers", timeout=5).json() == list(TAXA_PROVIDERS) == ["fathomnet", "mbari"]
+    # What fathomnet-py's own tests expect of the real thing.
+    children = http.get(f"{taxa}/query/children/fathomnet/Bathochordaeus", timeout=5).json()
+    assert "Bathochordaeus mcnutti" in {c["name"] for c in children}
+    assert [c["name"] for c in children] == sorted(c["name"] for c in children)
+    parent = http.get(f"{taxa}/query/parent/fathomnet/{quote('Bathochordaeus mcnutti')}", timeout=5).json()
+    assert parent == {"name": "Bathochordaeus", "rank": "Genus"}
+    found = http.get(f"{taxa}/query/fathomnet/Bathochordaeus", timeout=5).json()
+    assert found[0] == {"name": "Bathochordaeus", "rank": "Genus"}
+    assert [t["name"] for t in found] == taxon_descendants("Bathochordaeus")
+    # Several levels deep, the concept first and then all below it.
+    cnidaria = [t["name"] for t in http.get(f"{taxa}/query/fathomnet/Cnidaria", timeout=5).json()]
+    assert cnidaria[0] == "Cnidaria" and {"Scyphozoa", "Semaeostomeae", "Ulmaridae", "Aurelia", "Aurelia aurita",
+                                          "Siphonophorae", "Nanomia bijuga", "Atolla wyvillei"} <= set(cnidaria)
+    assert "Bathochordaeus" not in cnidaria
+    lineage, name = [], "Aurelia aurita"
+    while name:
+        lineage.append((name, taxon_rank(name)))
+        name = taxon_parent(name)
+    assert lineage == [("Aurelia aurita", "Species"), ("Aurelia", "Genus"), ("Ulmaridae", "Family"),
+                       ("Semaeostomeae", "Order"), ("Scyphozoa", "Class"), ("Cnidaria", "Phylum"),
+                       ("Animalia", "Kingdom")]
+    # mbari: ranks in lower case and subphyla the fathomnet tree lacks.
+    assert http.get(f"{taxa}/query/parent/mbari/Appendicularia", timeout=5).json() == {"name": "Tunicata",
+                                                                                        "rank": "subphylum"}
+    assert http.get(f"{taxa}/query/parent/fathomnet/Appendicularia", timeout=5).json()["name"] == "Chordata"
+    assert http.get(f"{taxa}/query/children/mbari/Bathochordaeus", timeout=5).json()[0]["rank"] == "species"
+    # A leaf has no children; unknown provider, unknown concept and the root's parent are JSON 404s.
+    assert http.get(f"{taxa}/query/children/fathomnet/{quote('Atolla wyvillei')}", timeout=5).json() == []
+    for path in ("query/worms/Atolla", "query/fathomnet/Nothingia", "query/children/fathomnet/Nothingia",
+                 "query/parent/mbari/Nothingia", f"query/parent/fathomnet/{TAXONOMY_ROOT}"):
+        r = http.get(f"{taxa}/{path}", timeout=5)
+        assert r.status_code == 404 and r.json()["status"] == 404, path
+
+
+def test_every_concept_of_the_catalog_is_in_both_taxonomies():
+    for provider in TAXA_PROVIDERS:
+        everything = set(taxon_descendants(TAXONOMY_ROOT, provider))
+        assert set(concepts()) <= everything
+        assert all(taxon_parent(n, provider) in everything for n in everything - {TAXONOMY_ROOT})
+    assert {taxon_rank(c) for c in DATASET_CONCEPTS} == {"Genus", "Species", "Family", "Order"}
+
+
+def test_a_taxa_provider_rolls_a_concept_up_with_its_descendants(s, http):
+    atolla = {"Atolla", "Atolla wyvillei", "Atolla vanhoeffeni"}
+    expected = by_id(b for b in ALL_BOXES if b["concept"] in atolla and b["reviewState"] in DEFAULT_STATES)
+    rolled = query(http, s, concept=DATASET_GENUS, taxaProviderName="fathomnet")
+    assert rolled == expected and {b["concept"] for b in rolled} == atolla
+    assert query(http, s, count=True, concept=DATASET_GENUS, taxaProviderName="mbari") == len(expected)
+    assert {b["concept"] for b in query(http, s, concept=DATASET_GENUS)} == {"Atolla"}  # no provider: exact
+    family = query(http, s, concept=DATASET_FAMILY, taxaProviderName="fathomnet")
+    assert {b["concept"] for b in family} == {"Myctophidae", "Stenobrachius leucopsarus"}
+    chordates = {b["concept"] for b in query(http, s, concept="Chordata", taxaProviderName="mbari")}
+    assert chordates == {"Bathochordaeus", MULTIPAGE_CONCEPT, "Sebastolobus", "Myctophidae",
+                         "Stenobrachius leucopsarus"}
+    # A concept the tree lacks stands for itself; paging and totals hold over the rolled-up set.
+    assert query(http, s, concept="Nothingia", taxaProviderName="fathomnet") == []
+    page = http.post(f"{s.api_url}/boundingboxes/query", timeout=5,
+                     json={"concept": "Atolla", "taxaProviderName": "fathomnet", "limit": 10, "offset": 10}).json()
+    assert page["content"] == expected[10:20] and page["totalSize"] == len(expected)
+    r = http.post(f"{s.api_url}/boundingboxes/query", json={"concept": "Atolla", "taxaProviderName": "worms"},
+                  timeout=5)
+    assert r.status_code == 400 and "worms" in r.json()["message"]
+
+
+def where(name, field):
+    return image_fields(name).get(field)
+
+
+@pytest.mark.parametrize("constraints, keep", [
+    ({"minDepth": 500}, lambda n: (where(n, "depthMeters") or -1) >= 500),
+    ({"maxDepth": 300.5}, lambda n: where(n, "depthMeters") is not None and where(n, "depthMeters") <= 300.5),
+    ({"minDepth": 1000, "maxDepth": 2500},
+     lambda n: where(n, "depthMeters") is not None and 1000 <= where(n, "depthMeters") <= 2500),
+    ({"minLatitude": 30, "maxLatitude": 36.7}, lambda n: where(n, "latitude") is not None
+     and 30 <= where(n, "latitude") <= 36.7),
+    ({"minLongitude": -115}, lambda n: where(n, "longitude") is not None and where(n, "longitude") >= -115),
+    ({"maxLongitude": -122.2}, lambda n: where(n, "longitude") is not None and where(n, "longitude") <= -122.2),
+    ({"startTimestamp": "2019-01-01T00:00:00Z", "endTimestamp": "2021-12-31T23:59:59Z"},
+     lambda n: where(n, "timestamp") is not None and "2019" <= where(n, "timestamp") < "2022"),
+    ({"startTimestamp": "2022-06-01T00:00:00+02:00"},
+     lambda n: where(n, "timestamp") is not None and where(n, "timestamp") >= "2022-05-31T22:00"),
+    ({"endTimestamp": "2019-07-03"},  # no zone: UTC
+     lambda n: where(n, "timestamp") is not None and where(n, "timestamp") <= "2019-07-03T00:00:00"),
+    ({"imagingTypes": ["AUV", "Towed camera"]}, lambda n: where(n, "imagingType") in ("AUV", "Towed camera")),
+    ({"contributorsEmails": ["lab@example.org"]}, lambda n: where(n, "contributorsEmail") == "lab@example.org"),
+])
+def test_each_image_constraint_drops_what_it_should(s, http, constraints, keep):
+    expected = by_id(b for n in CATALOG_NAMES if keep(n) for b in boxes(n) if b["reviewState"] in DEFAULT_STATES)
+    everything = by_id(b for b in ALL_BOXES if b["reviewState"] in DEFAULT_STATES)
+    assert 0 < len(expected) < len(everything)  # each constraint keeps some boxes and drops others
+    assert query(http, s, **constraints) == expected == find_boxes(constraints)
+    assert query(http, s, count=True, **constraints) == len(expected)
+
+
+def test_images_lacking_a_field_fail_the_constraints_on_it(s, http):
+    no_position, no_depth, no_time = (uuid_for(n) for n in ("dataset-9", "dataset-10", "dataset-11"))
+    records = {r["uuid"]: r for r in http.post(f"{s.api_url}/images/query/uuids", timeout=10,
+                                               json=[no_position, no_depth, no_time]).json()}
+    assert records[no_position]["latitude"] is None and records[no_position]["longitude"] is None
+    assert "depthMeters" not in records[no_depth] and records[no_time]["timestamp"] is None
+
+    def images(found):
+        return {b["imageUuid"] for b in found}
+    wide = {"minDepth": -1, "maxDepth": 20000}
+    assert no_depth not in images(query(http, s, **wide)) and no_position in images(query(http, s, **wide))
+    assert no_position not in images(query(http, s, minLatitude=-90, maxLatitude=90))
+    assert no_position not in images(query(http, s, maxLongitude=180))
+    assert no_time not in images(query(http, s, startTimestamp="1900-01-01T00:00:00Z"))
+    assert {no_position, no_depth, no_time} <= images(query(http, s))  # unconstrained they are there
+
+
+def test_review_states_default_and_each_flag(s, http):
+    ds = [b for n in DATASET_NAMES for b in boxes(n)]
+    assert {b["reviewState"] for b in ds} == set(REVIEW_STATES)
+    assert {(b["occluded"], b["truncated"]) for b in ds} == {(False, False), (False, True), (True, False), (True, True)}
+    for b in ds:  # the old fields agree with the review state
+        assert b["verified"] == (b["reviewState"] == "VERIFIED") and b["rejected"] == (b["reviewState"] == "REJECTED")
+        assert b["altConcept"] is None and b["observer"]
+
+    def states(**flags):
+        return {b["reviewState"] for b in query(http, s, concept=DATASET_GENUS, taxaProviderName="fathomnet",
+                                                **flags)}
+    assert states() == DEFAULT_STATES  # null or absent: rejected boxes are left out
+    assert states(includeRejected=True) == set(REVIEW_STATES)
+    assert states(includeVerified=False) == {"UNVERIFIED", "UNKNOWN"}
+    assert states(includeUnverified=False, includeUnknown=False) == {"VERIFIED"}
+    assert states(includeVerified=False, includeUnverified=False, includeUnknown=False,
+                  includeRejected=True) == {"REJECTED"}
+    assert states(includeVerified=False, includeUnverified=False, includeUnknown=False) == set()
+    rejected = query(http, s, includeVerified=False, includeUnverified=False, includeUnknown=False,
+                     includeRejected=True)
+    assert rejected == by_id(b for b in ALL_BOXES if b["reviewState"] == "REJECTED")
+    # The service reads the review state of each.
+    assert {BoxInfo.from_api(b).review for b in ds} == set(REVIEW_STATES)
+
+
+@pytest.mark.parametrize("bad", [{"minDepth": "deep"}, {"maxLatitude": True}, {"includeRejected": "yes"},
+                                 {"imagingTypes": "ROV"}, {"contributorsEmails": [1]},
+                                 {"startTimestamp": "yesterday"}, {"taxaProviderName": "worms"},
+                                 {"taxaProviderName": 7}, {"concept": ["Atolla"]}])
+def test_unusable_constraints_are_a_400(s, http, bad):
+    r = http.post(f"{s.api_url}/boundingboxes/query", json={"concept": "Atolla", **bad}, timeout=5)
+    assert r.status_code == 400 and r.json()["status"] == 400
+    assert http.post(f"{s.api_url}/boundingboxes/query/count", json=bad, timeout=5).status_code == 400
+
+
+def test_the_data_set_family(s, http):
+    ds = {n: boxes(n) for n in DATASET_NAMES}
+    assert all(len(found) <= 10 for found in ds.values())
+    assert {b["concept"] for found in ds.values() for b in found} == set(DATASET_CONCEPTS)
+    assert not {b["concept"] for n in CATALOG_NAMES if n not in DATASET_NAMES for b in boxes(n)} & set(
+        DATASET_CONCEPTS)
+    size = {c["name"]: (c["width"], c["height"]) for c in s.catalog()}
+    where_is = {b["uuid"]: (n, b) for n, found in ds.items() for b in found}
+
+    def inside(u):
+        name, b = where_is[u]
+        w, h = size[name]
+        return 0 <= b["x"] and 0 <= b["y"] and b["x"] + b["width"] <= w and b["y"] + b["height"] <= h
+
+    def overlaps(u):
+        name, b = where_is[u]
+        w, h = size[name]
+        return b["x"] < w and b["y"] < h and b["x"] + b["width"] > 0 and b["y"] + b["height"] > 0
+    assert DATASET_TINY_BOXES and all(min(box(u)["width"], box(u)["height"]) < 16 and inside(u)
+                                      for u in DATASET_TINY_BOXES)
+    assert all(min(b["width"], b["height"]) >= 16 for u, (_, b) in where_is.items() if u not in DATASET_TINY_BOXES)
+    assert DATASET_PAST_EDGE_BOXES and all(overlaps(u) and not inside(u) for u in DATASET_PAST_EDGE_BOXES)
+    assert DATASET_OUTSIDE_BOXES and not any(overlaps(u) for u in DATASET_OUTSIDE_BOXES)
+    special = set(DATASET_TINY_BOXES + DATASET_PAST_EDGE_BOXES + DATASET_OUTSIDE_BOXES)
+    assert all(inside(u) for u in where_is if u not in special)
+    assert all(box(u)["reviewState"] == "VERIFIED" for u in DATASET_BOXES.values())
+    # The box lookups and records agree, with the fields the constraints read.
+    record = http.get(f"{s.api_url}/images/{uuid_for('dataset-3')}", timeout=5).json()
+    assert record["boundingBoxes"] == ds["dataset-3"] and record["imagingType"] == "AUV"
+    assert (record["depthMeters"], record["contributorsEmail"]) == (650.0, "lab@example.org")
+    got = http.get(f"{s.api_url}/boundingboxes/{DATASET_BOXES['outside-far']}", timeout=5).json()
+    assert got == box(DATASET_BOXES["outside-far"]) and got["x"] == -5000
+
+
+def test_the_bench_family(s, http):
+    assert len(BENCH_NAMES) == 100 and len(set(BENCH_NAMES) & set(CATALOG_NAMES)) == 100
+    bench = [b for n in BENCH_NAMES for b in boxes(n)]
+    assert len(bench) == 1000 and {b["concept"] for b in bench} == {BENCH_DATASET_CONCEPT}
+    assert all(len(boxes(n)) == 10 for n in BENCH_NAMES)
+    assert concept_boxes(BENCH_DATASET_CONCEPT) == by_id(bench)
+    assert query(http, s, count=True, concept=BENCH_DATASET_CONCEPT) == 1000  # none rejected
+    page = http.post(f"{s.api_url}/boundingboxes/query", json={"concept": BENCH_DATASET_CONCEPT, "limit": 100,
+                                                                "offset": 900}, timeout=5).json()
+    assert page["content"] == by_id(bench)[900:] and page["totalPages"] == 10
+    assert {(c["width"], c["height"]) for c in s.catalog() if c["name"] in BENCH_NAMES} == {(1280, 720)}
+    assert Image.open(io.BytesIO(s.image(BENCH_NAMES[-1]).data)).size == (1280, 720)
+
+
+def test_existing_records_carry_the_new_fields(s, http):
+    record = http.get(f"{s.api_url}/images/{uuid_for('framegrab')}", timeout=5).json()
+    for key in ("depthMeters", "latitude", "longitude", "timestamp", "imagingType", "contributorsEmail"):
+        assert record[key] is not None and record[key] == image_fields("framegrab")[key]
+    got = http.get(f"{s.api_url}/boundingboxes/{EDGE_BOX}", timeout=5).json()
+    for key in ("verified", "rejected", "occluded", "truncated", "observer", "altConcept", "reviewState"):
+        assert key in got
+
+
+def control(http, s, action, **fields):
+    return http.post(f"{s.base_url}/_standin/{action}", json=fields, timeout=5)
+
+
+def test_edits_show_in_every_answer_until_reset(s, http):
+    api = s.api_url
+    target = concept_boxes(MULTIPAGE_CONCEPT)[0]
+    image = target["imageUuid"]
+
+    def record(u=image):
+        return http.get(f"{api}/images/{u}", timeout=5)
+
+    def concept_list():
+        return http.get(f"{api}/boundingboxes/list/concepts", timeout=5).json()
+    before = record().json()
+    # Move a box and give it a new concept.
+    edited = control(http, s, "edit-box", uuid=target["uuid"].upper(), concept="Atolla wyvillei", x=5, width=77)
+    assert edited.status_code == 200
+    assert edited.json() == {**target, "concept": "Atolla wyvillei", "x": 5, "width": 77}
+    assert http.get(f"{api}/boundingboxes/{target['uuid']}", timeout=5).json() == edited.json()
+    assert edited.json() in record().json()["boundingBoxes"]
+    assert target["uuid"] not in {b["uuid"] for b in query(http, s, concept=MULTIPAGE_CONCEPT)}
+    assert query(http, s, count=True, concept=MULTIPAGE_CONCEPT) == 31
+    assert http.get(f"{api}/boundingboxes/query/count/{MULTIPAGE_CONCEPT}", timeout=5).json()["count"] == 31
+    assert edited.json() in query(http, s, concept=DATASET_GENUS, taxaProviderName="fathomnet")  # via the tree
+    # Delete another box.
+    gone = concept_boxes(MULTIPAGE_CONCEPT)[1]["uuid"]
+    assert control(http, s, "delete-box", uuid=gone).json() == {"ok": True}
+    assert http.get(f"{api}/boundingboxes/{gone}", timeout=5).status_code == 404
+    assert gone not in {b["uuid"] for b in query(http, s, includeRejected=True)}
+    assert query(http, s, count=True, concept=MULTIPAGE_CONCEPT) == 30
+    # Add a box with a hostile concept name, placed under a genus in both trees.
+    hostile = "<img src=x onerror=alert(1)>"
+    added = control(http, s, "add-box", image="framegrab-5", concept=hostile, x=10, y=20, width=30, height=40,
+                    parent="Atolla", reviewState="VERIFIED").json()
+    assert added["concept"] == hostile and added["imageUuid"] == uuid_for("framegrab-5")
+    assert added["reviewState"] == "VERIFIED" and (added["x"], added["y"], added["width"], added["height"]) == (
+        10, 20, 30, 40)
+    assert http.get(f"{api}/boundingboxes/{added['uuid']}", timeout=5).json() == added
+    assert record(uuid_for("framegrab-5")).json()["boundingBoxes"][-1] == added
+    assert query(http, s, concept=hostile) == [added] and concept_list()[0] == hostile
+    assert added in query(http, s, concept="Scyphozoa", taxaProviderName="mbari")
+    kids = http.get(f"{api}/taxa/query/children/fathomnet/Atolla", timeout=5).json()
+    assert {"name": hostile, "rank": "Species"} in kids
+    assert http.get(f"{api}/taxa/query/parent/mbari/{quote(hostile)}", timeout=5).json()["name"] == "Atolla"
+    # Withdraw an image: its record, its bytes and its boxes are gone.
+    withdrawn = s.image("survey-4")
+    assert control(http, s, "withdraw-image", image=withdrawn.uuid).json() == {"ok": True}
+    assert record(withdrawn.uuid).status_code == 404
+    assert http.post(f"{api}/images/query/uuids", json=[withdrawn.uuid, image], timeout=5).json()[0]["uuid"] == image
+    assert http.get(withdrawn.url, timeout=5).status_code == 404
+    assert http.get(f"{api}/boundingboxes/{boxes('survey-4')[0]['uuid']}", timeout=5).status_code == 404
+    assert query(http, s, count=True, concept=SURVEY_CONCEPT) == 90
+    # reset() undoes every edit.
+    assert http.post(f"{s.base_url}/_standin/reset", timeout=5).ok
+    assert record().json() == before and hostile not in concept_list() and concept_list() == concepts()
+    assert query(http, s, concept=MULTIPAGE_CONCEPT) == concept_boxes(MULTIPAGE_CONCEPT)
+    assert http.get(f"{api}/boundingboxes/{added['uuid']}", timeout=5).status_code == 404
+    assert http.get(withdrawn.url, timeout=5).content == withdrawn.data
+    assert http.get(f"{api}/taxa/query/children/fathomnet/Atolla", timeout=5).json() == [
+        {"name": "Atolla vanhoeffeni", "rank": "Species"}, {"name": "Atolla wyvillei", "rank": "Species"}]
+
+
+def test_edits_as_methods_and_their_errors(s, http):
+    u = boxes("gray")[0]["uuid"]
+    assert s.edit_box(u, y=-3, height=9)["y"] == -3
+    assert http.get(f"{s.api_url}/boundingboxes/{u}", timeout=5).json()["height"] == 9
+    s.withdraw_image("gray")
+    with pytest.raises(KeyError):
+        s.edit_box(u, x=1)  # its image is gone, and its boxes with it
+    with pytest.raises(KeyError):
+        s.delete_box(UNKNOWN)
+    with pytest.raises(KeyError):
+        s.add_box("no-such-image", "Atolla", 0, 0, 10, 10)
+    with pytest.raises(ValueError):
+        s.add_box("jpeg", "Atolla", 0, 0, "10", 10)
+    with pytest.raises(KeyError):
+        s.add_box("jpeg", "Atollina", 0, 0, 10, 10, parent="Nothingia")
+    added = s.add_box("jpeg", "", 0, 0, 10, 10)  # any name, even none
+    assert s.image_json("jpeg")["boundingBoxes"][-1] == added and s.delete_box(added["uuid"]) is None
+    assert control(http, s, "delete-box", uuid=UNKNOWN).status_code == 404
+    assert control(http, s, "edit-box", uuid=boxes("jpeg")[0]["uuid"], x="1").status_code == 400
+    assert control(http, s, "edit-box", uuid=boxes("jpeg")[0]["uuid"], colour="red").status_code == 400
+    assert control(http, s, "add-box", image="jpeg", concept="x").status_code == 400  # no region
+    assert control(http, s, "withdraw-image", image=UNKNOWN).status_code == 404
+    s.reset()
+    assert http.get(f"{s.api_url}/images/{uuid_for('gray')}", timeout=5).json()["boundingBoxes"] == boxes("gray")
+
+
+# Decoded pixels of the default look, as they were before the scenes look came: tests crop these.
+PATTERN_PIXELS = {
+    "framegrab": "99712a2e3805f72f2424858c605c1545a3e07477a7b6a1e388a66dbc0beb292b",
+    "framegrab-0": "69d2655f7e9a42cb5cf9e8384b939cb32e5b597496a0b47bc8628029f2a3c0e7",
+    "framegrab-7": "dca8afba286bd7d70c6e80c63ad81a02066a9bc9f4c7172263b5d18fcc7b36d5",
+    "survey-0": "81a77117f4c9a1727eb8a090a4c16599b4bf9ccb7e9088de2f8a6c8e180856f2",
+}
+
+
+def pixels(data):
+    return hashlib.sha256(Image.open(io.BytesIO(data)).tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name", sorted(PATTERN_PIXELS))
+def test_the_default_look_keeps_its_pixels(s, name):
+    assert s.look == "patterns" and pixels(s.image(name).data) == PATTERN_PIXELS[name]
+
+
+def test_the_scenes_look_draws_deep_sea_scenes(s, http):
+    with FathomNetStandIn(look="scenes") as scenes:
+        name = "dataset-2"
+        record = http.get(f"{scenes.api_url}/images/{uuid_for(name)}", timeout=5).json()
+        data = http.get(record["url"], timeout=10).content
+        assert hashlib.sha256(data).hexdigest() == record["sha256"] != s.image(name).sha256
+        im = Image.open(io.BytesIO(data))
+        assert (im.format, im.mode, im.size) == ("PNG", "RGB", (1920, 1080))
+        # Dark-blue water...
+        r, g, b = ImageStat.Stat(im.crop((0, 0, 1920, 40))).mean
+        assert b > g > r and b < 140
+        # ...and at the biggest Atolla box a deep-red medusa standing out of it.
+        atolla = max((b for b in boxes(name) if b["concept"] == "Atolla" and b["width"] > 100),
+                     key=lambda b: b["width"] * b["height"])
+        region = im.crop((atolla["x"], atolla["y"], atolla["x"] + atolla["width"], atolla["y"] + atolla["height"]))
+        red = ImageChops.subtract(region.getchannel("R"), region.getchannel("B")).point(
+            lambda v: 255 if v > 40 else 0).histogram()[255]
+        assert red > 0.1 * atolla["width"] * atolla["height"]
+        # Images of other kinds and the boxes are as in the default look.
+        assert scenes.image("gray").data == s.image("gray").data and record["boundingBoxes"] == boxes(name)
+        assert pixels(scenes.image("framegrab-0").data) != PATTERN_PIXELS["framegrab-0"]
+    with pytest.raises(ValueError):
+        FathomNetStandIn(look="pastel")
+
+
+def test_scenes_are_the_same_in_every_process(s):
+    code = ("from devtools.standin import _data; import hashlib\n"
+            "print(hashlib.sha256(_data('framegrab-3', 'scenes')).hexdigest())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    with FathomNetStandIn(look="scenes") as scenes:
+        assert out.stdout.split() == [scenes.image("framegrab-3").sha256]
+
+
+def test_a_stand_in_process_takes_a_look_and_edits():
+    with StandInProcess(look="scenes") as process:
+        catalog = process.catalog()
+        data = requests.get(catalog["framegrab-0"]["url"], timeout=10).content
+        assert pixels(data) != PATTERN_PIXELS["framegrab-0"]
+        added = process.control("add-box", image="bench-0", concept="Nothingia", x=1, y=2, width=3, height=4)
+        found = requests.post(f"{process.api_url}/boundingboxes/query", json={"concept": "Nothingia"}, timeout=5)
+        assert found.json()["content"] == [added]
+        process.reset()
+        assert requests.get(f"{process.api_url}/boundingboxes/{added['uuid']}", timeout=5).status_code == 404
