@@ -9,9 +9,10 @@ import time
 import pytest
 
 from cropper.errors import ImageNotFoundError, ImageTooLargeError, UpstreamError, UpstreamTimeoutError
-from cropper.upstream import ImageInfo
+from cropper.upstream import BoxQuery, ImageInfo
 from cropper.upstream.fathomnet import MAX_REDIRECTS, FathomNetClient, box_from_api, image_from_api
 from devtools.servers import free_port
+from devtools.standin import DATASET_GENUS, concepts, find_boxes, taxon_descendants
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
@@ -321,3 +322,35 @@ def test_endless_redirects_are_refused(client, tiny):
     with pytest.raises(UpstreamError, match="redirected too many times"):
         download(client, tiny.url + "/loop.png")
     assert len(tiny.hits) == MAX_REDIRECTS + 1
+
+
+# -- what the data-set and manifest work asks: concepts, taxa, boxes under constraints
+
+
+def test_concepts_are_fathomnets_list_of_concept_names(client, standin):
+    assert client.concepts() == concepts()
+    assert standin.count("/api/boundingboxes/list/concepts") == 1
+
+
+def test_taxa_are_the_concept_and_its_descendants_and_nothing_for_an_unknown_one(client):
+    assert client.taxa(DATASET_GENUS, "fathomnet") == taxon_descendants(DATASET_GENUS, "fathomnet")
+    assert client.taxa(DATASET_GENUS, "fathomnet")[0] == DATASET_GENUS
+    assert client.taxa("No such thing", "fathomnet") == []
+
+
+def test_a_box_query_passes_its_constraints_and_pages_in_fathomnets_order(client):
+    query = BoxQuery(DATASET_GENUS, taxa_provider="fathomnet", min_depth=500, include_rejected=True)
+    expected = find_boxes(concept=DATASET_GENUS, taxaProviderName="fathomnet", minDepth=500, includeRejected=True)
+    first = client.boxes(query, 5, 0)
+    rest = client.boxes(query, 1000, 5)
+    assert first.total == len(expected) and 5 < len(expected)
+    assert [box.uuid for box in first.boxes + rest.boxes] == [box["uuid"] for box in expected]
+    assert {box.concept for box in first.boxes + rest.boxes} > {DATASET_GENUS}  # descendants came too
+    assert client.boxes(BoxQuery(DATASET_GENUS), 1000, 0).total < len(expected)
+
+
+def test_a_box_carries_its_review_state_and_flags(client):
+    page = client.boxes(BoxQuery(DATASET_GENUS, taxa_provider="fathomnet", include_rejected=True), 1000, 0)
+    assert {box.review for box in page.boxes} >= {"VERIFIED", "REJECTED"}
+    assert {box.occluded for box in page.boxes} == {True, False}
+    assert {box.truncated for box in page.boxes} == {True, False}
