@@ -1,16 +1,18 @@
 """Operator commands: `cropper serve | env-example | nginx-config [--front] DIR | cache stats | cache prune
-[--every N] | store init`."""
+[--every N] | store init | datasets worker`."""
 
 import argparse
 import logging
 import os
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
 
 from . import wiring
 from .config import ConfigError, Settings, env_example
+from .datasets.worker import run_worker
 from .errors import CropperError
 from .ops.nginx import FrontSite, NginxProcess, NginxSite, render_front, render_nginx
 from .ops.serve import StartError, prepare_store, serve
@@ -32,6 +34,10 @@ def main(argv=None):
     cache.add_argument("--every", type=interval, metavar="SECONDS",
                        help="with prune: keep pruning at this interval, as the cache folder's one pruner")
     cache.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    datasets = commands.add_parser("datasets", help="data-set jobs")
+    datasets.add_argument("action", choices=["worker"], help="worker: run queued jobs until stopped "
+                          "(Gunicorn's arbiter starts one beside its workers when DATASET_WORKER is on)")
+    datasets.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.command == "env-example":
         print(env_example(), end="")
@@ -51,6 +57,15 @@ def main(argv=None):
         except ValueError as error:  # settings nginx cannot be given (no CLUSTER_HOSTS, a store over https)
             parser.exit(2, f"{parser.prog}: {error}\n")
         print(f"wrote {main}")
+        return 0
+    if args.command == "datasets":
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+        try:
+            worker, queue = wiring.dataset_worker(settings)
+        except (OSError, sqlite3.Error) as error:  # a cache folder that is read-only, full, or not ours
+            parser.exit(1, f"{parser.prog}: the data-set worker cannot open its queue in {settings.cache_dir}: "
+                           f"{error}\n")
+        run_worker(settings, worker, queue, parent_pid=os.getppid() if args.exit_with_parent else None)
         return 0
     if args.command == "store":
         if settings.cache_backend != "s3":

@@ -65,7 +65,7 @@ def _csv(raw):
 
 
 MAY_BE_ZERO = ("upstream_retries", "trusted_proxies", "gunicorn_workers", "cache_prune_interval", "temp_grace",
-               "miss_queue", "webp_method", "png_compress_level")
+               "miss_queue", "webp_method", "png_compress_level", "dataset_queue_max")
 
 
 def setting(default, parse, help):
@@ -170,6 +170,24 @@ class Settings:
         "crops (POST /_cluster/make); required with CLUSTER_HOSTS.")
     cluster_timeout: float = setting(
         120.0, _float, "Seconds a host waits for another to make the crops it asked for.")
+
+    # Data-set jobs (docs/datasets.md)
+    dataset_max_boxes: int = setting(
+        10_000, _int, "Most boxes one data-set job may hold (its max_boxes' default and ceiling).")
+    dataset_workers: int = setting(
+        4, _int, "Images one data-set job downloads, decodes and crops at once (cached crops stay fast meanwhile).")
+    dataset_jobs_running: int = setting(1, _int, "Data-set jobs one host's worker runs at once.")
+    dataset_queue_max: int = setting(
+        20, _int, "Data-set jobs that may wait for the worker; past it a new job is a 429 with Retry-After.")
+    dataset_ttl: float = setting(7 * 24 * 3600.0, _float, "Seconds a finished data set's files are kept.")
+    dataset_max_bytes: int = setting(
+        20 * 1024**3, _int, "Space finished data sets may take; over it the oldest finished go first.")
+    dataset_queue: str = setting(
+        "var/datasets/queue.sqlite3", _str, "Where data-set jobs wait for the worker: a SQLite file that Gunicorn's "
+        "workers and the data-set worker of this host share (kept out of CACHE_DIR, which may be remounted "
+        "read-only).")
+    dataset_worker: bool = setting(
+        True, _bool, "Run the data-set worker beside Gunicorn (started by its arbiter, as the pruner is).")
 
     # Metrics
     metrics_allow: tuple = setting(

@@ -82,6 +82,36 @@ class ImageTooLargeError(CropperError):
     code = "image_too_large"
 
 
+class UnknownConceptError(CropperError):
+    """A concept name FathomNet does not know (names are exact); details suggest close ones."""
+
+    status = 422
+    code = "unknown_concept"
+
+
+class DatasetNotFoundError(CropperError):
+    status = 404
+    code = "dataset_not_found"
+
+
+class DatasetGoneError(CropperError):
+    """A data set that was cancelled, removed or expired: it existed, and is no more."""
+
+    status = 410
+    code = "dataset_gone"
+
+
+class TooManyJobsError(CropperError):
+    """More data-set jobs wait than DATASET_QUEUE_MAX: come back once some have run."""
+
+    status = 429
+    code = "too_many_jobs"
+
+    def __init__(self, message, retry_after=60, **details):
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+
+
 class TooManyCropsError(CropperError):
     status = 413
     code = "too_many_crops"

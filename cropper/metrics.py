@@ -62,6 +62,12 @@ def _make_metrics():
         evicted_bytes=Counter("cropper_evicted_bytes_total", "Bytes evicted, by store.", ["store"]),
         cache_bytes=Gauge("cropper_cache_bytes", "Bytes each store holds, as last measured.", ["store"],
                           multiprocess_mode="mostrecent"),
+        dataset_jobs=Counter("cropper_dataset_jobs_total", "Data-set jobs, by status: queued (submitted), done, "
+                             "failed, cancelled.", ["status"]),
+        dataset_crops=Counter("cropper_dataset_crops_total", "Crops of finished data-set jobs, by outcome: made "
+                              "(or found), failed.", ["outcome"]),
+        dataset_seconds=Histogram("cropper_dataset_job_seconds", "Time a data-set job ran, start to end.",
+                                  buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200)),
         cache_files=Gauge("cropper_cache_files", "Entries each store holds, as last measured.", ["store"],
                           multiprocess_mode="mostrecent"),
     )
@@ -125,6 +131,16 @@ def evicted(store, files, nbytes):
     metrics().evictions.inc()
     metrics().evicted_files.labels(store).inc(files)
     metrics().evicted_bytes.labels(store).inc(nbytes)
+
+
+def dataset_job(status, seconds=None, crops_made=0, crops_failed=0):
+    """A data-set job queued, or ended: done, failed or cancelled, after seconds; its crops when done."""
+    metrics().dataset_jobs.labels(status).inc()
+    if seconds is not None:
+        metrics().dataset_seconds.observe(seconds)
+    if crops_made or crops_failed:
+        metrics().dataset_crops.labels("made").inc(crops_made)
+        metrics().dataset_crops.labels("failed").inc(crops_failed)
 
 
 def measured(store, files, nbytes):

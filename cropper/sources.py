@@ -19,6 +19,7 @@ from .upstream import BoxInfo, BoxQuery, ImageInfo
 log = logging.getLogger(__name__)
 
 QUERY_CHUNK = 100  # uuids per query for many images, keeping each request and answer modest
+CONCEPTS_KEPT = 3600  # seconds the list of concept names is used before it is asked for again
 
 
 class ImageSources:
@@ -32,6 +33,7 @@ class ImageSources:
         self._fresh = {}  # uuid -> MemorySource: pixels just decoded, cropped from while they are stored
         self._fresh_lock = threading.Lock()
         self._writer = None
+        self.fetches = 0  # images this process downloaded (a data-set job reports its share)
 
     # -- records
 
@@ -106,6 +108,23 @@ class ImageSources:
         next_offset = offset + received if received and offset + received < total else None
         return boxes, total, next_offset
 
+    def concepts(self):
+        """Every concept name the source has boxes of: remembered for CONCEPTS_KEPT seconds, else asked again
+        (while the source cannot be reached, the list remembered serves on)."""
+        remembered = self.store.read_document("concepts") or {}
+        names, fetched = remembered.get("concepts"), remembered.get("fetched", 0)
+        if isinstance(names, list) and time.time() - fetched < CONCEPTS_KEPT:
+            return names
+        try:
+            names = self.source.concepts()
+        except CropperError:
+            if isinstance(names, list):
+                log.warning("the source's concept list could not be fetched; using the one remembered")
+                return names
+            raise
+        self.store.write_document("concepts", {"fetched": time.time(), "concepts": names})
+        return names
+
     def _remembered_info(self, uuid):
         return _read_back(ImageInfo.from_dict, self.store.read_info(uuid))
 
@@ -174,6 +193,8 @@ class ImageSources:
 
     def _fetch(self, info):
         """Download, verify and decode the image; a record that led to no usable image is forgotten."""
+        with self._fresh_lock:
+            self.fetches += 1
         try:
             return self._download_and_decode(info)
         except CropperError:

@@ -5,14 +5,19 @@ A table of contents for the factory (`create_app`) and the operator commands (`c
 here, chosen by one setting where there is a choice (CACHE_BACKEND for the crop store).
 """
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from .cluster import cluster_of
+from .datasets import Datasets
+from .datasets.jobs import Jobs
+from .datasets.queue import DatasetQueue, queue_storage
+from .datasets.worker import Worker
 from .service import CropService
 from .sources import ImageSources
 from .storage.eviction import Pruner
-from .storage.files import FileCropStore, FileSourceStore
+from .storage.files import FileCropStore, FileDatasetStore, FileJobStore, FileSourceStore
 from .storage.locks import Locks
 
 
@@ -64,3 +69,40 @@ def crop_service(settings, source=None, built=None):
     evictor = pruner(settings, built)
     sources = ImageSources(source or image_source(settings), built.sources, evictor, settings.max_image_pixels)
     return CropService(settings, built.crops, sources, evictor, cluster_of(settings))
+
+
+def dataset_store(settings):
+    """Where finished data sets' files are kept: this host's folder, which nginx serves."""
+    return FileDatasetStore(settings.cache_dir)
+
+
+def jobs(settings, enqueue=None):
+    """Data-set job records (in CACHE_DIR), handing new ones to enqueue(job_id) (the web's side; the worker's
+    submits none)."""
+    store = FileJobStore(settings.cache_dir, Locks(Path(settings.cache_dir).resolve() / "locks", settings.lock_timeout))
+    return Jobs(store, enqueue, settings.dataset_queue_max)
+
+
+def datasets(settings, sources):
+    """Data-set jobs as the web API asks them; the queue is opened at the first job (the factory writes nothing)."""
+    queue = Lazy(lambda: DatasetQueue(queue_storage(settings)))
+    return Datasets(jobs(settings, lambda job_id: queue.get().enqueue(job_id)), dataset_store(settings), sources)
+
+
+def dataset_worker(settings):
+    """The data-set worker's parts: (Worker, DatasetQueue whose task runs its jobs)."""
+    worker = Worker(settings, crop_service(settings), jobs(settings), dataset_store(settings))
+    return worker, DatasetQueue(queue_storage(settings), run=worker.run)
+
+
+class Lazy:
+    """A value made at its first use, once, whichever thread asks first."""
+
+    def __init__(self, make):
+        self.make, self.value, self._lock = make, None, threading.Lock()
+
+    def get(self):
+        with self._lock:
+            if self.value is None:
+                self.value = self.make()
+            return self.value

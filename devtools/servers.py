@@ -159,8 +159,14 @@ class Gunicorn:
         return self
 
     def worker_pids(self):
-        """The workers' pids: the arbiter's children but the cache pruner it starts beside them."""
-        return [pid for pid in children(self.process.pid) if b"prune" not in _cmdline(pid)]
+        """The workers' pids: the arbiter's children but the helpers it starts beside them (`python -m cropper
+        cache prune`, `python -m cropper datasets worker`)."""
+        return [pid for pid in children(self.process.pid) if b"-m\0cropper\0" not in _cmdline(pid)]
+
+    def helper_pid(self, command):
+        """The pid of the helper the arbiter started to run `python -m cropper <command>` (e.g. "datasets"), or None."""
+        wanted = b"-m\0cropper\0" + command.encode() + b"\0"
+        return next((pid for pid in children(self.process.pid) if wanted in _cmdline(pid)), None)
 
     def stop(self):
         if self.process and self.process.poll() is None:
@@ -230,7 +236,7 @@ class StandInProcess:
 
 
 class NginxServer:
-    """Real nginx from the project's templates (cropper.serve), in front of a running Gunicorn."""
+    """Real nginx from the project's templates (cropper.ops.nginx), in front of a running Gunicorn."""
 
     def __init__(self, gunicorn, cache_dir, run_dir, wait=True, **site_options):
         self.port = free_port()

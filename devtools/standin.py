@@ -152,6 +152,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import contextlib
 import hashlib
 import io
 import json
@@ -1109,6 +1110,7 @@ class FathomNetStandIn:
         self._stopping = threading.Event()
         self._held = threading.Condition(self._lock)  # answers stopped half-way by a hold fault
         self._holding = 0
+        self._downloading = 0
         self._server = self._thread = None
         self.reset()
 
@@ -1321,6 +1323,23 @@ class FathomNetStandIn:
             return sum(1 for _, path, text, _ in self._log
                        if path.startswith("/api/") and (uuid is None or uuid.lower() in text))
 
+    @contextlib.contextmanager
+    def _in_flight(self, download: bool):
+        if download:
+            with self._lock:
+                self._downloading += 1
+        try:
+            yield
+        finally:
+            if download:
+                with self._lock:
+                    self._downloading -= 1
+
+    def downloads_in_flight(self) -> int:
+        """Image downloads asked for and not yet answered in full (a test can stop a client between two)."""
+        with self._lock:
+            return self._downloading
+
     def downloads(self, uuid: str | None = None) -> int:
         with self._lock:
             return sum(1 for m, path, _, u in self._log
@@ -1331,7 +1350,8 @@ class FathomNetStandIn:
             by_path: dict[str, int] = {}
             for m, path, _, _ in self._log:
                 by_path[f"{m} {path}"] = by_path.get(f"{m} {path}", 0) + 1
-        return {"api": self.api_calls(), "downloads": self.downloads(), "by_path": by_path}
+        return {"api": self.api_calls(), "downloads": self.downloads(),
+                "downloads_in_flight": self.downloads_in_flight(), "by_path": by_path}
 
     def set_fault(self, kind: str, target: str = "image", uuid: str | None = None, times: int | None = None,
                   **options) -> None:
@@ -1469,11 +1489,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(*self._control(s, method, path, body, parse_qs(split.query)))
             status, ctype, payload, target, uuids = self._route(s, method, path, body)
             s._record(method, path, body, uuids[0] if target == "image" and uuids else None)
-            fault = s._take_fault(target, uuids) if target else None
-            s._sleep(s.latency)
-            if fault and fault.kind in _API_ONLY_KINDS and status == 200 and path.startswith("/api/images/"):
-                payload = s._spoil(payload, fault)
-            self._send_faulted(s, fault, target, path, status, ctype, payload)
+            with s._in_flight(target == "image"):
+                fault = s._take_fault(target, uuids) if target else None
+                s._sleep(s.latency)
+                if fault and fault.kind in _API_ONLY_KINDS and status == 200 and path.startswith("/api/images/"):
+                    payload = s._spoil(payload, fault)
+                self._send_faulted(s, fault, target, path, status, ctype, payload)
         except (ConnectionError, TimeoutError):
             self.close_connection = True
 

@@ -38,6 +38,7 @@ def settings(tmp_path, standin):
         public_url="http://crops.test",
         trusted_proxies=1,
         cache_prune_interval=0,  # tests prune when they mean to
+        dataset_queue=str(tmp_path / "datasets-queue.sqlite3"),
     ).checked()
 
 

@@ -17,7 +17,7 @@ import pytest
 import requests
 from PIL import Image, ImageChops, ImageStat
 
-from cropper.fathomnet import BoxInfo
+from cropper.upstream.fathomnet import box_from_api
 from devtools.servers import StandInProcess
 from devtools.standin import (
     ANNOTATED_NAMES,
@@ -700,7 +700,7 @@ def test_review_states_default_and_each_flag(s, http):
                      includeRejected=True)
     assert rejected == by_id(b for b in ALL_BOXES if b["reviewState"] == "REJECTED")
     # The service reads the review state of each.
-    assert {BoxInfo.from_api(b).review for b in ds} == set(REVIEW_STATES)
+    assert {box_from_api(b).review for b in ds} == set(REVIEW_STATES)
 
 
 @pytest.mark.parametrize("bad", [{"minDepth": "deep"}, {"maxLatitude": True}, {"includeRejected": "yes"},

@@ -7,8 +7,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .. import wiring
 from ..config import Settings
-from ..schemas import BatchSchema, ConceptSchema, CropSchema
-from . import crops, iiif, metrics, openapi
+from ..schemas import BatchSchema, ConceptSchema, CropSchema, OptionsSchema
+from . import crops, datasets, iiif, metrics, openapi
 from .bodies import JSONRequest, parse_json
 from .errors import register_error_handlers
 from .hooks import register_cors, register_headers, register_metrics
@@ -30,7 +30,7 @@ def create_app(settings=None, source=None, service=None):
     register_error_handlers(app)
     register_metrics(app)
     register_headers(app)
-    for blueprint in (crops.bp, iiif.bp, openapi.bp, metrics.bp):
+    for blueprint in (crops.bp, iiif.bp, openapi.bp, metrics.bp, datasets.bp):
         app.register_blueprint(blueprint)
     return app
 
@@ -43,8 +43,9 @@ def register_proxy_fix(app, settings):
 
 
 def register_services(app, settings, service):
-    """The crop service, and the schemas requests are read with."""
+    """The crop service, data-set jobs, and the schemas requests are read with."""
     app.extensions["cropper"] = service
+    app.extensions["cropper.datasets"] = wiring.datasets(settings, service.sources)
     limits = {"max_side": settings.max_crop_side, "max_pixels": settings.max_crop_pixels,
               "default_format": settings.default_format}
     crop_schema = app.extensions["cropper.schema.crop"] = CropSchema(**limits)
@@ -53,3 +54,4 @@ def register_services(app, settings, service):
         lambda data: crop_schema.load(parse_json(data)))
     app.extensions["cropper.schema.concept"] = ConceptSchema(**limits)
     app.extensions["cropper.schema.batch"] = BatchSchema(**limits)
+    app.extensions["cropper.schema.options"] = OptionsSchema(**limits)

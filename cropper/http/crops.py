@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from .. import batch, cluster, crops
 from ..crops import CropRequest
+from ..datasets.worker import HOUSEKEEPING_SECONDS as DATASET_HEARTBEAT
 from ..errors import (
     BoxNotFoundError,
     BoxOutsideImageError,
@@ -302,9 +303,17 @@ def healthz():
     return {"status": "ok"}
 
 
+# A data-set worker that is down is reported, but keeps no crop from being served: it does not make a host unready.
+NOT_GATING = ("datasets",)
+
+
 @bp.get("/readyz")
 def readyz():
-    """Readiness: the cache folder is writable with space to spare, and FathomNet answers."""
+    """Readiness: the cache folder is writable with space to spare, and FathomNet answers (and how the
+    data-set worker does)."""
     checks = crop_service().readiness()
-    ready = all(check["ok"] for check in checks.values())
+    if settings().dataset_worker:
+        problem = current_app.extensions["cropper.datasets"].readiness_problem(3 * DATASET_HEARTBEAT)
+        checks["datasets"] = {"ok": problem is None, **({"error": problem} if problem else {})}
+    ready = all(check["ok"] for name, check in checks.items() if name not in NOT_GATING)
     return {"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503

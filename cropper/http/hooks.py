@@ -38,10 +38,10 @@ def register_metrics(app):
 def register_cors(app, settings):
     """Let browser tools on the configured origins call the API and draw crops on a canvas; IIIF for everyone."""
     CORS(
-        app, resources={r"/cropper*": {}, r"/crops/*": {}, r"/images/*": {}, r"/boxes/*": {},
+        app, resources={r"/cropper*": {}, r"/crops/*": {}, r"/images/*": {}, r"/boxes/*": {}, r"/datasets*": {},
                         r"/iiif/*": {"origins": "*", "send_wildcard": True}},  # IIIF: every viewer, as "*"
         origins=list(settings.cors_origins),
-        methods=["GET", "HEAD", "POST", "OPTIONS"], expose_headers=["X-Cropper-Cache"], max_age=86400,
+        methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"], expose_headers=["X-Cropper-Cache"], max_age=86400,
     )
     # A POST without an Origin is no browser's cross-origin call, and its answer is never cached for
     # one: skip flask-cors's work there (a tenth of a cache hit's time). GETs keep it, as caches may

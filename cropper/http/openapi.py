@@ -25,6 +25,9 @@ from marshmallow import Schema, fields
 from marshmallow.validate import Length, OneOf, Range
 
 from .. import crops, formats, schemas
+from ..datasets import request as dataset_request
+from ..datasets.jobs import STATUSES as DATASET_STATUSES
+from ..datasets.request import OUTPUT_FORMATS, SPLIT_NAMES, DatasetSchema
 from ..iiif import image as iiif
 from .crops import CSV_COLUMNS
 
@@ -246,7 +249,63 @@ def accepted_forms(self, field, ret, **kwargs):
         return _replace(ret, {"type": "string", "pattern": r"^\s*#?[0-9a-fA-F]{6}\s*$", "examples": ["#ffffff"]})
     if isinstance(field, schemas.FormatName):
         return _replace(ret, {"type": "string", "pattern": format_pattern(), "examples": list(formats.names())})
+    return dataset_forms(field, ret)
+
+
+def dataset_forms(field, ret):
+    """The data-set request's own fields, which take plain JSON only."""
+    if isinstance(field, dataset_request.Flag):
+        return _replace(ret, {"type": "boolean"})
+    if isinstance(field, dataset_request.Finite):
+        return _replace(ret, {"type": "number", "minimum": -field.bound, "maximum": field.bound})
+    if isinstance(field, dataset_request.Timestamp):
+        return _replace(ret, {"type": "string", "pattern": f"^{dataset_request.TIMESTAMP.pattern}$",
+                              "examples": ["2021-06-01T00:00:00Z"]})
+    if field.name == "taxa_provider":
+        return _replace(ret, {"type": "string", "pattern": f"^{dataset_request.PROVIDER.pattern}$",
+                              "examples": ["fathomnet"]})
     return {}
+
+
+class DatasetFileSchema(Schema):
+    name = fields.String(required=True, metadata={"description": "The file's name, e.g. imagefolder.zip."})
+    format = fields.String(required=True, validate=OneOf(OUTPUT_FORMATS))
+    url = fields.Url(required=True, metadata={"description": "Where to GET it (nginx serves it from disk)."})
+    size = fields.Integer(required=True, metadata={"description": "Bytes."})
+    sha256 = fields.String(required=True, metadata={"description": "Its sha256, in hex, to check a download."})
+
+
+class DatasetProgressSchema(Schema):
+    boxes_total = fields.Integer(required=True, allow_none=True,
+                                 metadata={"description": "Boxes the data set holds; null while they are listed."})
+    crops_done = fields.Integer(required=True)
+    crops_failed = fields.Integer(required=True, metadata={"description": "Boxes that could not be cropped "
+                                                           "(failures.csv says why)."})
+    images_downloaded = fields.Integer(required=True)
+    eta_seconds = fields.Float(metadata={"description": "While running: seconds left, as the pace so far says."})
+
+
+class DatasetJobSchema(Schema):
+    id = fields.String(required=True, metadata={"description": "The job's id: 32 hex digits."})
+    url = fields.Url(required=True, metadata={"description": "The job's URL: GET it to follow it, DELETE it to "
+                                              "cancel or remove it."})
+    status = fields.String(required=True, validate=OneOf(DATASET_STATUSES))
+    progress = fields.Nested(DatasetProgressSchema, required=True)
+    request = fields.Dict(required=True, metadata={"description": "The request as understood: every default "
+                                                   "filled in, the concepts in order."})
+    created = fields.String(required=True, metadata={"description": "ISO 8601, UTC."})
+    started = fields.String(required=True, allow_none=True)
+    finished = fields.String(required=True, allow_none=True)
+    error = fields.Nested(ErrorDetailSchema(only=("code", "message")),
+                          metadata={"description": "Why a failed job failed."})
+    files = fields.List(fields.Nested(DatasetFileSchema), metadata={"description": "Once done: its files."})
+    counts = fields.Dict(metadata={"description": "Once done: crops per split, then per label."})
+
+
+class DatasetQueuedSchema(Schema):
+    id = fields.String(required=True)
+    url = fields.Url(required=True)
+    status = fields.String(required=True, validate=OneOf(["queued"]))
 
 
 def format_pattern():
@@ -388,6 +447,7 @@ def build(app):
         tags=[{"name": "crops", "description": "Crops of FathomNet images, made once and cached."},
               {"name": "annotations", "description": "FathomNet's annotations (bounding boxes) and their crops."},
               {"name": "iiif", "description": "IIIF Image API 3.0, level 2, over FathomNet images."},
+              {"name": "datasets", "description": "Training sets from FathomNet's annotations, made by a worker."},
               {"name": "service", "description": "Probes, metrics, this description and the pages."}],
     )
     plugin.converter.add_attribute_function(accepted_forms)
@@ -398,7 +458,9 @@ def build(app):
                          ("Readiness", ReadinessSchema), ("IIIFInfo", IIIFInfoSchema),
                          ("CropRequest", crop_schema), ("BatchRequest", batch_schema),
                          ("CropOptions", schemas.OptionsSchema(exclude=("format",), **limits)),
-                         ("ConceptRequest", concept_schema)):
+                         ("ConceptRequest", concept_schema), ("DatasetRequest", DatasetSchema),
+                         ("DatasetCropOptions", schemas.OptionsSchema(**limits)), ("DatasetJob", DatasetJobSchema),
+                         ("DatasetQueued", DatasetQueuedSchema)):
         spec.components.schema(name, schema=schema)
     spec.components.schema("BatchItem", {"oneOf": [ref("CropAnswer"), ref("FailedItem")]})
     spec.components.header("RetryAfter", {"description": "Seconds to wait before retrying.", "required": True,
@@ -443,6 +505,27 @@ def refine(components, settings):
     concept["examples"] = [{"concept": "Bathochordaeus mcnutti", "limit": 10, "width": 224, "height": 224}]
     components["ConceptPage"]["properties"]["crops"]["items"] = ref("BatchItem")
     components["IIIFInfo"]["additionalProperties"] = True  # a level 2 document may say more
+    refine_dataset(components["DatasetRequest"], components["DatasetCropOptions"], settings)
+
+
+def refine_dataset(request, crop_options, settings):
+    """The data-set request's crop options and split, which its schema reads by hand."""
+    crop_options.update(OPTION_RULES)
+    request["properties"]["crop"] = {**ref("DatasetCropOptions"), "description": "The options crops take "
+                                     "(pad, square, width, height, fit, background, enlarge, quality, format), "
+                                     "with the same defaults."}
+    request["properties"]["split"] = {
+        "type": "object", "minProperties": 1, "additionalProperties": False,
+        "properties": {name: {"type": "number", "exclusiveMinimum": 0, "maximum": 1} for name in SPLIT_NAMES},
+        "description": "Fractions over the splits, adding up to 1 (within 0.001); default train 0.8, validation "
+                       "0.1, test 0.1. By image: every box of an image is in the same split."}
+    request["properties"]["max_boxes"] = {**whole_number(1, settings.dataset_max_boxes),
+                                          "description": f"At most this many boxes (default and ceiling "
+                                                         f"{settings.dataset_max_boxes})."}
+    request["properties"]["concepts"]["description"] = "One to 20 exact FathomNet concept names."
+    request["properties"]["concepts"]["uniqueItems"] = False
+    request["examples"] = [{"concepts": ["Bathochordaeus mcnutti"], "descendants": True,
+                            "crop": {"pad": "10%", "square": True, "width": 224, "height": 224}}]
 
 
 def paths(settings, options):
@@ -569,6 +652,7 @@ def paths(settings, options):
                                  e400="`bad_request`: the IIIF syntax, or a request this image refuses (a region "
                                       "outside it, a size over the limits or scaling up without ^).",
                                  e404="`image_not_found`.", e422=TOO_LARGE)}},
+        **dataset_paths(),
         "/healthz": {"get": {"tags": ["service"], "summary": "Liveness: the process answers",
                              "responses": answers({200: json_ok("Alive.", ref("Health"))}, *PROXIED)}},
         "/readyz": {"get": {
@@ -592,6 +676,51 @@ def paths(settings, options):
         "/": {"get": {"tags": ["service"], "summary": "The web page",
                       "responses": {"200": {"description": "The page.",
                                             "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+    }
+
+
+def dataset_paths():
+    gone = "`dataset_gone`: the data set was cancelled, removed or expired (`details.status`, `details.removed`)."
+    job_id = path_param("job_id", "The job's id.", {"type": "string", "pattern": "^[0-9a-f]{32}$"}, "0" * 32)
+    job = json_ok("The job: its status and progress, the request as understood, and once done its files.",
+                  ref("DatasetJob"))
+    create = {"post": {
+        "tags": ["datasets"], "summary": "Start a data-set job",
+        "description": "A training set from FathomNet's annotations: every box of the concepts asked (and their "
+                       "descendants), cropped, split by image, as a Hugging Face ImageFolder zip with provenance. "
+                       "An identical request (once normalised) while its job is queued, running or done is "
+                       "answered 200 with that job.",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("DatasetRequest")}}},
+        "responses": answers({202: {**json_ok("Queued.", ref("DatasetQueued")),
+                                    "headers": {"Location": {"description": "The job's URL.", "required": True,
+                                                             "schema": {"type": "string"}}}},
+                              200: job},
+                             400, 413, 415, 422, 429, 502, 503, 504,
+                             e422=f"{VALIDATION} Or `unknown_concept`: FathomNet has no concept of that exact name "
+                                  "(`details.suggestions` has close ones).",
+                             e429=ERROR_CODES[429] + " Or `too_many_jobs`: `DATASET_QUEUE_MAX` jobs wait already.")}}
+    return {
+        "/datasets/": create,
+        "/datasets": _alias(create, "/datasets/"),
+        "/datasets/{job_id}": {
+            "get": {"tags": ["datasets"], "summary": "A data-set job", "parameters": [job_id],
+                    "responses": answers({200: job}, 404, 410, 429, *PROXIED, e404="`dataset_not_found`.",
+                                         e410=gone)},
+            "delete": {"tags": ["datasets"], "summary": "Cancel a data-set job, or remove a finished one",
+                       "description": "A queued or running job is cancelled (its partial files go; crops already "
+                                      "made stay cached); a finished one's files are removed. Then GET is a 410.",
+                       "parameters": [job_id],
+                       "responses": answers({200: job}, 404, 410, 429, *PROXIED, e404="`dataset_not_found`.",
+                                            e410=gone)}},
+        "/datasets/{job_id}/files/{name}": {"get": {
+            "tags": ["datasets"], "summary": "A finished data set's file",
+            "parameters": [job_id, path_param("name", "The file's name, as the job lists it.",
+                                              {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"},
+                                              "imagefolder.zip")],
+            "responses": answers({200: {"description": "The file (an attachment).",
+                                        "content": {"application/zip": {}, "application/x-tar": {}}}},
+                                 404, 410, *PROXIED, e404="`dataset_not_found`: no such job, or no such file.",
+                                 e410=gone)}},
     }
 
 

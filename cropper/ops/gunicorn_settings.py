@@ -89,18 +89,33 @@ def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
 
 
-# The cache pruner runs beside the workers, started by the arbiter: a process of its own, so no
-# worker walks the cache and the app factory starts nothing. Several Gunicorns sharing one cache
-# folder (replicas) each start one; the folder's pruner lock lets one prune and the rest stand by.
-def when_ready(server):
+# The cache pruner and the data-set worker run beside the workers, started by the arbiter: processes of
+# their own, so no web worker walks the cache or runs a job, and the app factory starts nothing. Several
+# Gunicorns sharing one cache folder (replicas) each start a pruner; the folder's pruner lock lets one prune
+# and the rest stand by. Each data-set worker takes jobs from the one queue in the cache folder.
+def helpers():
+    """The commands of the processes that run beside the workers, by name."""
+    commands = {}
     if settings.cache_prune_interval > 0:
-        server.cropper_pruner = subprocess.Popen([
-            sys.executable, "-m", "cropper", "cache", "prune", "--every", str(settings.cache_prune_interval),
-            "--exit-with-parent"])
+        commands["pruner"] = [sys.executable, "-m", "cropper", "cache", "prune", "--every",
+                              str(settings.cache_prune_interval), "--exit-with-parent"]
+    if settings.dataset_worker:
+        commands["dataset worker"] = [sys.executable, "-m", "cropper", "datasets", "worker", "--exit-with-parent"]
+    return commands
+
+
+def when_ready(server):
+    server.cropper_helpers = {name: subprocess.Popen(command) for name, command in helpers().items()}
 
 
 def on_exit(server):
-    pruner = getattr(server, "cropper_pruner", None)
-    if pruner is not None and pruner.poll() is None:
-        pruner.terminate()
-        pruner.wait(timeout=10)
+    helpers_running = getattr(server, "cropper_helpers", {})
+    for process in helpers_running.values():
+        if process.poll() is None:
+            process.terminate()
+    for name, process in helpers_running.items():
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a prune pass or a job's round that outlasts the arbiter's exit
+            server.log.warning("the %s did not stop within 10 s; killing it", name)
+            process.kill()

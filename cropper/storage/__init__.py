@@ -4,6 +4,8 @@
   (this host's folder, which nginx serves) or `S3CropStore` (a bucket every host shares).
 - A `SourceStore` keeps what one host needs per FathomNet image to make crops: the image's
   metadata, its annotations, its decoded pixels. `FileSourceStore`, always local.
+- A `DatasetStore` keeps the files of finished data sets (zips, shards), served as crops are:
+  `FileDatasetStore` (this host's folder, which nginx serves).
 
 Both are `Evictable`: eviction (eviction.py) keeps either within its budget through the same few
 methods, and the contract tests (tests/storage/test_contract.py) run every implementation through
@@ -118,6 +120,11 @@ class SourceStore(Evictable, Protocol):
 
     def read_box(self, box_uuid: str) -> dict | None: ...
 
+    def read_document(self, name: str) -> dict | None:
+        """A document remembered under a name (e.g. the list of concepts), or None."""
+
+    def write_document(self, name: str, document: dict) -> None: ...
+
     def write_box(self, box_uuid: str, box: dict) -> None: ...
 
     def open_pixels(self, uuid: str):
@@ -134,3 +141,55 @@ class SourceStore(Evictable, Protocol):
 
     def sole_pruner(self) -> AbstractContextManager:
         """Held by the one process that prunes this host's cache folder; BusyError at once if another does."""
+
+
+@dataclass
+class NewFile:
+    """A file being written into a store: write to .file; once stored, its size and sha256."""
+
+    file: BinaryIO
+    size: int = 0
+    sha256: str = ""
+
+
+class DatasetStore(Protocol):
+    """The files of finished data sets, each stored whole, named by its job and its name."""
+
+    shared: bool
+
+    def new_file(self, job_id: str, name: str) -> AbstractContextManager:
+        """A NewFile to write the job's file into; stored whole (and measured) when the block ends without error,
+        never seen half-written."""
+
+    def remove(self, job_id: str) -> int:
+        """Remove every file of a job (whatever is half-made); return the bytes freed."""
+
+    def url_path(self, job_id: str, name: str) -> str:
+        """The path of the file's public URL."""
+
+
+class JobStore(Protocol):
+    """Data-set job records (dicts), by job id, with an index of requests' fingerprints to their latest job."""
+
+    def get(self, job_id: str) -> dict | None: ...
+
+    def put(self, job_id: str, record: dict) -> None:
+        """Store a record whole (a reader sees the old one or the new one)."""
+
+    def delete(self, job_id: str) -> None: ...
+
+    def all(self):
+        """Every record."""
+
+    def lock(self, name: str) -> AbstractContextManager:
+        """Held while a job's record (or a fingerprint's) is read, changed and written back."""
+
+    def job_of(self, key: str) -> str | None: ...
+
+    def remember(self, key: str, job_id: str) -> None: ...
+
+    def beat(self) -> None:
+        """Say this host's data-set worker is alive."""
+
+    def heartbeat_age(self) -> float | None:
+        """Seconds since this host's worker said it is alive, or None if it never did."""

@@ -38,8 +38,9 @@ def storing(what):
 
 
 @contextmanager
-def atomic_writer(path):
-    """Yield a temp file beside path that replaces path only once fully written.
+def atomic_writer(path, mode="wb"):
+    """Yield a temp file beside path (opened in mode: "w+b" to read it back too) that replaces path only once
+    fully written.
 
     Readers see the old file or the whole new one, never a part, even if this process is
     killed mid-write; a killed writer leaves only a *.tmp file for the pruner.
@@ -53,7 +54,7 @@ def atomic_writer(path):
                 raise
             path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, mode) as out:
             yield out
             out.flush()
             os.fsync(out.fileno())

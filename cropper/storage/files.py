@@ -19,6 +19,7 @@ Every file is written whole or not at all (disk.atomic_writer).
 
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from .. import crops, imaging
 from ..errors import BusyError
-from . import Entry, Listing, OpenedCrop, TempFile
+from . import Entry, Listing, NewFile, OpenedCrop, TempFile
 from .disk import atomic_writer, is_temp, storing, unlink, write_bytes
 from .locks import Locks, crop_lock, eviction_lock
 
@@ -212,8 +213,16 @@ class FileSourceStore(_FileStore):
     def write_box(self, box_uuid, box):
         self._write(self._path(box_uuid, ".box"), json.dumps(box).encode())
 
+    def read_document(self, name):
+        return self._read_json_at(self.folder / "documents" / f"{name}.json")
+
+    def write_document(self, name, document):
+        self._write(self.folder / "documents" / f"{name}.json", json.dumps(document).encode())
+
     def _read_json(self, uuid, suffix):
-        path = self._path(uuid, suffix)
+        return self._read_json_at(self._path(uuid, suffix))
+
+    def _read_json_at(self, path):
         try:
             return json.loads(path.read_bytes())
         except FileNotFoundError:
@@ -302,6 +311,122 @@ class FileSourceStore(_FileStore):
         except BusyError:
             return False
         return True
+
+
+class FileDatasetStore:
+    """Finished data sets' files as <root>/datasets/files/<job id>/<name>: the folder nginx serves as
+    /datasets/<job id>/files/<name>."""
+
+    shared = False
+
+    def __init__(self, root):
+        self.folder = Path(root).resolve() / "datasets" / "files"
+
+    @contextmanager
+    def new_file(self, job_id, name):
+        """A NewFile to write the job's file into (seekable, as a zip wants); stored whole when the block ends."""
+        target = self.folder / job_id / name
+        with storing("data-set store"), atomic_writer(target, "w+b") as out:
+            new = NewFile(out)
+            yield new
+            out.flush()
+            new.size, new.sha256 = _size_and_sha256(out)
+
+    def remove(self, job_id):
+        freed = 0
+        for path, stat in _files(self.folder / job_id):
+            unlink(path)
+            freed += _disk_size(stat)
+        shutil.rmtree(self.folder / job_id, ignore_errors=True)
+        return freed
+
+    @staticmethod
+    def url_path(job_id, name):
+        return f"/datasets/{job_id}/files/{name}"
+
+    def local_path(self, job_id, name):
+        """The stored file's path on this host, or None (for Gunicorn alone; nginx serves the folder)."""
+        path = self.folder / job_id / name
+        return path if path.is_file() else None
+
+
+class FileJobStore:
+    """Data-set job records as <root>/datasets/jobs/<id>.json, an index of request fingerprints to jobs, and
+    this host's worker's heartbeat."""
+
+    def __init__(self, root, locks):
+        self.root = Path(root).resolve() / "datasets"
+        self.locks = locks
+
+    def _path(self, job_id):
+        return self.root / "jobs" / f"{job_id}.json"
+
+    def _index(self, key):
+        return self.root / "requests" / key[:2] / key
+
+    def get(self, job_id):
+        """A job's record (a dict), or None."""
+        try:
+            return json.loads(self._path(job_id).read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def put(self, job_id, record):
+        with storing("data-set store"):
+            write_bytes(self._path(job_id), json.dumps(record).encode())
+
+    def delete(self, job_id):
+        unlink(self._path(job_id))
+
+    def lock(self, name):
+        """Held while a job (or a request's fingerprint) is read, changed and written back."""
+        return self.locks.hold(f"dataset:{name}", "data set")
+
+    def job_of(self, key):
+        """The id of the latest job of a request fingerprint, or None."""
+        try:
+            return self._index(key).read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def remember(self, key, job_id):
+        with storing("data-set store"):
+            write_bytes(self._index(key), job_id.encode())
+
+    def beat(self):
+        """Say this host's worker is alive (readiness reads it)."""
+        path = self.root / "worker.alive"
+        with storing("data-set store"):
+            try:
+                os.utime(path)
+            except FileNotFoundError:
+                write_bytes(path, b"")
+
+    def heartbeat_age(self):
+        """Seconds since this host's worker last said it is alive, or None if it never did."""
+        try:
+            return max(0.0, time.time() - (self.root / "worker.alive").stat().st_mtime)
+        except FileNotFoundError:
+            return None
+
+    def all(self):
+        """Every job's record (those removed meanwhile left out)."""
+        folder = self.root / "jobs"
+        names = sorted(os.listdir(folder)) if folder.is_dir() else []
+        for name in names:
+            if name.endswith(".json") and not name.startswith("."):
+                record = self.get(name[:-5])
+                if record is not None:
+                    yield record
+
+
+def _size_and_sha256(file):
+    file.seek(0)
+    digest, size = hashlib.sha256(), 0
+    for block in iter(lambda: file.read(1 << 20), b""):
+        digest.update(block)
+        size += len(block)
+    return size, digest.hexdigest()
 
 
 def file_stores(cache_dir, lock_timeout):

@@ -1,0 +1,81 @@
+"""Data-set jobs over HTTP (blueprint "datasets"): start one, follow it, cancel or remove it.
+
+The files of a finished data set are served by nginx from the data-set store; the route here
+serves them when Gunicorn runs alone.
+"""
+
+from datetime import datetime, timezone
+
+from flask import Blueprint, current_app, request, send_file
+from marshmallow import ValidationError
+
+from ..datasets.request import read_request
+from ..errors import DatasetNotFoundError, InvalidRequestError
+from .crops import base_url, schema, settings
+
+bp = Blueprint("datasets", __name__)
+
+
+def datasets():
+    return current_app.extensions["cropper.datasets"]
+
+
+@bp.post("/datasets")
+@bp.post("/datasets/")
+def create_dataset():
+    """Start a data-set job (202), or answer the identical one already queued, running or done (200)."""
+    try:
+        asked = read_request(request.json_body(), schema("options"), settings().dataset_max_boxes)
+    except ValidationError as error:
+        raise InvalidRequestError.from_validation_error(error, "The data-set request is not valid.") from None
+    job, created = datasets().submit(asked)
+    answer = job_answer(job)
+    if not created:
+        return answer, 200
+    return {"id": job.id, "url": answer["url"], "status": job.status}, 202, {"Location": answer["url"]}
+
+
+@bp.get("/datasets/<job_id>")
+def get_dataset(job_id):
+    """A job: its status and progress, the request as understood, and once done its files."""
+    return job_answer(datasets().get(job_id))
+
+
+@bp.delete("/datasets/<job_id>")
+def delete_dataset(job_id):
+    """Cancel a queued or running job (its partial files go; crops made stay cached), or remove a finished one."""
+    return job_answer(datasets().cancel(job_id))
+
+
+@bp.get("/datasets/<job_id>/files/<name>")
+def dataset_file(job_id, name):
+    """A finished data set's file (nginx serves these itself; this is for Gunicorn alone)."""
+    job = datasets().get(job_id)
+    known = next((file for file in job.files if file["name"] == name), None)
+    path = datasets().store.local_path(job_id, name) if known else None
+    if path is None:
+        raise DatasetNotFoundError("This data set has no such file.")
+    return send_file(path, as_attachment=True, download_name=name, conditional=True, max_age=3600)
+
+
+def job_answer(job):
+    """What a client hears of a job."""
+    base = base_url()
+    answer = {
+        "id": job.id, "url": f"{base}/datasets/{job.id}", "status": job.status, "progress": job.progress,
+        "request": job.request, "created": _when(job.created), "started": _when(job.started),
+        "finished": _when(job.finished),
+    }
+    if job.error:
+        answer["error"] = job.error
+    if job.status == "done":
+        answer["files"] = [{"name": file["name"], "format": file["format"], "url": f"{base}{file['path']}",
+                            "size": file["size"], "sha256": file["sha256"]} for file in job.files]
+        answer["counts"] = job.counts
+    return answer
+
+
+def _when(timestamp):
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
