@@ -36,11 +36,15 @@ ONE_YEAR = 365 * 24 * 3600
 
 
 def echoed(value):
-    """A batch item's field as its error answer repeats it: only short strings and finite numbers."""
+    """A batch item's field as its error answer repeats it: only short text and modest finite numbers."""
     if isinstance(value, str) and len(value) <= 64:
+        return value if value.isprintable() else None  # no lone surrogate ("\ud800") or control characters
+    if isinstance(value, bool):
+        return None
+    # An int is compared as an int: a 400-digit one cannot become a float (math.isfinite would raise).
+    if isinstance(value, int) and abs(value) < 10**15:
         return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and \
-            abs(value) < 10**15:
+    if isinstance(value, float) and math.isfinite(value) and abs(value) < 10**15:
         return value
     return None
 
