@@ -36,10 +36,14 @@ def create_app(settings=None, source=None, service=None):
 
 
 def register_proxy_fix(app, settings):
-    """Trust X-Forwarded-* only from as many proxies as we are told sit in front."""
+    """Trust X-Forwarded-For, -Proto and -Host, the ones nginx sets, from as many proxies as sit in front.
+
+    Not -Port or -Prefix: nginx clears them, and a deployment under another address or path says so
+    with PUBLIC_URL. Trusted, a client's own would put its host in every URL the answers hand out.
+    """
     n = settings.trusted_proxies
     if n > 0:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=0, x_prefix=0)
 
 
 def register_services(app, settings, service):
