@@ -29,7 +29,7 @@ def create_app(settings=None, source=None, service=None):
     register_cors(app, settings)
     register_error_handlers(app)
     register_metrics(app)
-    register_headers(app)
+    register_headers(app, settings)
     for blueprint in (crops.bp, iiif.bp, openapi.bp, metrics.bp):
         app.register_blueprint(blueprint)
     return app

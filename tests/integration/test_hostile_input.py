@@ -37,6 +37,7 @@ def raw(url, data, timeout=10):
 def assert_json_error(status, headers, body, expected):
     assert status == expected, (status, body[:300])
     assert headers["content-type"].startswith("application/json"), headers
+    assert headers.get("x-content-type-options") == "nosniff", headers  # nginx's and Gunicorn's own errors too
     error = json.loads(body)["error"]
     assert set(error) == {"code", "message", "details"} and error["message"]
     return error

@@ -32,6 +32,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from cropper.http.crops import CSV_COLUMNS
+from cropper.pages import docs_policy, page_policy
 from cropper.spreadsheets import csv_text
 from devtools.servers import NginxServer, find_nginx_or_skip
 from devtools.standin import EDGE_BOXES, MULTIPAGE_CONCEPT, boxes, uuid_for
@@ -547,3 +548,37 @@ def test_the_pages_csv_writes_every_cell_as_the_service_does(page):
     rows = [[a["url"], a["concept"], a["box_uuid"], a["uuid"], *a["region"]] for a in answers]
     assert in_browser == csv_text(CSV_COLUMNS, rows)
     assert "\n'=HYPERLINK" not in in_browser and ",-12,0,5,7\n" in in_browser
+
+
+def test_each_page_is_sent_its_policy_by_nginx_and_by_gunicorn_alone(nginx, gunicorn):
+    for base in (nginx.url, gunicorn.url):
+        for path, policy in (("/", page_policy()), ("/static/js/page.js", page_policy()), ("/docs", docs_policy())):
+            answer = requests.get(f"{base}{path}", timeout=10)
+            assert answer.status_code == 200 and answer.headers["Content-Security-Policy"] == policy, (base, path)
+            assert answer.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_api_reference_renders_under_its_policy(page, nginx):
+    """Redoc styles itself inline and searches in a worker: its policy lets it, and it shows the description."""
+    page.driver.get(f"{nginx.url}/docs")
+    page.wait(lambda: "FathomNet Cropper" in page.driver.find_element(By.TAG_NAME, "body").text, message="Redoc")
+    page.wait(lambda: page.all("[data-section-id]"), message="the operations")
+    refused = [e["message"] for e in page.driver.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert all("'https://cdn.redoc.ly/" in message for message in refused), refused  # only its footer's logo
+
+
+def test_no_other_site_can_frame_the_page(page, nginx, tiny):
+    """frame-ancestors 'none': a page elsewhere (another origin) that frames the service's gets Chromium's
+    refusal instead."""
+    tiny.routes["/"] = (200, {"Content-Type": "text/html"}, f"<iframe src='{nginx.url}/'></iframe>".encode())
+    page.driver.get(f"{tiny.url}/")
+    page.driver.switch_to.frame(page.el("iframe"))
+    try:
+        # Loaded, the frame is Chromium's error page ("refused to connect") instead of the service's.
+        page.wait(lambda: page.js("return document.readyState") == "complete" and page.js(
+            "return location.href") != "about:blank", message="the frame")
+        assert page.js("return location.href").startswith("chrome-error://")
+        assert page.all("#open-input") == []
+    finally:
+        page.driver.switch_to.default_content()
+    assert any("frame-ancestors 'none'" in e["message"] for e in page.driver.get_log("browser"))  # and says why
