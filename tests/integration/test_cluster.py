@@ -241,6 +241,18 @@ def test_no_answer_through_the_front_hands_out_a_url_a_client_made_up(cluster):
         assert all(url.startswith(f"{cluster.front_url}/") for url in urls_in(answer)), (name, urls_in(answer))
 
 
+def test_an_upscaled_iiif_image_is_read_from_the_store_only_for_its_request_with_the_caret(cluster, standin):
+    """Its key keeps the ^ (nginx asks the store for the name the request gives): without ^ it is a 400."""
+    uuid = standin.image("gray").uuid
+    upscaled, without = (f"{cluster.front_url}/iiif/3/{uuid}/30,10,50,40/{size}/0/default.png"
+                         for size in ("^100,80", "100,80"))
+    made = requests.get(upscaled, timeout=TIMEOUT)
+    assert made.status_code == 200 and made.headers["X-Cropper-Cache"] == "miss"
+    assert requests.get(without, timeout=TIMEOUT).status_code == 400
+    again = requests.get(upscaled, timeout=TIMEOUT)
+    assert again.content == made.content and again.headers["X-Cropper-Cache"] in ("store", "hit")  # nginx alone
+
+
 def test_the_store_going_away_and_coming_back(cluster, store, standin, handed_out):
     record = standin.image("palette-transparent")
     made = post(cluster.front_url, record, (0, 0, 200, 100), format="png")

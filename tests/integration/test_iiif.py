@@ -5,6 +5,7 @@ under a uuid of its own. Tiles listed in info.json are fetched at every scale fa
 once is then a file nginx serves without the app.
 """
 
+import os
 import shutil
 import subprocess
 import sys
@@ -201,3 +202,37 @@ def test_a_tile_url_nginx_normalises_answers_alike_on_disk_or_not(nginx, standin
     again = session.send(prepared, timeout=10, allow_redirects=False)
     assert (first.status_code, again.status_code) == (200, 200), first.text[:200]
     assert first.content == again.content
+
+
+def test_an_upscaled_image_on_disk_is_served_only_to_its_request_with_the_caret(nginx, gunicorn, standin):
+    """A size above the region needs ^: the stored upscaled file must not answer the request without it."""
+    uuid = standin.image("gray").uuid
+    region = "10,10,50,40"
+    upscaled, without = (f"/iiif/3/{uuid}/{region}/{size}/0/default.png" for size in ("^100,80", "100,80"))
+    made = requests.get(f"{nginx.url}{upscaled}", timeout=30)  # sent as %5E, as browsers send ^ too
+    assert made.status_code == 200 and open_bytes(made.content).size == (100, 80)
+    for base in (nginx.url, gunicorn.url):
+        refused = requests.get(f"{base}{without}", timeout=30)
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_request", base
+    again = requests.get(f"{nginx.url}{upscaled}", timeout=30)
+    assert again.content == made.content
+    sent = upscaled.replace("^", "%5E")
+    entries = read_log(nginx.access_log, until=lambda es: sum(e["uri"] == sent for e in es) == 2)
+    assert sorted(e["upstream_status"] for e in entries if e["uri"] == sent) == ["", "200"]  # then from disk
+
+
+def test_an_upscaled_image_an_earlier_version_stored_without_its_caret_is_pruned(nginx, gunicorn, standin, tmp_path):
+    """Caches hold upscaled images under the old name, which nginx would serve without ^: `cache prune` removes
+    them (as the pruner Gunicorn starts does on each pass), and the request with ^ makes the image again."""
+    uuid = standin.image("gray").uuid
+    upscaled, without = (f"/iiif/3/{uuid}/20,10,50,40/{size}/0/default.png" for size in ("^100,80", "100,80"))
+    made = requests.get(f"{nginx.url}{upscaled}", timeout=30)
+    folder = Path(gunicorn.cache_dir) / "iiif" / uuid[:2] / uuid / "20,10,50,40"
+    (folder / "^100,80").rename(folder / "100,80")  # as an earlier version stored it
+    pruned = subprocess.run([sys.executable, "-m", "cropper", "cache", "prune"], cwd=tmp_path, text=True,
+                            capture_output=True, timeout=60, env={**os.environ, "CACHE_DIR": str(gunicorn.cache_dir)})
+    assert pruned.returncode == 0, pruned.stderr
+    assert "1 under names of earlier versions" in pruned.stdout and not (folder / "100,80").exists()
+    assert requests.get(f"{nginx.url}{without}", timeout=30).status_code == 400
+    again = requests.get(f"{nginx.url}{upscaled}", timeout=30)
+    assert again.status_code == 200 and again.content == made.content
