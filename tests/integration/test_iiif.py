@@ -180,6 +180,24 @@ def test_iiif_and_nginx_s_errors_on_it_are_open_to_every_origin_whatever_cors_or
         assert down.status_code == 502 and down.headers["Access-Control-Allow-Origin"] == "*"
 
 
+LINK_FEATURES = {"canonicalLinkHeader": 'rel="canonical"', "profileLinkHeader": 'rel="profile"'}
+
+
+@pytest.mark.parametrize("tile", ["1024,0,512,512/512,512/0/default.jpg", "0,0,1920,1080/240,135/0/default.jpg",
+                                  "512,512,256,256/^300,300/!90/gray.png"])
+def test_every_link_header_info_json_promises_is_on_every_image_answer_through_nginx(nginx, standin, tile):
+    """As made by the app and as served again by nginx from disk: what extraFeatures claims holds for both."""
+    uuid = standin.image("framegrab").uuid
+    claimed = [feature for feature in info(nginx, uuid).json()["extraFeatures"] if feature in LINK_FEATURES]
+    assert "profileLinkHeader" in claimed
+    first = requests.get(f"{nginx.url}/iiif/3/{uuid}/{tile}", timeout=30)
+    again = requests.get(f"{nginx.url}/iiif/3/{uuid}/{tile}", timeout=30)
+    assert (first.headers["X-Cropper-Cache"], again.headers["X-Cropper-Cache"]) == ("miss", "hit")
+    for answer in (first, again):
+        for feature in claimed:
+            assert LINK_FEATURES[feature] in answer.headers.get("Link", ""), (feature, answer.headers)
+
+
 def test_a_tile_nginx_serves_has_the_profile_link_header_the_app_s_has(nginx, standin):
     uuid = standin.image("framegrab").uuid
     path = f"/iiif/3/{uuid}/1024,512,256,256/128,128/0/default.jpg"
