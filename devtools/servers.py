@@ -162,6 +162,10 @@ class Gunicorn:
         """The workers' pids: the arbiter's children but the cache pruner it starts beside them."""
         return [pid for pid in children(self.process.pid) if b"prune" not in _cmdline(pid)]
 
+    def pruner_pids(self):
+        """The pid of the cache pruner the arbiter runs beside the workers (a list: none, or one)."""
+        return [pid for pid in children(self.process.pid) if b"prune" in _cmdline(pid)]
+
     def stop(self):
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

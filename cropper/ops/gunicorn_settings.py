@@ -7,10 +7,10 @@ service, Gunicorn's included, is documented in one place: `.env.example`.
 
 import os
 import shutil
-import subprocess
 import sys
 
 from cropper.config import ConfigError, Settings
+from cropper.ops.pruner import KeptPruner
 
 try:
     settings = Settings.from_env()
@@ -90,17 +90,15 @@ def child_exit(server, worker):
 
 
 # The cache pruner runs beside the workers, started by the arbiter: a process of its own, so no
-# worker walks the cache and the app factory starts nothing. Several Gunicorns sharing one cache
-# folder (replicas) each start one; the folder's pruner lock lets one prune and the rest stand by.
+# worker walks the cache and the app factory starts nothing; started again if it dies (ops/pruner.py).
+# Several Gunicorns sharing one cache folder (replicas) each start one; the folder's pruner lock lets
+# one prune and the rest stand by.
 def when_ready(server):
     if settings.cache_prune_interval > 0:
-        server.cropper_pruner = subprocess.Popen([
-            sys.executable, "-m", "cropper", "cache", "prune", "--every", str(settings.cache_prune_interval),
-            "--exit-with-parent"])
+        server.cropper_pruner = KeptPruner(settings.cache_prune_interval).start()
 
 
 def on_exit(server):
     pruner = getattr(server, "cropper_pruner", None)
-    if pruner is not None and pruner.poll() is None:
-        pruner.terminate()
-        pruner.wait(timeout=10)
+    if pruner is not None:
+        pruner.stop()

@@ -173,7 +173,8 @@ def run_pruner(pruner, interval, stop=None, parent_pid=None):
             with pruner.source_store.sole_pruner():
                 log.info("pruning the cache every %s s (pid %d)", interval, os.getpid())
                 while not stopping():
-                    _prune_once(pruner)
+                    if _prune_once(pruner):
+                        metrics.pruned(interval)
                     pause()
         except BusyError:
             if not announced_waiting:
@@ -186,10 +187,12 @@ def run_pruner(pruner, interval, stop=None, parent_pid=None):
 
 
 def _prune_once(pruner):
+    """One pass; True if it was done."""
     try:
         report = pruner.prune()
     except Exception:  # the pruner must outlive any one bad pass
         log.exception("cache prune failed")
-        return
+        return False
     if report.removed_anything:
         log.info("cache pruned: %s", report)
+    return True
