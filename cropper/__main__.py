@@ -105,7 +105,8 @@ def cache_command(args, settings):
         report = pruner.prune()
         print(f"removed {report.crops_removed} crops ({mib(report.crop_bytes_removed)}), "
               f"{report.sources_removed} sources ({mib(report.source_bytes_removed)}), "
-              f"{report.temp_files_removed} temp files; {report.skipped_in_use} in use were kept")
+              f"{report.temp_files_removed} temp files, {report.superseded_removed} under names of earlier versions; "
+              f"{report.skipped_in_use} in use were kept")
     print_stats(settings, crop_store, source_store)
     return 0
 

@@ -120,7 +120,8 @@ class Settings:
     max_body_bytes: int = setting(1024 * 1024, _int, "Largest request body; bigger is a 413.")
     cors_origins: tuple = setting(("*",), _csv, "Origins allowed to call the API from a browser, comma-separated.")
     trusted_proxies: int = setting(
-        1, _int, "How many proxies in front set X-Forwarded-*; 0 when clients reach Gunicorn directly.")
+        1, _int, "How many proxies in front set X-Forwarded-For, -Proto and -Host (the app trusts no other "
+        "forwarded header); 0 when clients reach Gunicorn directly.")
     cache_max_bytes: int = setting(
         2 * 1024**3, _int, "Space crops may take (in CACHE_DIR, or in the bucket on the S3_PRUNER host); over it, "
         "least recently used go.")

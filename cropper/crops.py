@@ -153,14 +153,21 @@ class Crop:
             name += f"_q{self.quality}"
         return f"{self.uuid[:2]}/{self.uuid}/{name}.{self.format}"
 
+    @property
+    def upscaled(self):
+        """IIIF: larger than its region on a side, which its request must ask for with ^."""
+        return self.size is not None and (self.size[0] > self.region.width or self.size[1] > self.region.height)
+
     def _iiif_relpath(self):
         # Always explicit (pixels, not "full" or "max"): the name must not depend on the image's
         # size or the service's limits, and it is what viewers ask for tiles, so nginx finds it.
+        # An upscaled one keeps the ^ of its request: nginx serves the name asked for, and the
+        # same size without ^ is a 400 (superseded_store_path: the names earlier versions stored).
         x1, y1, x2, y2 = self.region
         width, height = self.size
         rotation = f"{'!' if self.mirror else ''}{self.rotation}"
-        return (f"{self.uuid[:2]}/{self.uuid}/{x1},{y1},{x2 - x1},{y2 - y1}/{width},{height}/{rotation}/"
-                f"{self.colour}.{formats.get(self.format).iiif}")
+        return (f"{self.uuid[:2]}/{self.uuid}/{x1},{y1},{x2 - x1},{y2 - y1}/{'^' if self.upscaled else ''}"
+                f"{width},{height}/{rotation}/{self.colour}.{formats.get(self.format).iiif}")
 
     @property
     def media_type(self):
@@ -333,7 +340,7 @@ def nginx_location_pattern():
     return f"^{url_path_pattern()}$"
 
 
-# -- the IIIF family: /iiif/3/<uuid>/<x,y,w,h>/<w,h>/<!?rotation>/<quality>.<format>, as stored
+# -- the IIIF family: /iiif/3/<uuid>/<x,y,w,h>/<^?w,h>/<!?rotation>/<quality>.<format>, as stored
 
 IIIF_COLOURS = ("default", "color", "gray", "bitonal")
 
@@ -341,7 +348,7 @@ IIIF_COLOURS = ("default", "color", "gray", "bitonal")
 def _iiif_tail_pattern():
     n, p = NUMBER, POSITIVE
     extensions = "|".join(map(re.escape, formats.iiif_names()))
-    return rf"{n},{n},{p},{p}/{p},{p}/!?(?:0|90|180|270)/(?:{'|'.join(IIIF_COLOURS)})\.(?:{extensions})"
+    return rf"{n},{n},{p},{p}/\^?{p},{p}/!?(?:0|90|180|270)/(?:{'|'.join(IIIF_COLOURS)})\.(?:{extensions})"
 
 
 def parse_iiif_relpath(relpath):
@@ -353,8 +360,8 @@ def parse_iiif_relpath(relpath):
     x, y, width, height = map(int, region.split(","))
     colour, _, extension = last.rpartition(".")
     crop = Crop(match[2], Box(x, y, x + width, y + height), formats.iiif_names()[extension].name,
-                tuple(map(int, size.split(","))), mirror=rotation.startswith("!"), rotation=int(rotation.lstrip("!")),
-                colour=colour, family="iiif")
+                tuple(map(int, size.lstrip("^").split(","))), mirror=rotation.startswith("!"),
+                rotation=int(rotation.lstrip("!")), colour=colour, family="iiif")
     return crop if crop.relpath == relpath and crop.is_canonical() else None
 
 
@@ -362,6 +369,25 @@ def parse_store_path(path):
     """The Crop a store path ("<family>/<relpath>") names, or None."""
     family, _, relpath = path.partition("/")
     return {"crops": parse_relpath, "iiif": parse_iiif_relpath}.get(family, lambda _: None)(relpath)
+
+
+def superseded_store_path(path):
+    """The Crop an earlier version stored under a store path that names no crop now, or None.
+
+    Earlier versions stored an upscaled IIIF image without its ^ (iiif/.../10,10,50,40/100,80/0/default.png),
+    and nginx served that file to the same request without ^, which must be a 400. Such a name is
+    never written again and parses as nothing: the pruner removes what a cache folder (or the S3
+    store, on its S3_PRUNER host) still holds under it, and each is made again under its ^ name when
+    asked for. In a cluster being upgraded, a host of an earlier version asking this one (POST
+    /_cluster/make) for such a path hears that there is no crop there (404), and this one's ^ path
+    is a 404 to it: only upscaled IIIF images, and only until every host runs this version.
+    """
+    family, _, relpath = path.partition("/")
+    parts = relpath.split("/")
+    if family != "iiif" or len(parts) != 6 or parts[3].startswith("^"):
+        return None
+    crop = parse_iiif_relpath("/".join([*parts[:3], "^" + parts[3], *parts[4:]]))
+    return crop if crop is not None and crop.upscaled else None
 
 
 FAMILIES = ("crops", "iiif")  # the folders (or key prefixes) stores keep crops under: Crop.family

@@ -11,6 +11,8 @@ local-only location) and the access log cover those.
 """
 
 import functools
+import glob
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -70,7 +72,38 @@ def _make_metrics():
                                   buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200)),
         cache_files=Gauge("cropper_cache_files", "Entries each store holds, as last measured.", ["store"],
                           multiprocess_mode="mostrecent"),
+        # Set by the pruner process itself, and kept after it dies: older than twice the interval, no
+        # pruner runs (killed, frozen, or its cache read-only).
+        pruned=Gauge("cropper_cache_pruned_timestamp_seconds", "When the cache's pruner last finished a pass "
+                     "(Unix time).", multiprocess_mode="mostrecent"),
+        prune_interval=Gauge("cropper_cache_prune_interval_seconds", "Seconds between the pruner's passes "
+                             "(CACHE_PRUNE_INTERVAL).", multiprocess_mode="mostrecent"),
     )
+
+
+class SizedFiles:
+    """prometheus_client's multiprocess collector over the files their processes have sized.
+
+    A process makes its file, then sizes it: a scrape in between, or a process killed there (a pruner
+    SIGKILLed at its first pass: then for good), would fail the whole scrape on the empty file
+    (prometheus/client_python#1199). An empty file holds no value yet, so it is left out.
+    """
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def collect(self):
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = [path for path in glob.glob(os.path.join(self.folder, "*.db")) if _size(path) > 0]
+        return MultiProcessCollector.merge(files, accumulate=True)
+
+
+def _size(path):
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:  # a dead worker's, removed meanwhile
+        return 0
 
 
 # -- what other modules report
@@ -141,6 +174,12 @@ def dataset_job(status, seconds=None, crops_made=0, crops_failed=0):
     if crops_made or crops_failed:
         metrics().dataset_crops.labels("made").inc(crops_made)
         metrics().dataset_crops.labels("failed").inc(crops_failed)
+
+
+def pruned(interval):
+    """A pass of the pruner that runs every interval seconds is done."""
+    metrics().prune_interval.set(interval)
+    metrics().pruned.set(time.time())
 
 
 def measured(store, files, nbytes):

@@ -168,6 +168,10 @@ class Gunicorn:
         wanted = b"-m\0cropper\0" + command.encode() + b"\0"
         return next((pid for pid in children(self.process.pid) if wanted in _cmdline(pid)), None)
 
+    def pruner_pids(self):
+        """The pid of the cache pruner the arbiter runs beside the workers (a list: none, or one)."""
+        return [pid for pid in children(self.process.pid) if b"prune" in _cmdline(pid)]
+
     def stop(self):
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

@@ -139,7 +139,7 @@ def test_prune_removes_over_budget_files_and_says_what(tmp_path, cache):
     assert not any(path.exists() for path in sources)
     assert not old_temp.exists() and young_temp.exists()
     assert result.stdout.splitlines()[0] == (f"removed 3 crops ({mib(crop_bytes)}), 1 sources ({mib(source_bytes)}), "
-                                             f"1 temp files; 0 in use were kept")
+                                             "1 temp files, 0 under names of earlier versions; 0 in use were kept")
     assert "crops:" in result.stdout and "temp files: 1" in result.stdout  # then the stats after
 
 
@@ -151,7 +151,8 @@ def test_prune_keeps_a_crop_being_made(tmp_path, cache):
 
     assert result.returncode == 0, result.stderr
     assert crop.exists()
-    assert result.stdout.startswith("removed 0 crops (0.0 MiB), 0 sources (0.0 MiB), 0 temp files; 1 in use were kept")
+    assert result.stdout.startswith("removed 0 crops (0.0 MiB), 0 sources (0.0 MiB), 0 temp files, 0 under names of "
+                                    "earlier versions; 1 in use were kept")
 
 
 # -- bad settings

@@ -192,3 +192,31 @@ def test_option_paths_are_matched_by_the_nginx_pattern():
     pattern = re.compile(crops.nginx_location_pattern())
     for options in ({"width": 224, "height": 224, "fit": "letterbox", "background": "ffffff"}, {"quality": 7}):
         assert pattern.fullmatch("/crops/" + resolved(**options).relpath)
+
+
+# -- IIIF names: an upscaled image keeps its request's ^, so nginx serves it to that request only
+
+
+def iiif_crop(size, region=Box(10, 10, 60, 50)):
+    return Crop(UUID, region, "png", size, family="iiif")
+
+
+@pytest.mark.parametrize("size, segment", [((100, 80), "^100,80"), ((51, 10), "^51,10"), ((10, 41), "^10,41"),
+                                           ((50, 40), "50,40"), ((25, 20), "25,20")])
+def test_an_iiif_name_has_a_caret_exactly_when_a_side_is_larger_than_its_region(size, segment):
+    crop = iiif_crop(size)
+    assert crop.url_path == f"/iiif/3/{UUID}/10,10,50,40/{segment}/0/default.png"
+    assert crops.parse_store_path(crop.store_path) == crop
+    assert re.fullmatch(crops.nginx_iiif_location_pattern().replace("?<", "?P<"), crop.url_path)
+
+
+def test_an_upscaled_size_without_its_caret_or_a_caret_on_a_smaller_one_names_nothing():
+    for segment in ("100,80", "^50,40", "^25,20"):
+        assert crops.parse_store_path(f"iiif/{UUID[:2]}/{UUID}/10,10,50,40/{segment}/0/default.png") is None
+
+
+def test_an_upscaled_image_stored_by_an_earlier_version_without_its_caret_is_known_as_superseded():
+    old = f"iiif/{UUID[:2]}/{UUID}/10,10,50,40/100,80/0/default.png"
+    assert crops.superseded_store_path(old) == iiif_crop((100, 80))
+    for current in (iiif_crop((100, 80)).store_path, iiif_crop((25, 20)).store_path, f"crops/{UUID[:2]}/{UUID}/x"):
+        assert crops.superseded_store_path(current) is None  # what names a crop now, or nothing at all

@@ -76,7 +76,7 @@ def test_a_render_step_added_to_the_pipeline_shapes_crops_and_iiif_images_alike(
 def test_every_module_of_the_package_lives_in_a_role_folder_or_is_a_documented_top_level_one():
     top_level = {path.name for path in PACKAGE.glob("*.py")}
     assert top_level == {"__init__.py", "__main__.py", "batch.py", "cluster.py", "config.py", "crops.py",
-                         "errors.py", "formats.py", "imaging.py", "logstats.py", "metrics.py", "schemas.py",
-                         "service.py", "sources.py", "spreadsheets.py", "wiring.py"}
+                         "errors.py", "formats.py", "imaging.py", "logstats.py", "metrics.py", "pages.py",
+                         "schemas.py", "service.py", "sources.py", "spreadsheets.py", "wiring.py"}
     assert {path.name for path in PACKAGE.iterdir() if path.is_dir() and (path / "__init__.py").exists()} == {
         "datasets", "http", "iiif", "ops", "storage", "upstream"}

@@ -198,14 +198,27 @@ def run_crop_list(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def csv_row(values: Sequence[Any]) -> str:
+    """A line of crops.csv, written as the service writes its CSV (cropper/spreadsheets.py; tests/test_client_csv.py
+    holds the two together): text a spreadsheet would run as a formula (=, +, -, @, tab or CR first, from a
+    concept FathomNet names so) gets a leading ', numbers stay numbers, and a cell with a comma, a quote, a CR
+    or an LF is quoted (csv.writer leaves a lone CR bare, and a spreadsheet would start a row there)."""
+    cells = []
+    for value in values:
+        text = "" if value is None else str(value)
+        if not isinstance(value, (int, float)) and text.startswith(("=", "+", "-", "@", "\t", "\r")):
+            text = "'" + text
+        cells.append('"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\r\n') else text)
+    return ",".join(cells) + "\n"
+
+
 def run_crop_concept(args: argparse.Namespace) -> int:
     if args.limit < 1 or args.page_size < 1:
         return fail("--limit and --page-size must be 1 or more")
     args.out.mkdir(parents=True, exist_ok=True)
     failed = saved = 0
     with client_of(args) as client, (args.out / "crops.csv").open("w", newline="") as handle, progress() as bar:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
+        handle.write(csv_row(CSV_COLUMNS))
         pages = client.iter_concept(args.concept, page_size=min(args.page_size, 100), offset=args.offset,
                                     limit=args.limit, **options_of(args))
         for page in pages:
@@ -214,7 +227,7 @@ def run_crop_concept(args: argparse.Namespace) -> int:
                 if isinstance(crop, CropResult):
                     name = f"{crop.box_uuid}.{crop.format}"  # one file per annotation
                     client.download(crop, args.out / name)
-                    writer.writerow([crop.url, crop.concept, crop.box_uuid, crop.uuid, *crop.region, name])
+                    handle.write(csv_row([crop.url, crop.concept, crop.box_uuid, crop.uuid, *crop.region, name]))
                     saved += 1
                 else:
                     failed += 1

@@ -29,17 +29,21 @@ def create_app(settings=None, source=None, service=None):
     register_cors(app, settings)
     register_error_handlers(app)
     register_metrics(app)
-    register_headers(app)
+    register_headers(app, settings)
     for blueprint in (crops.bp, iiif.bp, openapi.bp, metrics.bp, datasets.bp):
         app.register_blueprint(blueprint)
     return app
 
 
 def register_proxy_fix(app, settings):
-    """Trust X-Forwarded-* only from as many proxies as we are told sit in front."""
+    """Trust X-Forwarded-For, -Proto and -Host, the ones nginx sets, from as many proxies as sit in front.
+
+    Not -Port or -Prefix: nginx clears them, and a deployment under another address or path says so
+    with PUBLIC_URL. Trusted, a client's own would put its host in every URL the answers hand out.
+    """
     n = settings.trusted_proxies
     if n > 0:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=0, x_prefix=0)
 
 
 def register_services(app, settings, service):

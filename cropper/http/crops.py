@@ -3,10 +3,8 @@ the cluster's internal call, the page, and health. Each reads the request, makes
 service, and writes the answer.
 """
 
-import csv
 import functools
 import hmac
-import io
 import json
 import math
 import uuid as uuidlib
@@ -15,7 +13,7 @@ from flask import Blueprint, current_app, jsonify, redirect, request, send_file
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from .. import batch, cluster, crops
+from .. import batch, cluster, crops, spreadsheets
 from ..crops import CropRequest
 from ..datasets.worker import HOUSEKEEPING_SECONDS as DATASET_HEARTBEAT
 from ..errors import (
@@ -37,11 +35,15 @@ ONE_YEAR = 365 * 24 * 3600
 
 
 def echoed(value):
-    """A batch item's field as its error answer repeats it: only short strings and finite numbers."""
+    """A batch item's field as its error answer repeats it: only short text and modest finite numbers."""
     if isinstance(value, str) and len(value) <= 64:
+        return value if value.isprintable() else None  # no lone surrogate ("\ud800") or control characters
+    if isinstance(value, bool):
+        return None
+    # An int is compared as an int: a 400-digit one cannot become a float (math.isfinite would raise).
+    if isinstance(value, int) and abs(value) < 10**15:
         return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and \
-            abs(value) < 10**15:
+    if isinstance(value, float) and math.isfinite(value) and abs(value) < 10**15:
         return value
     return None
 
@@ -172,13 +174,9 @@ def crop_concept():
 
 def csv_answer(answered):
     """The crops made, one row each (failed ones are in the JSON answer, and counted in a header)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
     made = [a for a in answered if "url" in a]
-    for a in made:
-        writer.writerow([a["url"], a["concept"], a["box_uuid"], a["uuid"], *a["region"]])
-    response = current_app.response_class(out.getvalue(), mimetype="text/csv")
+    rows = ([a["url"], a["concept"], a["box_uuid"], a["uuid"], *a["region"]] for a in made)
+    response = current_app.response_class(spreadsheets.csv_text(CSV_COLUMNS, rows), mimetype="text/csv")
     response.headers["X-Cropper-Failed"] = str(len(answered) - len(made))
     return response
 

@@ -5,7 +5,7 @@ import time
 from flask import current_app, g, request
 from flask_cors import CORS
 
-from .. import metrics
+from .. import metrics, pages
 
 
 def answers_crops(view):
@@ -55,9 +55,16 @@ def register_cors(app, settings):
         return cors_after_request(response)
 
 
-def register_headers(app):
+def register_headers(app, settings):
+    # Each page's content security policy (pages.py), as nginx sends it for the page it serves itself.
+    page = pages.page_policy(settings.public_url)
+    policies = {"cropper.page": page, "static": page, "openapi.docs": pages.docs_policy()}
+
     @app.after_request
     def no_sniffing(response):
-        """Browsers must take our content types at their word (a crop is never run as HTML)."""
+        """Browsers must take our content types at their word (a crop is never run as HTML); pages get their policy."""
         response.headers["X-Content-Type-Options"] = "nosniff"
+        policy = policies.get(request.endpoint)
+        if policy:
+            response.headers["Content-Security-Policy"] = policy
         return response

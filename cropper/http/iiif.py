@@ -46,8 +46,11 @@ def base(identifier):
 def info(identifier):
     """The image information document: size, limits, sizes and tiles for deep zoom."""
     uuid, image = image_of(identifier)
+    # profileLinkHeader only: every image answer has that Link, nginx's from disk too. The canonical Link
+    # is sent by the app alone (a canonical path needs the image's size for "full" and "max", which nginx
+    # does not know), so it is not promised: tiles fetched again come from nginx without it.
     document = iiif.info_json(base_uri(uuid), image.width, image.height, tile_size=settings().iiif_tile_size,
-                              extra_features=("canonicalLinkHeader", "profileLinkHeader"), **limits())
+                              extra_features=("profileLinkHeader",), **limits())
     response = jsonify(document)
     # JSON-LD unless the client prefers plain JSON (5.1).
     wanted = request.accept_mimetypes.best_match(["application/ld+json", "application/json"], "application/ld+json")

@@ -18,11 +18,12 @@ def scrape():
     client = ipaddress.ip_address(request.remote_addr or "0.0.0.0")
     if not any(client in ipaddress.ip_network(network) for network in allowed):
         raise ForbiddenError("Metrics are only for the monitoring networks (METRICS_ALLOW).")
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
     metrics.metrics()  # so a fresh worker's metrics exist, at zero
     registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # prometheus_client's own variable (set by gunicorn_settings)
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")  # prometheus_client's own variable (set by gunicorn_settings)
+    if folder:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        registry.register(metrics.SizedFiles(folder))
     return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}

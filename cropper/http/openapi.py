@@ -558,7 +558,9 @@ def paths(settings, options):
     concept = {"post": {
         "tags": ["annotations"], "summary": "Crop a page of a concept's annotations",
         "description": "For a data set: a page of FathomNet's boxes of one concept, each cropped. JSON, or CSV "
-                       f"(`{csv_columns}`, the crops made) when `Accept` prefers `text/csv`.",
+                       f"(`{csv_columns}`, the crops made) when `Accept` prefers `text/csv`. A text cell a "
+                       "spreadsheet would run as a formula (one starting with =, +, -, @, a tab or a carriage "
+                       "return, as a concept's name may) is written with a leading `'`; numbers as they are.",
         "requestBody": {"required": True, "content": {"application/json": {"schema": ref("ConceptRequest")}}},
         "responses": answers({200: {
             "description": "The page's crops (failed ones with their error), the total and the next page's offset.",

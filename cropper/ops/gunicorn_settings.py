@@ -7,10 +7,10 @@ service, Gunicorn's included, is documented in one place: `.env.example`.
 
 import os
 import shutil
-import subprocess
 import sys
 
 from cropper.config import ConfigError, Settings
+from cropper.ops.helpers import KeptProcess
 
 try:
     settings = Settings.from_env()
@@ -90,32 +90,25 @@ def child_exit(server, worker):
 
 
 # The cache pruner and the data-set worker run beside the workers, started by the arbiter: processes of
-# their own, so no web worker walks the cache or runs a job, and the app factory starts nothing. Several
-# Gunicorns sharing one cache folder (replicas) each start a pruner; the folder's pruner lock lets one prune
-# and the rest stand by. Each data-set worker takes jobs from the one queue in the cache folder.
+# their own, so no web worker walks the cache or runs a job, and the app factory starts nothing; each is
+# started again if it dies (ops/helpers.py). Several Gunicorns sharing one cache folder (replicas) each
+# start a pruner; the folder's pruner lock lets one prune and the rest stand by. Each data-set worker
+# takes jobs from the one queue (DATASET_QUEUE).
 def helpers():
-    """The commands of the processes that run beside the workers, by name."""
+    """The processes to keep beside the workers: name -> command."""
     commands = {}
     if settings.cache_prune_interval > 0:
-        commands["pruner"] = [sys.executable, "-m", "cropper", "cache", "prune", "--every",
-                              str(settings.cache_prune_interval), "--exit-with-parent"]
+        commands["cache pruner"] = [sys.executable, "-m", "cropper", "cache", "prune", "--every",
+                                    str(settings.cache_prune_interval), "--exit-with-parent"]
     if settings.dataset_worker:
-        commands["dataset worker"] = [sys.executable, "-m", "cropper", "datasets", "worker", "--exit-with-parent"]
+        commands["data-set worker"] = [sys.executable, "-m", "cropper", "datasets", "worker", "--exit-with-parent"]
     return commands
 
 
 def when_ready(server):
-    server.cropper_helpers = {name: subprocess.Popen(command) for name, command in helpers().items()}
+    server.cropper_helpers = [KeptProcess(name, command).start() for name, command in helpers().items()]
 
 
 def on_exit(server):
-    helpers_running = getattr(server, "cropper_helpers", {})
-    for process in helpers_running.values():
-        if process.poll() is None:
-            process.terminate()
-    for name, process in helpers_running.items():
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # a prune pass or a job's round that outlasts the arbiter's exit
-            server.log.warning("the %s did not stop within 10 s; killing it", name)
-            process.kill()
+    for helper in getattr(server, "cropper_helpers", []):
+        helper.stop()

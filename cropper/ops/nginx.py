@@ -14,7 +14,7 @@ from pathlib import Path
 from string import Template
 from urllib.parse import urlsplit
 
-from .. import crops, errors, formats
+from .. import crops, errors, formats, pages
 from ..cluster import FAILED_HOST_SECONDS
 from ..config import Settings
 from ..iiif import image as iiif
@@ -48,6 +48,7 @@ class NginxSite:
     real_ip_from: tuple = ()  # proxies (a cluster's front) whose X-Forwarded-For names the client
     store_url: str = ""  # CACHE_BACKEND=s3: http://host:port/bucket nginx reads crops from; "": from cache_dir
     store_cache_max: int = DEFAULTS.store_cache_max_bytes  # bytes of nginx's local cache of crops read from the store
+    public_url: str = ""  # PUBLIC_URL: the page's policy lets it show crops from there
 
     @classmethod
     def from_settings(cls, settings):
@@ -61,7 +62,7 @@ class NginxSite:
             tls_cert=settings.tls_cert_file, tls_key=settings.tls_key_file, resolver=settings.nginx_resolver,
             metrics_allow=settings.metrics_allow, real_ip_from=settings.nginx_real_ip_from,
             store_url=store_url(settings) if settings.cache_backend == "s3" else "",
-            store_cache_max=settings.store_cache_max_bytes,
+            store_cache_max=settings.store_cache_max_bytes, public_url=settings.public_url,
         )
 
 
@@ -94,10 +95,11 @@ def cors_values(origins):
 
 
 def nginx_string(text):
-    """text as an nginx single-quoted string (nginx would expand a $ in it: none may be there)."""
+    """text as an nginx quoted string, in the quotes it does not hold (nginx would expand a $ in it: none may be)."""
     if "$" in text:
         raise ValueError(f"nginx cannot return a literal $: {text!r}")
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    quote = '"' if "'" in text and '"' not in text else "'"  # a CSP's 'self' reads as written
+    return quote + text.replace("\\", "\\\\").replace(quote, "\\" + quote) + quote
 
 
 def error_pages(snippets_dir):
@@ -110,7 +112,8 @@ def error_pages(snippets_dir):
               "    default_type application/json;"]
     for status, body, retry_after in pages:
         lines += [f"    location = /_cropper_errors/{status} {{",
-                  f"        include \"{snippets_dir}/cropper-cors.conf\";"]
+                  f"        include \"{snippets_dir}/cropper-cors.conf\";",
+                  "        add_header X-Content-Type-Options nosniff always;"]
         if retry_after:
             lines.append(f"        add_header Retry-After {retry_after} always;")
         if status == 405:
@@ -200,6 +203,7 @@ def template_values(site, process):
         "CROPPER_IIIF_TYPES": " ".join(f"{fmt.media_type} {name};" for name, fmt in formats.iiif_names().items()),
         "CROPPER_CROP_NOT_FOUND": json_404(errors.CropNotFoundError("There is no crop at this path.")),
         "CROPPER_METRICS_ALLOW": " ".join(f"allow {network};" for network in site.metrics_allow),
+        "CROPPER_PAGE_POLICY": nginx_string(pages.page_policy(site.public_url)),
         "CROPPER_REAL_IP": real_ip(site.real_ip_from),
         **store_values(site, process),
     }

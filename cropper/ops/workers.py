@@ -55,7 +55,8 @@ class JSONErrors:
         message = MESSAGES.get(status, "Something went wrong on our side.")
         body = json.dumps(error_body(code, message)).encode()
         head = (f"HTTP/1.1 {status} {reason.strip() or 'Internal Server Error'}\r\nConnection: close\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+                f"Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n")
         try:
             util.write_nonblock(client, head.encode("latin-1") + body)
         except Exception:  # the client is gone: nothing more to tell it

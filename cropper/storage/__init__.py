@@ -44,6 +44,7 @@ class Listing:
 
     entries: list = field(default_factory=list)
     temp_files: list = field(default_factory=list)
+    superseded: list = field(default_factory=list)  # Entries under names an earlier version used (crops.py)
 
     @property
     def size(self):
@@ -73,7 +74,7 @@ class Evictable(Protocol):
         """
 
     def listing(self) -> Listing:
-        """Every entry and left-over temp file, measured."""
+        """Every entry, left-over temp file and file an earlier version named otherwise, measured."""
 
     def remove(self, entry: Entry) -> bool:
         """Remove an entry unless it is in use (being made, or read); True if it is gone."""

@@ -32,11 +32,12 @@ class PruneReport:
     sources_removed: int = 0
     source_bytes_removed: int = 0
     temp_files_removed: int = 0
+    superseded_removed: int = 0  # crops earlier versions named otherwise (crops.superseded_store_path)
     skipped_in_use: int = 0
 
     @property
     def removed_anything(self):
-        return bool(self.crops_removed or self.sources_removed or self.temp_files_removed)
+        return bool(self.crops_removed or self.sources_removed or self.temp_files_removed or self.superseded_removed)
 
 
 class Pruner:
@@ -123,7 +124,8 @@ class Pruner:
     def _shrink(self, store, report, enough, now=None):
         """Remove least recently used entries nobody uses until enough(listing, bytes freed): (removed, freed).
 
-        With now, temp files older than the grace go first, from the same listing.
+        With now (a periodic pass), temp files older than the grace go first, from the same listing, and
+        so does every crop an earlier version stored under another name (nginx might serve it wrongly).
         """
         counted = store.count(0)
         listing = store.listing()
@@ -132,6 +134,7 @@ class Pruner:
                 if now - temp.modified > self.temp_grace:
                     store.remove_temp_file(temp)
                     report.temp_files_removed += 1
+            report.superseded_removed += sum(store.remove(entry) for entry in listing.superseded)
         removed = freed = 0
         for entry in sorted(listing.entries, key=lambda e: e.last_used):
             if enough(listing, freed):
@@ -170,7 +173,8 @@ def run_pruner(pruner, interval, stop=None, parent_pid=None):
             with pruner.source_store.sole_pruner():
                 log.info("pruning the cache every %s s (pid %d)", interval, os.getpid())
                 while not stopping():
-                    _prune_once(pruner)
+                    if _prune_once(pruner):
+                        metrics.pruned(interval)
                     pause()
         except BusyError:
             if not announced_waiting:
@@ -183,10 +187,12 @@ def run_pruner(pruner, interval, stop=None, parent_pid=None):
 
 
 def _prune_once(pruner):
+    """One pass; True if it was done."""
     try:
         report = pruner.prune()
     except Exception:  # the pruner must outlive any one bad pass
         log.exception("cache prune failed")
-        return
+        return False
     if report.removed_anything:
         log.info("cache pruned: %s", report)
+    return True

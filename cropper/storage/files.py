@@ -150,16 +150,19 @@ class FileCropStore(_FileStore):
         return None  # the cache folder's disk is checked as the source store's (the same folder)
 
     def listing(self):
-        """Every stored crop and left-over temp file, measured."""
+        """Every stored crop, left-over temp file and crop an earlier version named otherwise, measured."""
         listing = Listing()
         for family in crops.FAMILIES:
             for path, stat in _files(self.root / family):
                 if is_temp(path):
                     listing.temp_files.append(TempFile(path, stat.st_mtime))
                     continue
-                crop = crops.parse_store_path(os.path.relpath(path, self.root))
-                if crop is not None:
-                    listing.entries.append(Entry(crop, [path], _disk_size(stat), _last_used(stat)))
+                store_path = os.path.relpath(path, self.root)
+                measured = ([path], _disk_size(stat), _last_used(stat))
+                if crop := crops.parse_store_path(store_path):
+                    listing.entries.append(Entry(crop, *measured))
+                elif crop := crops.superseded_store_path(store_path):
+                    listing.superseded.append(Entry(crop, *measured))
         return listing
 
     def remove(self, entry):

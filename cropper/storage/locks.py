@@ -58,10 +58,12 @@ class Locks:
                 os.close(fd)  # whatever unlink met (EIO, EROFS): the lock is never kept by a leaked descriptor
 
     def _open(self, path):
+        # Read-only: flock needs no more. A descriptor open for writing in the cache folder (the
+        # pruner holds its lock for as long as it runs) makes the kernel refuse to remount it read-only.
         with storing("cache"):
             for attempt in range(3):
                 try:
-                    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                    return os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
                 except FileNotFoundError:
                     if attempt == 2:
                         raise

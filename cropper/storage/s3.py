@@ -124,7 +124,8 @@ class S3CropStore:
         pass  # a PUT is whole or absent: the bucket has no temp files
 
     def listing(self):
-        """Every stored crop, measured; last_used is when it was stored (objects have no access time)."""
+        """Every stored crop (and one an earlier version named otherwise), measured; last_used is when it was
+        stored (objects have no access time)."""
         listing = Listing()
         with self._reaching("list"):
             for family in crops.FAMILIES:
@@ -132,10 +133,12 @@ class S3CropStore:
                     Bucket=self.bucket, Prefix=f"{self.prefix}{family}/")
                 for page in pages:
                     for item in page.get("Contents", []):
-                        crop = crops.parse_store_path(item["Key"][len(self.prefix):])
-                        if crop is not None:
-                            listing.entries.append(
-                                Entry(crop, [item["Key"]], item["Size"], item["LastModified"].timestamp()))
+                        store_path = item["Key"][len(self.prefix):]
+                        measured = ([item["Key"]], item["Size"], item["LastModified"].timestamp())
+                        if crop := crops.parse_store_path(store_path):
+                            listing.entries.append(Entry(crop, *measured))
+                        elif crop := crops.superseded_store_path(store_path):
+                            listing.superseded.append(Entry(crop, *measured))
         return listing
 
     def remove(self, entry):

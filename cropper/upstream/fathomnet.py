@@ -24,6 +24,8 @@ from .deadlines import DeadlineAdapter, deadline
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 * 1024
+# What _api returns for FathomNet's 404: not None, which is an answer of JSON null (200), unusable (502).
+NOT_FOUND = object()
 MAX_REDIRECTS = 3
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -190,7 +192,7 @@ class FathomNetClient:
     def image(self, uuid):
         """Look up one image's metadata."""
         found = self._api("GET", f"images/{quote(uuid)}", f"image {uuid}", call="image")
-        if found is None:
+        if found is NOT_FOUND:
             raise ImageNotFoundError(f"FathomNet has no image with uuid {uuid}.", uuid=uuid)
         return image_from_api(uuid, found)
 
@@ -219,7 +221,7 @@ class FathomNetClient:
     def bounding_box(self, uuid):
         """Look up one annotation, or None if FathomNet has none with that uuid."""
         found = self._api("GET", f"boundingboxes/{quote(uuid)}", f"bounding box {uuid}", call="bounding_box")
-        if found is None:
+        if found is NOT_FOUND:
             return None
         box = box_from_api(found)
         if box.uuid != uuid:  # neither this crop nor the other box's record may come from it
@@ -259,7 +261,7 @@ class FathomNetClient:
         what = f"the taxa under {concept!r}"
         found = self._api("GET", f"taxa/query/{quote(provider, safe='')}/{quote(concept, safe='')}", what,
                           call="taxa")
-        if found is None:
+        if found is NOT_FOUND:
             return []
         if not isinstance(found, list):
             raise UpstreamError(f"FathomNet answered a query for {what} with something that is not a list.")
@@ -267,10 +269,10 @@ class FathomNetClient:
         return [name for name in names if isinstance(name, str) and 0 < len(name) <= 256]
 
     def _api(self, method, path, what, call, **kwargs):
-        """The JSON of an API answer (None for a 404), within the API's deadline and size cap."""
+        """The JSON of an API answer (NOT_FOUND for a 404), within the API's deadline and size cap."""
         with metrics.upstream_call(call) as counted:
             found = self._api_json(method, urljoin(self.api_url, path), what, **kwargs)
-            if found is None:
+            if found is NOT_FOUND:
                 counted.outcome = "not_found"
             return found
 
@@ -280,7 +282,7 @@ class FathomNetClient:
                 response = self._follow_within_origin(method, url, what, **kwargs)
                 with response:
                     if response.status_code == 404:
-                        return None
+                        return NOT_FOUND
                     if not response.ok:
                         raise UpstreamError(f"FathomNet answered {response.status_code} about {what}.",
                                             status=response.status_code)

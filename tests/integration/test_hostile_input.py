@@ -37,6 +37,7 @@ def raw(url, data, timeout=10):
 def assert_json_error(status, headers, body, expected):
     assert status == expected, (status, body[:300])
     assert headers["content-type"].startswith("application/json"), headers
+    assert headers.get("x-content-type-options") == "nosniff", headers  # nginx's and Gunicorn's own errors too
     error = json.loads(body)["error"]
     assert set(error) == {"code", "message", "details"} and error["message"]
     return error
@@ -101,6 +102,31 @@ def test_gunicorn_alone_answers_every_error_in_json(gunicorn, name, request_byte
 def test_nginx_answers_every_error_in_json(nginx, name, request_bytes, status):
     assert_json_error(*raw(nginx.url, request_bytes), status)
     assert requests.get(f"{nginx.url}/healthz", timeout=5).status_code == 200
+
+
+# Batch items each answered in place (their own 422), never a 500 for the whole batch.
+HOSTILE_ITEMS = [
+    '{"uuid": "%s", "x1": 1%s, "y1": 0, "x2": 10, "y2": 10}' % (UUID, "0" * 400),  # a 401-digit corner
+    '{"uuid": %s, "x1": true, "y1": 0.1e1, "x2": 10, "y2": 10}' % ("9" * 400),  # a 400-digit uuid, a boolean
+    '{"uuid": "\\ud800", "x1": -1%s, "y1": 0, "x2": 1, "y2": 1}' % ("0" * 330),  # a lone surrogate
+    '{"__proto__": {"x1": 1}, "uuid": "%s", "uuid": 5, "x1": 0, "y1": 0, "x2": 1, "y2": 1}' % UUID,
+    '"a bare string"',
+]
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "nginx"])
+@pytest.mark.parametrize("form", ['{"crops": [%s]}', "[%s]"], ids=["object", "list"])
+def test_hostile_batch_items_are_answered_each_in_place(request, server, form):
+    url = request.getfixturevalue(server).url
+    answer = requests.post(f"{url}/cropper-list/", data=(form % ",".join(HOSTILE_ITEMS)).encode(), timeout=30,
+                           headers={"Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.text[:300]
+    items = answer.json()
+    assert [item["error"]["code"] for item in items] == ["validation_error"] * len(HOSTILE_ITEMS)
+    assert items[0]["uuid"] == UUID and items[0]["box"] == [None, 0, 10, 10]  # what is safe to repeat, repeated
+    assert items[0]["error"]["details"] == {"x1": ["Must be less than 1000000000."]}
+    assert items[1]["uuid"] is None and items[1]["box"] == [None, 1.0, 10, 10]
+    assert items[2]["uuid"] is None  # a lone surrogate is not repeated back
 
 
 def test_nginx_errors_carry_cors_so_a_browser_tool_can_read_a_429(gunicorn, tmp_path):

@@ -10,6 +10,7 @@ import socket
 import statistics
 import threading
 import time
+import uuid as uuidlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import requests
 from devtools import servers
 from devtools.servers import Gunicorn
 from devtools.standin import _gzip_bomb
+from tests.fakeservers import JSONHandler, serving
 from tests.integration.conftest import service_env
 
 API_TIMEOUT, DOWNLOAD_TIMEOUT = 2, 3
@@ -247,3 +249,32 @@ def test_a_hostile_upstream_leaves_the_workers_small(app, standin):
         stop.set()
         sampler.join()
     assert peak and max(peak.values()) < 300, peak
+
+
+def test_a_null_answer_from_fathomnet_is_unusable_not_missing(tmp_path):
+    """FathomNet answering 200 with JSON null has answered nothing usable (502), not "there is none" (404)."""
+    servers.find_nginx_or_skip()
+    image, box, unknown = (str(uuidlib.uuid4()) for _ in range(3))
+    with serving(JSONHandler) as fathomnet:
+        for path in (f"/api/images/{image}", f"/api/boundingboxes/{box}"):
+            fathomnet.routes[("GET", path)] = lambda sent: (200, b"null")
+        env = {"CACHE_DIR": tmp_path / "cache", "FATHOMNET_API_URL": f"{fathomnet.url}/api",
+               "ALLOWED_IMAGE_HOSTS": fathomnet.url.removeprefix("http://"), "UPSTREAM_RETRIES": "0"}
+        with Gunicorn(env, cwd=tmp_path, workers=1) as app, \
+                servers.NginxServer(app, tmp_path / "cache", tmp_path / "nginx") as nginx:
+            asked = [
+                requests.post(f"{nginx.url}/cropper/", json={"uuid": image, "x1": 0, "y1": 0, "x2": 8, "y2": 8},
+                              timeout=30),
+                requests.post(f"{nginx.url}/cropper/", json={"box_uuid": box}, timeout=30),
+                requests.get(f"{nginx.url}/boxes/{box}.webp", timeout=30, allow_redirects=False),
+                requests.get(f"{nginx.url}/images/{image}/boxes", timeout=30),
+                requests.get(f"{nginx.url}/iiif/3/{image}/info.json", timeout=30),
+                requests.get(f"{nginx.url}/iiif/3/{image}/0,0,8,8/8,8/0/default.jpg", timeout=30),
+            ]
+            for answer in asked:
+                assert assert_upstream_error(answer)["code"] == "upstream_error"
+            # What FathomNet has not (its 404) is still not found.
+            missing = requests.post(f"{nginx.url}/cropper/", json={"uuid": unknown, "x1": 0, "y1": 0, "x2": 8,
+                                                                   "y2": 8}, timeout=30)
+            assert missing.status_code == 404 and missing.json()["error"]["code"] == "image_not_found"
+        assert "Traceback" not in app.log()

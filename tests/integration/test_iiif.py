@@ -5,6 +5,7 @@ under a uuid of its own. Tiles listed in info.json are fetched at every scale fa
 once is then a file nginx serves without the app.
 """
 
+import os
 import shutil
 import subprocess
 import sys
@@ -179,6 +180,24 @@ def test_iiif_and_nginx_s_errors_on_it_are_open_to_every_origin_whatever_cors_or
         assert down.status_code == 502 and down.headers["Access-Control-Allow-Origin"] == "*"
 
 
+LINK_FEATURES = {"canonicalLinkHeader": 'rel="canonical"', "profileLinkHeader": 'rel="profile"'}
+
+
+@pytest.mark.parametrize("tile", ["1024,0,512,512/512,512/0/default.jpg", "0,0,1920,1080/240,135/0/default.jpg",
+                                  "512,512,256,256/^300,300/!90/gray.png"])
+def test_every_link_header_info_json_promises_is_on_every_image_answer_through_nginx(nginx, standin, tile):
+    """As made by the app and as served again by nginx from disk: what extraFeatures claims holds for both."""
+    uuid = standin.image("framegrab").uuid
+    claimed = [feature for feature in info(nginx, uuid).json()["extraFeatures"] if feature in LINK_FEATURES]
+    assert "profileLinkHeader" in claimed
+    first = requests.get(f"{nginx.url}/iiif/3/{uuid}/{tile}", timeout=30)
+    again = requests.get(f"{nginx.url}/iiif/3/{uuid}/{tile}", timeout=30)
+    assert (first.headers["X-Cropper-Cache"], again.headers["X-Cropper-Cache"]) == ("miss", "hit")
+    for answer in (first, again):
+        for feature in claimed:
+            assert LINK_FEATURES[feature] in answer.headers.get("Link", ""), (feature, answer.headers)
+
+
 def test_a_tile_nginx_serves_has_the_profile_link_header_the_app_s_has(nginx, standin):
     uuid = standin.image("framegrab").uuid
     path = f"/iiif/3/{uuid}/1024,512,256,256/128,128/0/default.jpg"
@@ -201,3 +220,37 @@ def test_a_tile_url_nginx_normalises_answers_alike_on_disk_or_not(nginx, standin
     again = session.send(prepared, timeout=10, allow_redirects=False)
     assert (first.status_code, again.status_code) == (200, 200), first.text[:200]
     assert first.content == again.content
+
+
+def test_an_upscaled_image_on_disk_is_served_only_to_its_request_with_the_caret(nginx, gunicorn, standin):
+    """A size above the region needs ^: the stored upscaled file must not answer the request without it."""
+    uuid = standin.image("gray").uuid
+    region = "10,10,50,40"
+    upscaled, without = (f"/iiif/3/{uuid}/{region}/{size}/0/default.png" for size in ("^100,80", "100,80"))
+    made = requests.get(f"{nginx.url}{upscaled}", timeout=30)  # sent as %5E, as browsers send ^ too
+    assert made.status_code == 200 and open_bytes(made.content).size == (100, 80)
+    for base in (nginx.url, gunicorn.url):
+        refused = requests.get(f"{base}{without}", timeout=30)
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_request", base
+    again = requests.get(f"{nginx.url}{upscaled}", timeout=30)
+    assert again.content == made.content
+    sent = upscaled.replace("^", "%5E")
+    entries = read_log(nginx.access_log, until=lambda es: sum(e["uri"] == sent for e in es) == 2)
+    assert sorted(e["upstream_status"] for e in entries if e["uri"] == sent) == ["", "200"]  # then from disk
+
+
+def test_an_upscaled_image_an_earlier_version_stored_without_its_caret_is_pruned(nginx, gunicorn, standin, tmp_path):
+    """Caches hold upscaled images under the old name, which nginx would serve without ^: `cache prune` removes
+    them (as the pruner Gunicorn starts does on each pass), and the request with ^ makes the image again."""
+    uuid = standin.image("gray").uuid
+    upscaled, without = (f"/iiif/3/{uuid}/20,10,50,40/{size}/0/default.png" for size in ("^100,80", "100,80"))
+    made = requests.get(f"{nginx.url}{upscaled}", timeout=30)
+    folder = Path(gunicorn.cache_dir) / "iiif" / uuid[:2] / uuid / "20,10,50,40"
+    (folder / "^100,80").rename(folder / "100,80")  # as an earlier version stored it
+    pruned = subprocess.run([sys.executable, "-m", "cropper", "cache", "prune"], cwd=tmp_path, text=True,
+                            capture_output=True, timeout=60, env={**os.environ, "CACHE_DIR": str(gunicorn.cache_dir)})
+    assert pruned.returncode == 0, pruned.stderr
+    assert "1 under names of earlier versions" in pruned.stdout and not (folder / "100,80").exists()
+    assert requests.get(f"{nginx.url}{without}", timeout=30).status_code == 400
+    again = requests.get(f"{nginx.url}{upscaled}", timeout=30)
+    assert again.status_code == 200 and again.content == made.content

@@ -67,6 +67,17 @@ def test_metrics_count_what_three_workers_did(gunicorn, standin):
     assert grew("cropper_request_seconds_count", endpoint="cropper.create_crop") == 32
 
 
+def test_an_empty_metrics_file_a_killed_process_left_does_not_fail_the_scrape(gunicorn):
+    """A process killed between making its metrics file and sizing it leaves it empty, for good."""
+    empty = gunicorn.cwd / "var" / "metrics" / "gauge_mostrecent_999999.db"
+    empty.touch()
+    try:
+        answer = requests.get(f"{gunicorn.url}/metrics", timeout=10)
+        assert answer.status_code == 200 and "cropper_requests_total" in answer.text
+    finally:
+        empty.unlink()
+
+
 def test_metrics_are_only_for_the_monitoring_networks(standin, tmp_path):
     find_nginx_or_skip()
     env = service_env(standin, tmp_path / "cache", METRICS_ALLOW="10.99.0.0/16")

