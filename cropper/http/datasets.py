@@ -4,6 +4,7 @@ The files of a finished data set are served by nginx from the data-set store; th
 serves them when Gunicorn runs alone.
 """
 
+import re
 from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, request, send_file
@@ -79,3 +80,25 @@ def _when(timestamp):
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+CONCEPTS_LIMIT = 1000
+
+
+@bp.get("/concepts")
+def concept_names():
+    """FathomNet's concept names (remembered an hour): all of them, or those starting with ?prefix= (any case),
+    at most ?limit= (default and most CONCEPTS_LIMIT), in FathomNet's order."""
+    prefix = request.args.get("prefix", "")
+    if len(prefix) > 256:
+        raise InvalidRequestError("The prefix is too long.", prefix=["At most 256 characters."])
+    raw_limit = request.args.get("limit", str(CONCEPTS_LIMIT))
+    if not re.fullmatch(r"[1-9][0-9]{0,2}|1000", raw_limit):  # 1 to CONCEPTS_LIMIT, one spelling each
+        raise InvalidRequestError("The limit is not valid.", limit=[f"Must be a whole number from 1 to "
+                                                                    f"{CONCEPTS_LIMIT}."])
+    names = datasets().sources.concepts()
+    folded = prefix.casefold()
+    matching = [name for name in names if name.casefold().startswith(folded)]
+    response = current_app.json.response({"concepts": matching[:int(raw_limit)], "total": len(matching)})
+    response.cache_control.max_age = 300
+    return response

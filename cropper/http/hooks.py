@@ -39,6 +39,7 @@ def register_cors(app, settings):
     """Let browser tools on the configured origins call the API and draw crops on a canvas; IIIF for everyone."""
     CORS(
         app, resources={r"/cropper*": {}, r"/crops/*": {}, r"/images/*": {}, r"/boxes/*": {}, r"/datasets*": {},
+                        r"/concepts": {},
                         r"/iiif/*": {"origins": "*", "send_wildcard": True}},  # IIIF: every viewer, as "*"
         origins=list(settings.cors_origins),
         methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"], expose_headers=["X-Cropper-Cache"], max_age=86400,

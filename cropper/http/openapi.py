@@ -302,6 +302,11 @@ class DatasetJobSchema(Schema):
     counts = fields.Dict(metadata={"description": "Once done: crops per split, then per label."})
 
 
+class ConceptsSchema(Schema):
+    concepts = fields.List(fields.String(), required=True)
+    total = fields.Integer(required=True, metadata={"description": "Names that start with the prefix, in all."})
+
+
 class DatasetQueuedSchema(Schema):
     id = fields.String(required=True)
     url = fields.Url(required=True)
@@ -460,7 +465,7 @@ def build(app):
                          ("CropOptions", schemas.OptionsSchema(exclude=("format",), **limits)),
                          ("ConceptRequest", concept_schema), ("DatasetRequest", DatasetSchema),
                          ("DatasetCropOptions", schemas.OptionsSchema(**limits)), ("DatasetJob", DatasetJobSchema),
-                         ("DatasetQueued", DatasetQueuedSchema)):
+                         ("DatasetQueued", DatasetQueuedSchema), ("Concepts", ConceptsSchema)):
         spec.components.schema(name, schema=schema)
     spec.components.schema("BatchItem", {"oneOf": [ref("CropAnswer"), ref("FailedItem")]})
     spec.components.header("RetryAfter", {"description": "Seconds to wait before retrying.", "required": True,
@@ -701,7 +706,18 @@ def dataset_paths():
                              e422=f"{VALIDATION} Or `unknown_concept`: FathomNet has no concept of that exact name "
                                   "(`details.suggestions` has close ones).",
                              e429=ERROR_CODES[429] + " Or `too_many_jobs`: `DATASET_QUEUE_MAX` jobs wait already.")}}
+    concepts = {"get": {
+        "tags": ["datasets"], "summary": "FathomNet's concept names",
+        "description": "The names a data set may ask for (exact names), remembered for an hour: all of them, or "
+                       "those that start with `prefix` (in any case), in FathomNet's order.",
+        "parameters": [{"name": "prefix", "in": "query", "required": False, "description": "What the names start with.",
+                        "schema": {"type": "string", "maxLength": 256}},
+                       {"name": "limit", "in": "query", "required": False, "description": "At most this many names.",
+                        "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,2}$|^1000$"}}],
+        "responses": answers({200: json_ok("The names, and how many start with the prefix.", ref("Concepts"))},
+                             422, 429, 502, 503, 504, e422=VALIDATION)}}
     return {
+        "/concepts": concepts,
         "/datasets/": create,
         "/datasets": _alias(create, "/datasets/"),
         "/datasets/{job_id}": {

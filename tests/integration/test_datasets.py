@@ -27,6 +27,7 @@ from devtools.standin import (
     DATASET_GENUS,
     DATASET_NAMES,
     DATASET_OUTSIDE_BOXES,
+    concepts,
     find_boxes,
     image_fields,
     taxon_descendants,
@@ -335,3 +336,16 @@ def test_a_worker_killed_mid_job_is_taken_over_and_no_image_is_downloaded_twice(
     assert answer["status"] == "done" and answer["progress"]["crops_done"] == 200, answer
     assert {image: standin.downloads(image) for image in images} == {
         image: 2 if image == cut_off else 1 for image in images}
+
+
+def test_concept_names_are_fathomnets_with_a_prefix_in_any_case(service, standin):
+    every = requests.get(f"{service.url}/concepts", timeout=10).json()
+    assert every["concepts"] == concepts() and every["total"] == len(concepts())
+    some = requests.get(f"{service.url}/concepts", params={"prefix": DATASET_GENUS.lower(), "limit": 2},
+                        timeout=10).json()
+    assert some["concepts"] == [name for name in concepts() if name.lower().startswith(DATASET_GENUS.lower())][:2]
+    assert some["total"] >= 2
+    for bad in ({"limit": "0"}, {"limit": "01"}, {"limit": "1001"}, {"prefix": "x" * 257}):
+        answer = requests.get(f"{service.url}/concepts", params=bad, timeout=10)
+        assert answer.status_code == 422 and answer.json()["error"]["code"] == "validation_error", bad
+    assert standin.count("/api/boundingboxes/list/concepts") <= 1  # remembered
