@@ -227,10 +227,11 @@ def test_cluster_hosts_are_the_hosts_nginx_each_app_one_of_them_and_all_agree(cl
     for n, app in zip(HOST_NUMBERS, apps):
         assert app["CLUSTER_HOSTS"].split(",") == hosts == front["CLUSTER_HOSTS"].split(",")
         assert app["CLUSTER_SELF"] == f"nginx-{n}:80"  # its own nginx, which fronts it:
-        assert services[f"nginx-config-{n}"]["environment"]["NGINX_UPSTREAM"] == f"app-{n}:8000"
+        assert services[f"nginx-config-{n}"]["environment"]["NGINX_UPSTREAM"] == app["GUNICORN_BIND"]
+        assert f"run-{n}:{socket_folder(app)}:ro" in services[f"nginx-{n}"]["volumes"]  # its socket, shared
         assert services[f"nginx-config-{n}"]["environment"]["NGINX_LISTEN"] == "80 default_server"
         assert app["CLUSTER_KEY"] == CLUSTER_SECRETS["CLUSTER_KEY"] and app["CACHE_BACKEND"] == "s3"
-        assert app["S3_ENDPOINT_URL"] == "http://seaweedfs:8333" and app["GUNICORN_BIND"] == "0.0.0.0:8000"
+        assert app["S3_ENDPOINT_URL"] == "http://seaweedfs:8333"
         assert app["AWS_ACCESS_KEY_ID"] == CLUSTER_SECRETS["AWS_ACCESS_KEY_ID"]
         assert services[f"app-{n}"]["depends_on"]["store-init"]["condition"] == "service_completed_successfully"
     assert len({app["CLUSTER_SELF"] for app in apps}) == 3
@@ -266,17 +267,20 @@ def test_the_cluster_runs_the_images_built_here_and_starts_in_order(cluster_dir)
 
 def test_the_cluster_renderings_are_the_tested_ones_with_dockers_values(cluster_dir, tmp_path):
     services = cluster_services(cluster_dir)
+    front_address = services["front"]["networks"]["front"]["ipv4_address"]
     for n in HOST_NUMBERS:
         out = tmp_path / f"host{n}"
         result = render_with(services[f"nginx-config-{n}"]["environment"], out)
         assert result.returncode == 0, result.stderr
         http = (out / "conf.d" / "cropper.conf").read_text()
-        assert f"server app-{n}:8000 max_fails=0;" in http
+        assert "server unix:/run/cropper/gunicorn.sock max_fails=0;" in http  # the socket only this nginx mounts
         # Looked up when nginx starts: Debian's nginx (1.22) has no "resolve".
         assert "upstream cropper_store { server seaweedfs:8333 max_fails=0; keepalive 16; }" in http
         assert "resolve" not in http
         assert 'proxy_cache_path "/var/cache/nginx/store-cache" ' in http
-        assert "set_real_ip_from 172.16.0.0/12;" in http and "real_ip_header X-Forwarded-For;" in http  # the front's
+        # X-Forwarded-For is believed from the front's own address, nothing wider.
+        assert re.findall(r"set_real_ip_from ([^;]+);", http) == [f"{front_address}/32"]
+        assert "real_ip_header X-Forwarded-For;" in http
         files = (out / "conf.d" / "snippets" / "cropper-files.conf").read_text()
         assert "proxy_pass http://cropper_store/cropper-crops$uri;" in files  # store mode, the bucket's path
         assert "user www-data;" in (out / "nginx.conf").read_text()
@@ -291,6 +295,47 @@ def test_the_cluster_renderings_are_the_tested_ones_with_dockers_values(cluster_
     assert all(line.strip().endswith(" max_fails=1 fail_timeout=10s;") for line in front.splitlines()
                if line.strip().startswith("server nginx-"))
     assert "/var/log/cropper/front.log" in front
+
+
+def socket_folder(app_environment):
+    """The folder of the Unix socket an app's Gunicorn listens on (GUNICORN_BIND=unix:...)."""
+    bind = app_environment["GUNICORN_BIND"]
+    assert bind.startswith("unix:"), bind
+    return str(Path(bind[len("unix:"):]).parent)
+
+
+# -- who reaches Gunicorn, and whose X-Forwarded-For is believed. Gunicorn takes the client from the last
+# X-Forwarded-For entry of whoever connects (TRUSTED_PROXIES=1): a container that reached it could name an
+# allowed address and read /metrics or pass the rate limits. tests/docker/ tries it in the started stacks.
+
+def test_only_nginx_shares_a_network_with_the_app(compose_dir):
+    services = compose_services(compose_dir, "docker-compose.yml")
+    app = services["app"]
+    assert app["environment"]["TRUSTED_PROXIES"] == "1" and not app.get("ports")
+    assert set(app["networks"]) == {"backend"}
+    assert {name for name, service in services.items() if "backend" in (service.get("networks") or {})} == \
+        {"app", "nginx"}
+    assert services["nginx-config"]["network_mode"] == "none"  # it only writes files
+
+
+def test_no_container_reaches_a_cluster_hosts_gunicorn_over_a_network(cluster_dir):
+    services = cluster_services(cluster_dir)
+    for n in HOST_NUMBERS:
+        app = services[f"app-{n}"]
+        assert not app.get("ports") and not app.get("expose")
+        socket_folder(app["environment"])  # a Unix socket, no TCP port
+        mounts = {name for name, service in services.items()
+                  for volume in service.get("volumes", []) if volume.startswith(f"run-{n}:")}
+        assert mounts == {f"app-{n}", f"nginx-{n}"}  # its own nginx alone reaches the socket
+
+
+def test_the_hosts_believe_x_forwarded_for_from_the_front_alone(cluster_dir):
+    services = cluster_services(cluster_dir)
+    front = services["front"]["networks"]["front"]["ipv4_address"]
+    for n in HOST_NUMBERS:
+        assert services[f"nginx-config-{n}"]["environment"]["NGINX_REAL_IP_FROM"] == f"{front}/32"
+    assert {name for name, service in services.items() if "front" in (service.get("networks") or {})} == \
+        {"front", *(f"nginx-{n}" for n in HOST_NUMBERS)}
 
 
 def test_the_installed_package_carries_every_nginx_template():
