@@ -5,7 +5,7 @@ brought down (test_stacks.py).
 They run where they can: as root, with Debian's docker.io, docker-compose and debootstrap (.ci/setup installs
 them). Elsewhere they are skipped, and the run's summary says why in one line. The dockerd has a socket, exec root
 and data root of its own, so it neither uses nor disturbs another daemon; it has no default bridge (the stacks'
-networks are their own, builds use the host's network), and it is stopped after the tests. Its data root is kept
+networks are their own, builds use the host's network), and it is stopped once they are done. Its data root is kept
 (CROPPER_DOCKER_ROOT, default /var/lib/cropper-test-docker): a second run reuses the base image and the layers.
 """
 
@@ -136,7 +136,7 @@ class Engine:
         return run([DOCKER, *args], env=self.env, timeout=timeout, check=check)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def engine(tmp_path_factory):
     reason = why_not_here()
     if reason:
@@ -167,7 +167,7 @@ def engine(tmp_path_factory):
         lock.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def deployment(tmp_path_factory):
     """The repository's files as a fresh clone has them (and what this change adds), plus wheelhouse/, made by
     docker/wheelhouse.sh as docs/deployment.md says: the folder every stack is brought up from."""
@@ -185,7 +185,7 @@ def deployment(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def base_image(engine):
     """Debian's bookworm made here (docker/debian-base.sh), once: later runs find it in the kept data root."""
     if engine.docker("image", "inspect", BASE_IMAGE, check=False).returncode != 0:

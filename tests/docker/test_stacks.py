@@ -62,29 +62,29 @@ class Stack:
         return ids[0]
 
     def states(self):
-        """{service: (status, exit code, health)} of every container of the project."""
+        """{(service, container): (status, exit code, health)} of every container of the project."""
         ids = self.ids()
-        fmt = ('{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{.State.ExitCode}} '
-               '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}')
+        fmt = ('{{index .Config.Labels "com.docker.compose.service"}} {{.Name}} {{.State.Status}} '
+               '{{.State.ExitCode}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}')
         lines = self.docker("inspect", "-f", fmt, *ids).stdout.splitlines() if ids else []
-        return {service: (status, int(code), health)
-                for service, status, code, health in (line.split() for line in lines)}
+        return {(service, name): (status, int(code), health)
+                for service, name, status, code, health in (line.split() for line in lines)}
 
     def wait_healthy(self, seconds=180):
         """Until every container is healthy (one-shot ones exited 0); a failure names the culprits and their logs."""
         deadline = time.monotonic() + seconds
         while True:
             states = self.states()
-            bad = {service: state for service, state in states.items()
+            bad = {key: state for key, state in states.items()
                    if not (state[0] == "running" and state[2] in ("healthy", "none")
-                           or service in ONE_SHOT and state[:2] == ("exited", 0))}
-            failed = {service for service, state in bad.items()
+                           or key[0] in ONE_SHOT and state[:2] == ("exited", 0))}
+            failed = {service for (service, _), state in bad.items()
                       if state[0] == "exited" or state[2] == "unhealthy"}
             if not bad:
                 return
             if failed or time.monotonic() > deadline:
                 said = {service: self.compose("logs", "--no-color", "--tail", "8", service, check=False).stdout
-                        for service in (failed or bad)}
+                        for service in (failed or {service for service, _ in bad})}
                 raise AssertionError(f"not healthy after {seconds} s: {bad}\n" + "\n".join(said.values()))
             time.sleep(1)
 
@@ -130,7 +130,7 @@ def stack(engine, deployment, images, request):
         each.compose("down", "-v", "--remove-orphans", "-t", "5", timeout=180, check=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def images(engine, deployment, base_image):
     """Every image, built once with docker-compose from the compose files (as `up --build` builds them) on the
     local base; the stacks' `up --build` then reuses every layer. Build times and sizes go to the summary."""
@@ -256,6 +256,17 @@ def test_single_host_stack(stack):
     stats = json.loads(s.compose("exec", "-T", "app", "python", "-m", "cropper.logstats",
                                  "/var/log/cropper/access.log", "--json").stdout)
     assert stats["requests"] >= 4 and stats["cache"]["hits"] >= 2, stats["cache"]
+
+    # Scaled as the compose file says: nginx (no "resolve") takes the new replica in once told to reload,
+    # and answers with the first replica stopped.
+    s.compose("up", "-d", "--scale", "app=2", timeout=300)
+    s.wait_healthy()
+    s.compose("kill", "-s", "HUP", "nginx")  # nginx's reload: it looks app up again
+    first = s.docker("ps", "-q", "--filter", f"label=com.docker.compose.project={s.project}",
+                     "--filter", "label=com.docker.compose.service=app",
+                     "--filter", "label=com.docker.compose.container-number=1").stdout.split()
+    s.docker("stop", "-t", "20", *first)
+    assert crop(base, IMAGES[0], {"x1": 0, "y1": 0, "x2": 64, "y2": 64})["cached"] is False
 
     s.down("single-host stack")
 
