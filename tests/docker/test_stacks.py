@@ -50,10 +50,11 @@ class Stack:
         self.wait_healthy()
         self.healthy_after = time.monotonic() - self.started
 
-    def ids(self, service=None):
-        filters = ["--filter", f"label=com.docker.compose.project={self.project}"]
-        if service:
-            filters += ["--filter", f"label=com.docker.compose.service={service}"]
+    def ids(self, service=None, number=None):
+        """The project's containers: all, a service's, or one replica of it (compose numbers them from 1)."""
+        labels = [f"project={self.project}", *([f"service={service}"] if service else []),
+                  *([f"container-number={number}"] if number else [])]
+        filters = [arg for label in labels for arg in ("--filter", f"label=com.docker.compose.{label}")]
         return self.docker("ps", "-aq", *filters).stdout.split()
 
     def container(self, service):
@@ -117,7 +118,7 @@ class Stack:
 
 
 @pytest.fixture
-def stack(engine, deployment, images, request):
+def stack(engine, deployment, images):
     """A Stack factory; whatever it brought up is brought down after the test, even a failed one."""
     made = []
 
@@ -262,10 +263,7 @@ def test_single_host_stack(stack):
     s.compose("up", "-d", "--scale", "app=2", timeout=300)
     s.wait_healthy()
     s.compose("kill", "-s", "HUP", "nginx")  # nginx's reload: it looks app up again
-    first = s.docker("ps", "-q", "--filter", f"label=com.docker.compose.project={s.project}",
-                     "--filter", "label=com.docker.compose.service=app",
-                     "--filter", "label=com.docker.compose.container-number=1").stdout.split()
-    s.docker("stop", "-t", "20", *first)
+    s.docker("stop", "-t", "20", *s.ids("app", number=1))
     assert crop(base, IMAGES[0], {"x1": 0, "y1": 0, "x2": 64, "y2": 64})["cached"] is False
 
     s.down("single-host stack")
