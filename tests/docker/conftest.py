@@ -136,34 +136,33 @@ class Engine:
         return run([DOCKER, *args], env=self.env, timeout=timeout, check=check)
 
 
+def skip(reason):
+    FIGURES.append(f"skipped: {reason}")
+    pytest.skip(f"Docker stacks: {reason}")
+
+
 @pytest.fixture(scope="package")
-def engine(tmp_path_factory):
+def engine():
     reason = why_not_here()
     if reason:
-        FIGURES.append(f"skipped: {reason}")
-        pytest.skip(f"Docker stacks: {reason}")
-    # One run at a time on the kept data root; a second one at once gets a throwaway root (a cold run).
+        skip(reason)
     DATA_ROOT.parent.mkdir(parents=True, exist_ok=True)
-    lock = open(f"{DATA_ROOT}.lock", "w")
-    data_root, throwaway = DATA_ROOT, None
+    lock = open(f"{DATA_ROOT}.lock", "w")  # two daemons must never share a data root
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        throwaway = data_root = Path(tempfile.mkdtemp(prefix="cropper-docker-data-", dir="/var/tmp"))
+        lock.close()
+        skip(f"another run of them holds {DATA_ROOT}.lock")
     # The exec root holds containerd's sockets, whose paths must stay short: under /run.
-    started = Engine(Path(tempfile.mkdtemp(prefix="crd-", dir="/run")), data_root)
+    started = Engine(Path(tempfile.mkdtemp(prefix="crd-", dir="/run")), DATA_ROOT)
     since = time.monotonic()
     try:
         if not started.start():
-            reason = f"dockerd did not start: {started.last_words()}"
-            FIGURES.append(f"skipped: {reason}")
-            pytest.skip(f"Docker stacks: {reason}")
+            skip(f"dockerd did not start: {started.last_words()}")
         yield started
     finally:
         started.stop()
         FIGURES.append(f"Docker part: {time.monotonic() - since:.0f} s from starting the tests' dockerd to stopping it")
-        if throwaway:
-            shutil.rmtree(throwaway, ignore_errors=True)
         lock.close()
 
 

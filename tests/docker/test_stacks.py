@@ -72,15 +72,18 @@ class Stack:
                 for service, name, status, code, health in (line.split() for line in lines)}
 
     def wait_healthy(self, seconds=180):
-        """Until every container is healthy (one-shot ones exited 0); a failure names the culprits and their logs."""
+        """Until every container is healthy (one-shot ones exited 0); a failure names the culprits and their logs.
+
+        An unhealthy one may still become healthy (nginx's /healthz is the app's, which a loaded machine starts
+        slowly), so only an exit fails at once; anything else fails at the deadline.
+        """
         deadline = time.monotonic() + seconds
         while True:
             states = self.states()
             bad = {key: state for key, state in states.items()
                    if not (state[0] == "running" and state[2] in ("healthy", "none")
                            or key[0] in ONE_SHOT and state[:2] == ("exited", 0))}
-            failed = {service for (service, _), state in bad.items()
-                      if state[0] == "exited" or state[2] == "unhealthy"}
+            failed = {service for (service, _), state in bad.items() if state[0] == "exited"}
             if not bad:
                 return
             if failed or time.monotonic() > deadline:
@@ -153,7 +156,7 @@ import json, sys, urllib.error, urllib.request
 answers = {}
 for name, url, headers in json.loads(sys.argv[1]):
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=4) as answer:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as answer:
             answers[name] = answer.status
     except urllib.error.HTTPError as error:
         answers[name] = error.code
@@ -245,7 +248,7 @@ def test_single_host_stack(stack):
     down = requests.post(f"{base}/cropper/", json={"uuid": IMAGES[0], **BOX}, timeout=30)
     assert (down.status_code, down.json()["error"]["code"]) in {(502, "service_unavailable"),
                                                                  (504, "service_timeout")}, down.text
-    assert time.monotonic() - asked < 8
+    assert time.monotonic() - asked < 15  # the 5 s connect timeout, with room for a loaded machine
     s.compose("start", "app")
     s.wait_healthy()
     again = crop(base, IMAGES[0])
@@ -253,9 +256,13 @@ def test_single_host_stack(stack):
     assert s.downloads(IMAGES[0]) == 1  # kept in the cache volume across the restart
 
     # The access log, read where the compose file says (the logs volume, from the app container).
-    time.sleep(1.5)  # nginx flushes its buffered log every second
-    stats = json.loads(s.compose("exec", "-T", "app", "python", "-m", "cropper.logstats",
-                                 "/var/log/cropper/access.log", "--json").stdout)
+    deadline = time.monotonic() + 15  # nginx writes its buffered log out every second
+    while True:
+        stats = json.loads(s.compose("exec", "-T", "app", "python", "-m", "cropper.logstats",
+                                     "/var/log/cropper/access.log", "--json").stdout)
+        if stats["requests"] >= 4 and stats["cache"]["hits"] >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert stats["requests"] >= 4 and stats["cache"]["hits"] >= 2, stats["cache"]
 
     # Scaled as the compose file says: nginx (no "resolve") takes the new replica in once told to reload,
@@ -269,16 +276,16 @@ def test_single_host_stack(stack):
     s.down("single-host stack")
 
 
-def wait_for_scrape(port, seconds=60):
-    """Prometheus's value of up{job="cropper"} once it has scraped nginx's /metrics (its interval is 15 s)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+def wait_for_scrape(port, seconds=90):
+    """Prometheus's value of up{job="cropper"}: "1" once a scrape of nginx's /metrics succeeded (every 15 s), else
+    the last value it had at the deadline (None: never scraped)."""
+    deadline, value = time.monotonic() + seconds, None
+    while time.monotonic() < deadline and value != "1":
         answer = requests.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": 'up{job="cropper"}'},
                               timeout=10).json()["data"]["result"]
-        if answer:
-            return answer[0]["value"][1]
+        value = answer[0]["value"][1] if answer else None
         time.sleep(1)
-    return None
+    return value
 
 
 def test_tls_overlay(stack, tmp_path):
