@@ -24,7 +24,7 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run nginx + Gunicorn (Gunicorn alone without nginx) until Ctrl-C")
     commands.add_parser("env-example", help="print every setting with its default, as in .env.example")
-    nginx = commands.add_parser("nginx-config", help="render nginx's config for the official nginx image")
+    nginx = commands.add_parser("nginx-config", help="render nginx's config for the compose files' nginx image")
     nginx.add_argument("out", type=Path, help="folder nginx reads it from (the same path in both containers)")
     nginx.add_argument("--front", action="store_true", help="the front of several hosts (CLUSTER_HOSTS) instead")
     store = commands.add_parser("store", help="the shared crop store (CACHE_BACKEND=s3)")

@@ -1,7 +1,8 @@
-"""The deployment files: docker-compose.yml, the Dockerfile and nginx's rendered config agree with each other.
+"""The deployment files: docker-compose.yml, the Dockerfiles and nginx's rendered config agree with each other.
 
-No Docker daemon runs here, so containers are not started: compose files are validated by
-Debian's docker-compose (which needs no daemon) and the Dockerfile is linted by hadolint.
+These check the files without a Docker daemon: compose files are validated and composed by Debian's
+docker-compose, the Dockerfiles linted by hadolint, the renderings made here. tests/docker/ starts
+the stacks for real.
 """
 
 import os
@@ -30,13 +31,23 @@ def tool_or_skip(name, *extra_dirs):
     pytest.skip(f"{name} is not installed")
 
 
+DOCKERFILES = ("Dockerfile", "nginx/Dockerfile", "docker/seaweedfs/Dockerfile", "docker/prometheus/Dockerfile")
+
+
+def deployment_folder(folder, *compose_files):
+    """The compose files beside a .env made from .env.example, as a deployment would have them, and the
+    folders they build from and mount (compose checks that a build context exists)."""
+    for name in compose_files:
+        shutil.copy(ROOT / name, folder / name)
+    shutil.copy(ROOT / ".env.example", folder / ".env")
+    for name in ("Dockerfile", "nginx", "docker", "monitoring"):
+        (folder / name).symlink_to(ROOT / name)
+    return folder
+
+
 @pytest.fixture
 def compose_dir(tmp_path):
-    """The compose files beside a .env made from .env.example, as a deployment would have them."""
-    for name in ("docker-compose.yml", "docker-compose.tls.yml"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
-    return tmp_path
+    return deployment_folder(tmp_path, "docker-compose.yml", "docker-compose.tls.yml")
 
 
 def compose(compose_dir, *args, env=None):
@@ -86,10 +97,11 @@ def test_the_docker_rendering_is_the_tested_rendering_with_dockers_values(compos
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     main = (out / "nginx.conf").read_text()
-    assert "user nginx;" in main and f'include "{out}/conf.d/*.conf";' in main
+    assert "user www-data;" in main and f'include "{out}/conf.d/*.conf";' in main  # Debian's nginx (nginx/Dockerfile)
     site = (out / "conf.d" / "cropper.conf").read_text()
     assert "listen 80 default_server;" in site
-    assert "resolver 127.0.0.11 valid=10s ipv6=off; server app:8000 resolve max_fails=0;" in site
+    # Debian's nginx 1.22 refuses "resolve" (1.27.3+): the name is looked up as nginx starts or reloads.
+    assert "server app:8000 max_fails=0;" in site and "resolve" not in site
     assert "set_real_ip_from" not in site  # one host: the client is the connection's address
     locations = (out / "conf.d" / "snippets" / "cropper-locations.conf").read_text()
     files = (out / "conf.d" / "snippets" / "cropper-files.conf").read_text()
@@ -111,9 +123,10 @@ def test_nginx_drops_idle_app_connections_before_gunicorn_closes_them(tmp_path):
     assert idle and gunicorn and int(idle.group(1)) < int(gunicorn.group(1))  # (importing the conf sets metrics up)
 
 
-def test_dockerfile_passes_hadolint():
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_dockerfiles_pass_hadolint(dockerfile):
     binary = tool_or_skip("hadolint", str(ROOT / ".venv/bin"))
-    result = subprocess.run([binary, str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([binary, str(ROOT / dockerfile)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -121,10 +134,27 @@ def test_dockerfile_runs_as_non_root_with_dependencies_in_their_own_layer():
     lines = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line and not line.startswith("#")]
     users = [line for line in lines if line.startswith("USER ")]
     assert users and users[-1] not in ("USER root", "USER 0")
-    copy_requirements = lines.index("COPY requirements.txt .")
+    copy_requirements = next(i for i, line in enumerate(lines) if line.startswith("COPY requirements.txt "))
     copy_code = next(i for i, line in enumerate(lines) if line.startswith("COPY cropper/"))
     assert copy_requirements < next(i for i, line in enumerate(lines) if "pip install" in line) < copy_code
     assert lines[-1].startswith("ENTRYPOINT") and "gunicorn" in lines[-1]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_every_image_builds_from_a_base_the_compose_files_can_replace(dockerfile, compose_dir, cluster_dir):
+    """BASE_IMAGE is each Dockerfile's first FROM, defaulting to a bookworm image from a registry; the compose
+    files pass it on, so one variable builds every image from a Debian base made without a registry."""
+    text = (ROOT / dockerfile).read_text()
+    default = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)
+    assert default and "bookworm" in default.group(1)
+    assert re.findall(r"^FROM (\S+)", text, re.M)[0] == "${BASE_IMAGE}"
+    base = {"BASE_IMAGE": "cropper-base:bookworm"}
+    services = {**compose_services(compose_dir, "docker-compose.yml", env=base),
+                **cluster_services(cluster_dir, env={**CLUSTER_SECRETS, **base})}
+    built = [service["build"] for service in services.values() if "build" in service
+             and Path(service["build"]["context"], service["build"].get("dockerfile", "Dockerfile")).resolve()
+             == (ROOT / dockerfile).resolve()]
+    assert built and all(build["args"]["BASE_IMAGE"] == "cropper-base:bookworm" for build in built)
 
 
 def test_the_app_images_user_can_make_the_folders_gunicorn_makes_at_start(compose_dir):
@@ -166,10 +196,8 @@ HOST_NUMBERS = (1, 2, 3)
 
 @pytest.fixture
 def cluster_dir(tmp_path):
-    """docker-compose.cluster.yml beside a .env made from .env.example, as a deployment would have them."""
-    shutil.copy(ROOT / "docker-compose.cluster.yml", tmp_path / "docker-compose.cluster.yml")
-    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
-    return tmp_path
+    (tmp_path / "cluster").mkdir()
+    return deployment_folder(tmp_path / "cluster", "docker-compose.cluster.yml")
 
 
 def cluster_services(cluster_dir, env=CLUSTER_SECRETS):
@@ -200,10 +228,11 @@ def test_cluster_hosts_are_the_hosts_nginx_each_app_one_of_them_and_all_agree(cl
     for n, app in zip(HOST_NUMBERS, apps):
         assert app["CLUSTER_HOSTS"].split(",") == hosts == front["CLUSTER_HOSTS"].split(",")
         assert app["CLUSTER_SELF"] == f"nginx-{n}:80"  # its own nginx, which fronts it:
-        assert services[f"nginx-config-{n}"]["environment"]["NGINX_UPSTREAM"] == f"app-{n}:8000"
+        assert services[f"nginx-config-{n}"]["environment"]["NGINX_UPSTREAM"] == app["GUNICORN_BIND"]
+        assert f"run-{n}:{socket_folder(app)}:ro" in services[f"nginx-{n}"]["volumes"]  # its socket, shared
         assert services[f"nginx-config-{n}"]["environment"]["NGINX_LISTEN"] == "80 default_server"
         assert app["CLUSTER_KEY"] == CLUSTER_SECRETS["CLUSTER_KEY"] and app["CACHE_BACKEND"] == "s3"
-        assert app["S3_ENDPOINT_URL"] == "http://seaweedfs:8333" and app["GUNICORN_BIND"] == "0.0.0.0:8000"
+        assert app["S3_ENDPOINT_URL"] == "http://seaweedfs:8333"
         assert app["AWS_ACCESS_KEY_ID"] == CLUSTER_SECRETS["AWS_ACCESS_KEY_ID"]
         assert services[f"app-{n}"]["depends_on"]["store-init"]["condition"] == "service_completed_successfully"
     assert len({app["CLUSTER_SELF"] for app in apps}) == 3
@@ -216,9 +245,9 @@ def test_cluster_hosts_are_the_hosts_nginx_each_app_one_of_them_and_all_agree(cl
     assert holders == {"seaweedfs", "store-init", "app-1", "app-2", "app-3"}
 
 
-def test_the_cluster_runs_the_official_images_and_starts_in_order(cluster_dir):
+def test_the_cluster_runs_the_images_built_here_and_starts_in_order(cluster_dir):
     services = cluster_services(cluster_dir)
-    assert services["seaweedfs"]["image"].startswith("chrislusf/seaweedfs:")
+    assert services["seaweedfs"]["build"]["dockerfile"] == "docker/seaweedfs/Dockerfile"
     assert services["seaweedfs"]["command"][0] == "mini" and "-dir=/data" in services["seaweedfs"]["command"]
     assert services["store-init"]["entrypoint"] == ["cropper", "store", "init"]
     assert services["store-init"]["depends_on"]["seaweedfs"]["condition"] == "service_healthy"
@@ -226,7 +255,7 @@ def test_the_cluster_runs_the_official_images_and_starts_in_order(cluster_dir):
     for name in ("front", *(f"nginx-{n}" for n in HOST_NUMBERS)):
         nginx = services[name]
         renderer = "front-config" if name == "front" else f"nginx-config-{name[-1]}"
-        assert nginx["image"].startswith("nginx:1.28")  # 1.27.3+: "server ... resolve"
+        assert nginx["build"]["context"] == str(cluster_dir / "nginx")  # Debian's nginx (nginx/Dockerfile)
         assert nginx["command"] == ["nginx", "-c", "/etc/cropper-nginx/nginx.conf"]
         assert nginx["depends_on"][renderer]["condition"] == "service_completed_successfully"
         assert services[renderer]["build"] == services["app-1"]["build"]
@@ -239,30 +268,75 @@ def test_the_cluster_runs_the_official_images_and_starts_in_order(cluster_dir):
 
 def test_the_cluster_renderings_are_the_tested_ones_with_dockers_values(cluster_dir, tmp_path):
     services = cluster_services(cluster_dir)
+    front_address = services["front"]["networks"]["front"]["ipv4_address"]
     for n in HOST_NUMBERS:
         out = tmp_path / f"host{n}"
         result = render_with(services[f"nginx-config-{n}"]["environment"], out)
         assert result.returncode == 0, result.stderr
         http = (out / "conf.d" / "cropper.conf").read_text()
-        assert f"server app-{n}:8000 resolve max_fails=0;" in http
-        assert "upstream cropper_store { zone cropper_store_peers 64k; resolver 127.0.0.11 valid=10s ipv6=off; " \
-               "server seaweedfs:8333 resolve max_fails=0; keepalive 16; }" in http
+        assert "server unix:/run/cropper/gunicorn.sock max_fails=0;" in http  # the socket only this nginx mounts
+        # Looked up when nginx starts: Debian's nginx (1.22) has no "resolve".
+        assert "upstream cropper_store { server seaweedfs:8333 max_fails=0; keepalive 16; }" in http
+        assert "resolve" not in http
         assert 'proxy_cache_path "/var/cache/nginx/store-cache" ' in http
-        assert "set_real_ip_from 172.16.0.0/12;" in http and "real_ip_header X-Forwarded-For;" in http  # the front's
+        # X-Forwarded-For is believed from the front's own address, nothing wider.
+        assert re.findall(r"set_real_ip_from ([^;]+);", http) == [f"{front_address}/32"]
+        assert "real_ip_header X-Forwarded-For;" in http
         files = (out / "conf.d" / "snippets" / "cropper-files.conf").read_text()
         assert "proxy_pass http://cropper_store/cropper-crops$uri;" in files  # store mode, the bucket's path
-        assert "user nginx;" in (out / "nginx.conf").read_text()
+        assert "user www-data;" in (out / "nginx.conf").read_text()
     out = tmp_path / "front"
     result = render_with(services["front-config"]["environment"], out, "--front")
     assert result.returncode == 0, result.stderr
     front = (out / "conf.d" / "front.conf").read_text()
     assert "hash $cropper_image consistent;" in front and "listen 80 default_server;" in front
-    assert "resolver 127.0.0.11 valid=10s ipv6=off;" in front
+    assert "resolve" not in front
     servers = [line.split()[1] for line in front.splitlines() if line.strip().startswith("server nginx-")]
     assert servers == [f"nginx-{n}:80" for n in HOST_NUMBERS]  # CLUSTER_HOSTS, in its order: the apps' ring
-    assert all(" resolve max_fails=1 fail_timeout=10s;" in line for line in front.splitlines()
+    assert all(line.strip().endswith(" max_fails=1 fail_timeout=10s;") for line in front.splitlines()
                if line.strip().startswith("server nginx-"))
     assert "/var/log/cropper/front.log" in front
+
+
+def socket_folder(app_environment):
+    """The folder of the Unix socket an app's Gunicorn listens on (GUNICORN_BIND=unix:...)."""
+    bind = app_environment["GUNICORN_BIND"]
+    assert bind.startswith("unix:"), bind
+    return str(Path(bind[len("unix:"):]).parent)
+
+
+# -- who reaches Gunicorn, and whose X-Forwarded-For is believed. Gunicorn takes the client from the last
+# X-Forwarded-For entry of whoever connects (TRUSTED_PROXIES=1): a container that reached it could name an
+# allowed address and read /metrics or pass the rate limits. tests/docker/ tries it in the started stacks.
+
+def test_only_nginx_shares_a_network_with_the_app(compose_dir):
+    services = compose_services(compose_dir, "docker-compose.yml")
+    app = services["app"]
+    assert app["environment"]["TRUSTED_PROXIES"] == "1" and not app.get("ports")
+    assert set(app["networks"]) == {"backend"}
+    assert {name for name, service in services.items() if "backend" in (service.get("networks") or {})} == \
+        {"app", "nginx"}
+    assert services["nginx-config"]["network_mode"] == "none"  # it only writes files
+
+
+def test_no_container_reaches_a_cluster_hosts_gunicorn_over_a_network(cluster_dir):
+    services = cluster_services(cluster_dir)
+    for n in HOST_NUMBERS:
+        app = services[f"app-{n}"]
+        assert not app.get("ports") and not app.get("expose")
+        socket_folder(app["environment"])  # a Unix socket, no TCP port
+        mounts = {name for name, service in services.items()
+                  for volume in service.get("volumes", []) if volume.startswith(f"run-{n}:")}
+        assert mounts == {f"app-{n}", f"nginx-{n}"}  # its own nginx alone reaches the socket
+
+
+def test_the_hosts_believe_x_forwarded_for_from_the_front_alone(cluster_dir):
+    services = cluster_services(cluster_dir)
+    front = services["front"]["networks"]["front"]["ipv4_address"]
+    for n in HOST_NUMBERS:
+        assert services[f"nginx-config-{n}"]["environment"]["NGINX_REAL_IP_FROM"] == f"{front}/32"
+    assert {name for name, service in services.items() if "front" in (service.get("networks") or {})} == \
+        {"front", *(f"nginx-{n}" for n in HOST_NUMBERS)}
 
 
 def test_the_installed_package_carries_every_nginx_template():

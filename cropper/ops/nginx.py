@@ -83,8 +83,8 @@ class NginxProcess:
 
     @classmethod
     def docker(cls, conf_dir):
-        """The official nginx image's paths and user."""
-        return cls(Path(conf_dir), Path("/var/cache/nginx"), Path("/var/run/nginx.pid"), "nginx")
+        """The paths and user of the compose files' nginx image (nginx/Dockerfile): Debian's nginx, www-data."""
+        return cls(Path(conf_dir), Path("/var/cache/nginx"), Path("/var/run/nginx.pid"), "www-data")
 
 
 def cors_values(origins):
