@@ -180,6 +180,8 @@ class Settings:
     dataset_jobs_running: int = setting(1, _int, "Data-set jobs one host's worker runs at once.")
     dataset_queue_max: int = setting(
         20, _int, "Data-set jobs that may wait for the worker; past it a new job is a 429 with Retry-After.")
+    dataset_shard_bytes: int = setting(
+        512 * 1024**2, _int, "Most bytes of one WebDataset shard (a tar of whole images' samples).")
     dataset_ttl: float = setting(7 * 24 * 3600.0, _float, "Seconds a finished data set's files are kept.")
     dataset_max_bytes: int = setting(
         20 * 1024**3, _int, "Space finished data sets may take; over it the oldest finished go first.")

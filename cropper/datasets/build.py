@@ -22,7 +22,7 @@ from .. import batch
 from ..crops import CropRequest
 from ..errors import CropperError
 from ..upstream import BoxQuery
-from . import imagefolder
+from . import imagefolder, webdataset
 from .request import FATHOMNET_FILTERS, SPLIT_NAMES
 
 log = logging.getLogger(__name__)
@@ -109,11 +109,12 @@ class Builder:
     """Runs one job: made with the crop service, the data-set store, and a report(progress) -> bool callback
     (False: stop, the job was cancelled or taken over)."""
 
-    def __init__(self, service, dataset_store, workers, source_url):
+    def __init__(self, service, dataset_store, workers, source_url, shard_bytes):
         self.service = service
         self.sources = service.sources
         self.store = dataset_store
         self.workers = workers
+        self.shard_bytes = shard_bytes
         self.source_url = source_url  # FathomNet's API, named in the data-set card
 
     def run(self, job_id, request, report):
@@ -126,7 +127,9 @@ class Builder:
         listed = time.monotonic()
         progress = {"boxes_total": len(selected), "crops_done": 0, "crops_failed": 0, "images_downloaded": 0}
         self._report(report, progress, started)
-        infos = self.sources.infos(sorted({item.box.image_uuid for item in selected}))
+        # The images' records, in bulk (and remembered for the crops); an image FathomNet fails to describe now
+        # is asked for again as its crops are made.
+        self.sources.infos(sorted({item.box.image_uuid for item in selected}))
         by_image = {}
         for item in selected:
             by_image.setdefault(item.box.image_uuid, []).append(item)
@@ -147,7 +150,7 @@ class Builder:
             first = failures[0][1].error
             raise JobFailed(f"Every box failed; the first: {first.message}", first_code=first.code)
         cropped = time.monotonic()
-        files, counts = self._write(job_id, request, made, failures, infos)
+        files, counts = self._write(job_id, request, made, failures)
         log.info("data-set job %s: %d boxes listed in %.2f s, cropped in %.2f s, written in %.2f s", job_id,
                  len(selected), listed - started, cropped - listed, time.monotonic() - cropped)
         progress.pop("eta_seconds", None)
@@ -161,9 +164,10 @@ class Builder:
         if not report(dict(progress)):
             raise JobStopped()
 
-    def _write(self, job_id, request, made, failures, infos):
-        """Write the zip (a temp file, then stored whole); return (files, counts)."""
+    def _write(self, job_id, request, made, failures):
+        """Write the files of each format asked (each a temp file, then stored whole); return (files, counts)."""
         options = request.to_dict()["crop"]
+        infos = self.sources.infos(sorted({item.box.image_uuid for item, _ in made}))  # remembered by now
         rows = [self._row(item, request, options, outcome.resolved, infos.get(item.box.image_uuid))
                 for item, outcome in made]
         rows.sort(key=lambda row: (SPLIT_NAMES.index(row["split"]), row["label"], row["box_uuid"]))
@@ -177,11 +181,31 @@ class Builder:
             counts.setdefault(row["split"], {}).setdefault(row["label"], 0)
             counts[row["split"]][row["label"]] += 1
         card = data_set_card(job_id, request, counts, len(failed), self.source_url)
-        with self.store.new_file(job_id, ZIP_NAME) as new:
-            imagefolder.write_zip(new.file, rows, failed, labels, card,
-                                  lambda row: self._bytes(crops[row["box_uuid"]]), request.crop["format"])
-        return [{"name": ZIP_NAME, "format": "imagefolder", "size": new.size, "sha256": new.sha256,
-                 "path": self.store.url_path(job_id, ZIP_NAME)}], counts
+
+        def crop_bytes(row):
+            return self._bytes(crops[row["box_uuid"]])
+
+        files = []
+        extension = request.crop["format"]
+        if "imagefolder" in request.formats:
+            with self.store.new_file(job_id, ZIP_NAME) as new:
+                imagefolder.write_zip(new.file, rows, failed, labels, card, crop_bytes, extension)
+            files.append({"name": ZIP_NAME, "format": "imagefolder", "size": new.size, "sha256": new.sha256})
+        if "webdataset" in request.formats:
+            # Shards in the order a loader streams them: split, then image, then box.
+            streamed = sorted(rows, key=lambda row: (SPLIT_NAMES.index(row["split"]), row["image_uuid"],
+                                                     row["box_uuid"]))
+            files += webdataset.write_shards(lambda name: self.store.new_file(job_id, name), streamed, labels,
+                                             crop_bytes, extension, self.shard_bytes)
+            for name, text in (("labels.txt", "".join(f"{label}\n" for label in labels)), ("README.md", card),
+                               ("manifest.csv", imagefolder.manifest_csv(rows)),
+                               ("failures.csv", imagefolder.failures_csv(failed))):
+                with self.store.new_file(job_id, name) as new:
+                    new.file.write(text.encode())
+                files.append({"name": name, "format": "metadata", "size": new.size, "sha256": new.sha256})
+        for file in files:
+            file["path"] = self.store.url_path(job_id, file["name"])
+        return files, counts
 
     def _bytes(self, crop):
         opened, _ = self.service.open(crop)  # made again if it was evicted since
@@ -237,6 +261,11 @@ def data_set_card(job_id, request, counts, failed, source_url):
               "## Loading it", "", "```python", "from datasets import load_dataset",
               'data = load_dataset("imagefolder", data_dir="<this folder>")',
               'print(data["train"][0]["label"], data["train"][0]["image"].size)', "```", "",
+              *(["WebDataset shards (train-000000.tar, ...) stream with the webdataset package:", "", "```python",
+                 "import webdataset as wds",
+                 'samples = wds.WebDataset(["train-000000.tar"], shardshuffle=False).decode("pil")',
+                 'print(next(iter(samples))["cls"])  # and ["json"], the crop\'s provenance', "```", ""]
+                if "webdataset" in request.formats else []),
               "labels.txt lists the labels (a label's index is its line, from 0); manifest.csv holds one row per "
               "crop with its provenance (the box, the image, the region cut, the crop options, the source image's "
               "URL and sha256, the review state, and where and when the image was taken).", "",

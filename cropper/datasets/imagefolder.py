@@ -50,7 +50,7 @@ def write_zip(out, rows, failures, labels, card, crop_bytes, extension):
     folders = {}
     for label in labels:
         folders[label] = folder_name(label, set(folders.values()))
-    columns = [*COLUMNS, *([CONTRIBUTORS] if rows and CONTRIBUTORS in rows[0] else [])]
+    columns = columns_of(rows)
     splits = list(dict.fromkeys(row["split"] for row in rows))
     kept = [column for column in columns
             if column not in NULLABLE or all(any(row[column] is not None for row in rows if row["split"] == split)
@@ -59,9 +59,8 @@ def write_zip(out, rows, failures, labels, card, crop_bytes, extension):
         # Images are compressed already: stored, not deflated (as fast to write as to read).
         archive.writestr("README.md", card)
         archive.writestr("labels.txt", "".join(f"{label}\n" for label in labels))
-        archive.writestr("manifest.csv", csv_text(columns, ([_cell(row[c]) for c in columns] for row in rows)))
-        archive.writestr("failures.csv", csv_text(FAILURE_COLUMNS, ([f.get(c) for c in FAILURE_COLUMNS]
-                                                                    for f in failures)))
+        archive.writestr("manifest.csv", manifest_csv(rows))
+        archive.writestr("failures.csv", failures_csv(failures))
         for split in splits:
             in_split = [row for row in rows if row["split"] == split]
             lines = []
@@ -73,6 +72,20 @@ def write_zip(out, rows, failures, labels, card, crop_bytes, extension):
                 name = f"{split}/{folders[row['label']]}/{row['box_uuid']}.{extension}"
                 archive.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), crop_bytes(row))
     return kept
+
+
+def columns_of(rows):
+    """The provenance columns of rows: COLUMNS, and CONTRIBUTORS when the request asked for them."""
+    return [*COLUMNS, *([CONTRIBUTORS] if rows and CONTRIBUTORS in rows[0] else [])]
+
+
+def manifest_csv(rows):
+    columns = columns_of(rows)
+    return csv_text(columns, ([_cell(row[column]) for column in columns] for row in rows))
+
+
+def failures_csv(failures):
+    return csv_text(FAILURE_COLUMNS, ([failure.get(column) for column in FAILURE_COLUMNS] for failure in failures))
 
 
 def _witnesses_first(rows, columns):

@@ -19,7 +19,7 @@ from ..schemas import PadField, Whole
 SPLIT_NAMES = ("train", "validation", "test")  # the names Hugging Face's loaders know, in this order
 DEFAULT_SPLIT = {"train": 0.8, "validation": 0.1, "test": 0.1}
 LABELS = ("concept", "asked")
-OUTPUT_FORMATS = ("imagefolder",)  # what a finished data set is written as (cropper.datasets.writers)
+OUTPUT_FORMATS = ("imagefolder", "webdataset")  # what a finished data set is written as (imagefolder.py, webdataset.py)
 DEFAULT_TAXA_PROVIDER = "fathomnet"
 MAX_CONCEPTS = 20
 SPLIT_TOLERANCE = 0.001

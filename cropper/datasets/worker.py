@@ -32,7 +32,8 @@ class Worker:
         self.settings = settings
         self.jobs = jobs
         self.store = store
-        self.builder = Builder(service, store, settings.dataset_workers, settings.fathomnet_api_url)
+        self.builder = Builder(service, store, settings.dataset_workers, settings.fathomnet_api_url,
+                               settings.dataset_shard_bytes)
 
     def run(self, job_id):
         """Run one job to its end, unless another worker has it or it was cancelled."""

@@ -71,7 +71,8 @@ def job_answer(job):
         answer["error"] = job.error
     if job.status == "done":
         answer["files"] = [{"name": file["name"], "format": file["format"], "url": f"{base}{file['path']}",
-                            "size": file["size"], "sha256": file["sha256"]} for file in job.files]
+                            "size": file["size"], "sha256": file["sha256"],
+                            **{key: file[key] for key in ("split", "samples") if key in file}} for file in job.files]
         answer["counts"] = job.counts
     return answer
 

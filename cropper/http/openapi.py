@@ -268,8 +268,13 @@ def dataset_forms(field, ret):
 
 
 class DatasetFileSchema(Schema):
-    name = fields.String(required=True, metadata={"description": "The file's name, e.g. imagefolder.zip."})
-    format = fields.String(required=True, validate=OneOf(OUTPUT_FORMATS))
+    name = fields.String(required=True, metadata={"description": "The file's name: imagefolder.zip, "
+                                                  "train-000000.tar (a WebDataset shard), labels.txt, ..."})
+    format = fields.String(required=True, validate=OneOf([*OUTPUT_FORMATS, "metadata"]),
+                           metadata={"description": "imagefolder (the zip), webdataset (a shard), or metadata "
+                                     "(labels.txt, manifest.csv, failures.csv, README.md beside the shards)."})
+    split = fields.String(validate=OneOf(SPLIT_NAMES), metadata={"description": "A shard's split."})
+    samples = fields.Integer(metadata={"description": "A shard's samples (crops)."})
     url = fields.Url(required=True, metadata={"description": "Where to GET it (nginx serves it from disk)."})
     size = fields.Integer(required=True, metadata={"description": "Bytes."})
     sha256 = fields.String(required=True, metadata={"description": "Its sha256, in hex, to check a download."})
