@@ -15,13 +15,14 @@ import hashlib
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .. import batch
 from ..crops import CropRequest
 from ..errors import CropperError
-from ..upstream import BoxQuery
+from ..upstream import BoxQuery, ImageInfo
 from . import imagefolder, webdataset
 from .request import FATHOMNET_FILTERS, SPLIT_NAMES
 
@@ -129,23 +130,35 @@ class Builder:
         self._report(report, progress, started)
         # The images' records, in bulk (and remembered for the crops); an image FathomNet fails to describe now
         # is asked for again as its crops are made.
-        self.sources.infos(sorted({item.box.image_uuid for item in selected}))
+        infos = self.sources.infos(sorted({item.box.image_uuid for item in selected}))
         by_image = {}
         for item in selected:
             by_image.setdefault(item.box.image_uuid, []).append(item)
-        made, failures = [], []
         images = list(by_image)
-        for start in range(0, len(images), IMAGES_PER_ROUND * self.workers):
-            chunk = [item for uuid in images[start:start + IMAGES_PER_ROUND * self.workers] for item in by_image[uuid]]
-            fetched = self.sources.fetches
-            outcomes = batch.make_all(self.service, [batch.Item(CropRequest(box_uuid=item.box.uuid, **request.crop))
-                                                     for item in chunk],
-                                      self.workers, annotations={item.box.uuid: item.box for item in chunk})
-            for item, outcome in zip(chunk, outcomes):
-                (failures if outcome.error else made).append((item, outcome))
-            progress.update(crops_done=len(made), crops_failed=len(failures),
-                            images_downloaded=progress["images_downloaded"] + self.sources.fetches - fetched)
-            self._report(report, progress, started)
+        size = IMAGES_PER_ROUND * self.workers
+        rounds = [images[start:start + size] for start in range(0, len(images), size)]
+        made, failures, fetches = [], [], self.sources.fetches
+        # Rounds of images, the next round's downloads running while this round's crops are cut, so the
+        # crops never wait for a round's last download: DATASET_WORKERS downloads at a time, one round ahead.
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="dataset-fetch") as fetching:
+            ahead = [fetching.submit(self._fetch, infos.get(uuid)) for uuid in rounds[0]]
+            for number, round_images in enumerate(rounds):
+                if number + 1 < len(rounds):
+                    ahead = [fetching.submit(self._fetch, infos.get(uuid)) for uuid in rounds[number + 1]]
+                chunk = [item for uuid in round_images for item in by_image[uuid]]
+                outcomes = batch.make_all(self.service, [batch.Item(CropRequest(box_uuid=item.box.uuid,
+                                                                                **request.crop)) for item in chunk],
+                                          self.workers, annotations={item.box.uuid: item.box for item in chunk})
+                for item, outcome in zip(chunk, outcomes):
+                    (failures if outcome.error else made).append((item, outcome))
+                progress.update(crops_done=len(made), crops_failed=len(failures),
+                                images_downloaded=self.sources.fetches - fetches)
+                try:
+                    self._report(report, progress, started)
+                except JobStopped:
+                    for future in ahead:
+                        future.cancel()
+                    raise
         if not made:
             first = failures[0][1].error
             raise JobFailed(f"Every box failed; the first: {first.message}", first_code=first.code)
@@ -155,6 +168,16 @@ class Builder:
                  len(selected), listed - started, cropped - listed, time.monotonic() - cropped)
         progress.pop("eta_seconds", None)
         return files, counts, progress
+
+    def _fetch(self, info):
+        """Have an image's pixels at hand for its crops (downloaded and stored once); its failure is its crops'
+        to report, as they meet it again."""
+        if isinstance(info, ImageInfo):
+            try:
+                with self.sources.pixels(info):
+                    pass
+            except CropperError:
+                pass
 
     def _report(self, report, progress, started):
         done = progress["crops_done"] + progress["crops_failed"]

@@ -321,12 +321,14 @@ def test_a_worker_killed_mid_job_is_taken_over_and_no_image_is_downloaded_twice(
     sources = Path(without_worker.cache_dir) / "sources"
     try:
         assert standin.wait_until_held(1, timeout=120)
-        # The nine images before it are whole in the cache (their pixels stored) before the kill.
+        url = f"{without_worker.url}/datasets/{job['id']}"
+        # The nine images before it are whole in the cache (their pixels stored), and the crops of the first
+        # round reported, before the kill.
         assert wait_until(lambda: len(list(sources.rglob("*.pix"))) == 9, timeout=30)
+        assert wait_until(lambda: requests.get(url, timeout=10).json()["progress"]["crops_done"] > 0, timeout=30)
         worker.kill()
         worker.wait()
         standin.release()
-        url = f"{without_worker.url}/datasets/{job['id']}"
         before = requests.get(url, timeout=10).json()
         assert before["status"] == "running" and 0 < before["progress"]["crops_done"] < 200
         worker = run_worker(without_worker)
