@@ -101,6 +101,21 @@ class DatasetGoneError(CropperError):
     code = "dataset_gone"
 
 
+class DatasetsUnavailableError(CropperError):
+    """This deployment cannot take data-set jobs as configured (several hosts without a shared queue)."""
+
+    status = 503
+    code = "datasets_unavailable"
+
+
+class QueueUnavailableError(CropperError):
+    """The data-set queue (Redis) cannot be reached: new jobs wait for it; crops never need it."""
+
+    status = 503
+    code = "queue_unavailable"
+    retry_after = 5
+
+
 class TooManyJobsError(CropperError):
     """More data-set jobs wait than DATASET_QUEUE_MAX: come back once some have run."""
 

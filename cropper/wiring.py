@@ -5,6 +5,7 @@ A table of contents for the factory (`create_app`) and the operator commands (`c
 here, chosen by one setting where there is a choice (CACHE_BACKEND for the crop store).
 """
 
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from .cluster import cluster_of
 from .datasets import Datasets
 from .datasets.jobs import Jobs
-from .datasets.queue import DatasetQueue, queue_storage
+from .datasets.queue import DatasetQueue, is_shared, queue_storage
 from .datasets.worker import Worker
 from .service import CropService
 from .sources import ImageSources
@@ -72,21 +73,43 @@ def crop_service(settings, source=None, built=None):
 
 
 def dataset_store(settings):
-    """Where finished data sets' files are kept: this host's folder, which nginx serves."""
+    """Where finished data sets' files are kept: this host's folder, or the S3 store every host shares (each
+    host's nginx serves them from there)."""
+    if settings.cache_backend == "s3":
+        from .storage.s3 import S3DatasetStore
+
+        return S3DatasetStore(_s3_crop_store(settings, None), settings.cache_dir)
     return FileDatasetStore(settings.cache_dir)
 
 
+def job_store(settings):
+    """Where data-set job records are: in Redis with the queue when every host shares it, else in CACHE_DIR."""
+    if is_shared(settings.dataset_queue):
+        from .storage.redis import RedisJobStore  # the Redis client is imported only by hosts that use it
+
+        return RedisJobStore(settings.dataset_queue, settings.cluster_self or socket.gethostname(),
+                             settings.lock_timeout)
+    return FileJobStore(settings.cache_dir, Locks(Path(settings.cache_dir).resolve() / "locks", settings.lock_timeout))
+
+
 def jobs(settings, enqueue=None):
-    """Data-set job records (in CACHE_DIR), handing new ones to enqueue(job_id) (the web's side; the worker's
-    submits none)."""
-    store = FileJobStore(settings.cache_dir, Locks(Path(settings.cache_dir).resolve() / "locks", settings.lock_timeout))
-    return Jobs(store, enqueue, settings.dataset_queue_max)
+    """Data-set job records, handing new ones to enqueue(job_id) (the web's side; the worker's submits none)."""
+    return Jobs(job_store(settings), enqueue, settings.dataset_queue_max)
 
 
 def datasets(settings, sources):
     """Data-set jobs as the web API asks them; the queue is opened at the first job (the factory writes nothing)."""
     queue = Lazy(lambda: DatasetQueue(queue_storage(settings)))
-    return Datasets(jobs(settings, lambda job_id: queue.get().enqueue(job_id)), dataset_store(settings), sources)
+    return Datasets(jobs(settings, lambda job_id: queue.get().enqueue(job_id)), dataset_store(settings), sources,
+                    unavailable=datasets_unavailable(settings))
+
+
+def datasets_unavailable(settings):
+    """Why this host takes no data-set jobs, or None: several hosts need a queue they share."""
+    if settings.cluster_hosts and not is_shared(settings.dataset_queue):
+        return ("Data-set jobs on several hosts need a queue every host shares: set DATASET_QUEUE to "
+                "redis://host:port/db on every host.")
+    return None
 
 
 def dataset_worker(settings):

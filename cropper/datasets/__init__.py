@@ -12,19 +12,22 @@
 
 import difflib
 
-from ..errors import UnknownConceptError
+from ..errors import DatasetsUnavailableError, UnknownConceptError
 
 
 class Datasets:
     """Data-set jobs as the web API sees them: submit one, read one, cancel or remove one."""
 
-    def __init__(self, jobs, store, sources):
+    def __init__(self, jobs, store, sources, unavailable=None):
         self.jobs = jobs  # jobs.Jobs
         self.store = store  # a storage.DatasetStore
         self.sources = sources  # ImageSources: the concept names a request may use
+        self.unavailable = unavailable  # why this host takes no jobs (a misconfiguration), or None
 
     def submit(self, request):
         """(job, whether it is new) for a DatasetRequest whose concepts FathomNet knows, else UnknownConceptError."""
+        if self.unavailable:
+            raise DatasetsUnavailableError(self.unavailable)
         check_concepts(request.concepts, self.sources.concepts())
         return self.jobs.submit(request)
 
@@ -35,7 +38,13 @@ class Datasets:
         return self.jobs.cancel(job_id, remove_files=lambda job: self.store.remove(job.id))
 
     def readiness_problem(self, fresh_within):
-        """None if this host's worker has reported within fresh_within seconds, else why not."""
+        """None if this host's worker has reported within fresh_within seconds (and a shared queue answers), else
+        why not."""
+        if self.unavailable:
+            return self.unavailable
+        problem = self.jobs.store.readiness_problem()
+        if problem:
+            return problem
         age = self.jobs.store.heartbeat_age()
         if age is None:
             return "the data-set worker has not started (python -m cropper datasets worker)"

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 from .. import metrics
-from ..errors import DatasetGoneError, DatasetNotFoundError, TooManyJobsError
+from ..errors import DatasetGoneError, DatasetNotFoundError, QueueUnavailableError, TooManyJobsError
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,11 @@ class Jobs:
             job = Job(uuid.uuid4().hex, key, request.to_dict())
             self._put(job)
             self.store.remember(key, job.id)
-        self.enqueue(job.id)
         metrics.dataset_job("queued")
+        try:
+            self.enqueue(job.id)
+        except QueueUnavailableError:  # recorded as queued: a worker hands it to the queue when it can
+            log.warning("data-set job %s recorded but not yet in the queue (it cannot be reached)", job.id)
         log.info("data-set job %s queued: %s", job.id, ", ".join(request.concepts))
         return job, True
 
@@ -192,12 +195,12 @@ class Jobs:
         log.info("data-set job %s %s", job_id, status if status == "done" else f"{status}: {job.error}")
         return job
 
-    def recoverable(self, queued_too=False):
-        """Ids of the jobs to hand to the queue again: running ones whose worker died, and with queued_too
-        (as a worker starts) queued ones, which a lost queue would never run (a claim is idempotent, so a
-        job in the queue twice runs once)."""
+    def recoverable(self, in_queue):
+        """Ids of the jobs to hand to the queue again: running ones whose worker died, and queued ones the
+        queue does not hold (in_queue: the ids it holds), which it lost or never got (a claim is idempotent,
+        so a job in the queue twice runs once)."""
         return [job.id for job in self._all() if job.removed is None and self._runnable(job)
-                and (queued_too or job.status == "running")]
+                and (job.status == "running" or job.id not in in_queue)]
 
     def expired(self, now, ttl):
         """Finished jobs whose files are older than ttl, oldest first."""

@@ -10,15 +10,25 @@ is gone from the queue, and the worker hands such jobs to the queue again.
 
 from pathlib import Path
 
-from huey import SqliteHuey
+from huey import RedisHuey, SqliteHuey
+
+from ..errors import QueueUnavailableError
 
 TASK = "cropper.dataset_job"
 
 
+def is_shared(queue):
+    """Whether a DATASET_QUEUE names a queue every host shares (Redis), not a file of this host's."""
+    return queue.startswith(("redis://", "rediss://", "unix://"))
+
+
 def queue_storage(settings):
-    """The Huey instance the settings name: a SQLite file (DATASET_QUEUE). Opened when first used: the app
-    factory writes nothing. Not in CACHE_DIR: an open database would keep that disk from being remounted
-    read-only (an operator's way to stop new work and keep serving)."""
+    """The Huey instance the settings name: Redis (redis://host:port/db, shared by every host), else a SQLite
+    file (DATASET_QUEUE). Opened when first used: the app factory writes nothing. Not in CACHE_DIR: an open
+    database would keep that disk from being remounted read-only (an operator's way to stop new work and keep
+    serving)."""
+    if is_shared(settings.dataset_queue):
+        return RedisHuey("cropper-datasets", url=settings.dataset_queue, results=False, utc=True, read_timeout=1)
     path = Path(settings.dataset_queue).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteHuey("cropper-datasets", filename=str(path), results=False, utc=True, timeout=10)
@@ -38,7 +48,15 @@ class DatasetQueue:
         self._task = huey.task(name=TASK, retries=0)(dataset_job)
 
     def enqueue(self, job_id):
-        self._task(job_id)
+        try:
+            self._task(job_id)
+        except Exception as error:  # Redis (or the SQLite file) cannot take it: the job waits, said in words
+            raise QueueUnavailableError(f"The data-set queue cannot take the job now ({type(error).__name__}); "
+                                        "it will be handed to the queue again.") from None
+
+    def pending(self):
+        """The ids of the jobs waiting in the queue (a worker hands the queue again any queued job not there)."""
+        return {task.args[0] for task in self.huey.pending() if task.args}
 
     def consumer(self, workers):
         """Huey's consumer of this queue: worker threads that run the jobs as they come."""

@@ -14,7 +14,7 @@ import threading
 import time
 
 from .. import metrics
-from ..errors import CropperError
+from ..errors import CropperError, QueueUnavailableError
 from .build import Builder, JobFailed, JobStopped
 from .jobs import LEASE_SECONDS, worker_name
 from .request import DatasetRequest
@@ -22,6 +22,7 @@ from .request import DatasetRequest
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 5
+QUEUE_PAUSES = (0.5, 5.0)  # a job waiting for its queue asks again after this long, doubling up to the last
 EVICT_EVERY = 12  # housekeeping turns between two looks at the data sets' age and size
 
 
@@ -34,11 +35,15 @@ class Worker:
         self.store = store
         self.builder = Builder(service, store, settings.dataset_workers, settings.fathomnet_api_url,
                                settings.dataset_shard_bytes)
+        self.stopping = threading.Event()  # set as the worker stops: a job paused on its queue gives up
 
     def run(self, job_id):
         """Run one job to its end, unless another worker has it or it was cancelled."""
         owner = worker_name()
-        job = self.jobs.claim(job_id, owner)
+        try:
+            job = self._paused_while_unreachable(self.jobs.claim, job_id, owner)
+        except JobStopped:
+            return
         if job is None:
             return
         log.info("data-set job %s running", job_id)
@@ -48,7 +53,7 @@ class Worker:
 
         def report(now):
             progress.update(now)
-            return self.jobs.report(job_id, owner, **now)
+            return self._paused_while_unreachable(self.jobs.report, job_id, owner, **now)
 
         try:
             files, counts, done = self.builder.run(job_id, request, report)
@@ -56,29 +61,44 @@ class Worker:
             log.info("data-set job %s stopped: cancelled, or taken over", job_id)
             return
         except JobFailed as error:
-            self.jobs.fail(job_id, owner, error.details.get("first_code", error.code), error.message, progress)
-            metrics.dataset_job("failed", time.monotonic() - started)
+            self._fail(job_id, owner, error.details.get("first_code", error.code), error.message, progress, started)
             return
         except CropperError as error:  # FathomNet down while listing, a full disk, ...
-            self.jobs.fail(job_id, owner, error.code, error.message, progress)
-            metrics.dataset_job("failed", time.monotonic() - started)
+            self._fail(job_id, owner, error.code, error.message, progress, started)
             return
         except Exception:
             log.exception("data-set job %s failed", job_id)
-            self.jobs.fail(job_id, owner, "internal_error", "Something went wrong on our side.", progress)
-            metrics.dataset_job("failed", time.monotonic() - started)
+            self._fail(job_id, owner, "internal_error", "Something went wrong on our side.", progress, started)
             return
-        if self.jobs.finish(job_id, owner, files, counts, done) is None:  # cancelled as it finished
+        if self._paused_while_unreachable(self.jobs.finish, job_id, owner, files, counts, done) is None:
+            # cancelled as it finished, or taken over by another worker while this one was paused
             self.store.remove(job_id)
             return
         metrics.dataset_job("done", time.monotonic() - started, done["crops_done"], done["crops_failed"])
 
-    def housekeeping(self, enqueue, stop, turn):
+    def _fail(self, job_id, owner, code, message, progress, started):
+        self._paused_while_unreachable(self.jobs.fail, job_id, owner, code, message, progress)
+        metrics.dataset_job("failed", time.monotonic() - started)
+
+    def _paused_while_unreachable(self, call, *args, **kwargs):
+        """call(), waiting (and asking again) while the job's queue cannot be reached: a job pauses through a Redis
+        outage and goes on when it is back, instead of failing. JobStopped if the worker stops meanwhile."""
+        pause = QUEUE_PAUSES[0]
+        while True:
+            try:
+                return call(*args, **kwargs)
+            except QueueUnavailableError as error:
+                log.warning("data-set job paused: %s (asking again in %.0f s)", error.message, pause)
+                if self.stopping.wait(pause):
+                    raise JobStopped() from None
+                pause = min(pause * 2, QUEUE_PAUSES[1])
+
+    def housekeeping(self, queue, turn):
         """One turn: alive, orphans back to the queue, old data sets out."""
         self.jobs.store.beat()
-        for job_id in self.jobs.recoverable(queued_too=turn == 0):
+        for job_id in self.jobs.recoverable(in_queue=queue.pending()):
             log.info("data-set job %s handed to the queue again (its worker is gone, or the queue lost it)", job_id)
-            enqueue(job_id)
+            queue.enqueue(job_id)
         if turn % EVICT_EVERY == 0:
             self.evict(time.time())
 
@@ -107,7 +127,7 @@ def run_worker(settings, worker, queue, parent_pid=None):
         turn = 0
         while not stop.wait(0 if turn == 0 else HOUSEKEEPING_SECONDS):
             try:
-                worker.housekeeping(queue.enqueue, stop, turn)
+                worker.housekeeping(queue, turn)
             except CropperError as error:  # a full or read-only disk: said in a line, tried again next turn
                 log.warning("data-set housekeeping: %s", error.message)
             except Exception:  # the worker must outlive any one bad turn
@@ -125,3 +145,4 @@ def run_worker(settings, worker, queue, parent_pid=None):
         consumer.run()
     finally:
         stop.set()
+        worker.stopping.set()

@@ -194,3 +194,6 @@ class JobStore(Protocol):
 
     def heartbeat_age(self) -> float | None:
         """Seconds since this host's worker said it is alive, or None if it never did."""
+
+    def readiness_problem(self) -> str | None:
+        """None if the records can be reached (a shared store: Redis), else why not."""

@@ -405,6 +405,9 @@ class FileJobStore:
             except FileNotFoundError:
                 write_bytes(path, b"")
 
+    def readiness_problem(self):
+        return None  # the cache folder's disk is checked as the source store's
+
     def heartbeat_age(self):
         """Seconds since this host's worker last said it is alive, or None if it never did."""
         try:
