@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
+from .. import crops
 from ..crops import Crop
 
 
@@ -49,6 +50,13 @@ class Listing:
     @property
     def size(self):
         return sum(entry.size for entry in self.entries)
+
+    def add_crop(self, store_path, paths, size, last_used):
+        """Count a stored file by its store path: a crop, one an earlier version named otherwise, or neither."""
+        if crop := crops.parse_store_path(store_path):
+            self.entries.append(Entry(crop, paths, size, last_used))
+        elif crop := crops.superseded_store_path(store_path):
+            self.superseded.append(Entry(crop, paths, size, last_used))
 
 
 @dataclass(frozen=True)

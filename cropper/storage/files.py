@@ -157,12 +157,7 @@ class FileCropStore(_FileStore):
                 if is_temp(path):
                     listing.temp_files.append(TempFile(path, stat.st_mtime))
                     continue
-                store_path = os.path.relpath(path, self.root)
-                measured = ([path], _disk_size(stat), _last_used(stat))
-                if crop := crops.parse_store_path(store_path):
-                    listing.entries.append(Entry(crop, *measured))
-                elif crop := crops.superseded_store_path(store_path):
-                    listing.superseded.append(Entry(crop, *measured))
+                listing.add_crop(os.path.relpath(path, self.root), [path], _disk_size(stat), _last_used(stat))
         return listing
 
     def remove(self, entry):

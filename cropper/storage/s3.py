@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError,
 
 from .. import crops
 from ..errors import BusyError, StoreUnavailableError
-from . import Entry, Listing, OpenedCrop
+from . import Listing, OpenedCrop
 from .locks import crop_lock, eviction_lock
 
 log = logging.getLogger(__name__)
@@ -133,12 +133,8 @@ class S3CropStore:
                     Bucket=self.bucket, Prefix=f"{self.prefix}{family}/")
                 for page in pages:
                     for item in page.get("Contents", []):
-                        store_path = item["Key"][len(self.prefix):]
-                        measured = ([item["Key"]], item["Size"], item["LastModified"].timestamp())
-                        if crop := crops.parse_store_path(store_path):
-                            listing.entries.append(Entry(crop, *measured))
-                        elif crop := crops.superseded_store_path(store_path):
-                            listing.superseded.append(Entry(crop, *measured))
+                        listing.add_crop(item["Key"][len(self.prefix):], [item["Key"]], item["Size"],
+                                         item["LastModified"].timestamp())
         return listing
 
     def remove(self, entry):
