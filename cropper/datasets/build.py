@@ -170,9 +170,9 @@ class Builder:
         return files, counts, progress
 
     def _fetch(self, info):
-        """Have an image's pixels at hand for its crops (downloaded and stored once); its failure is its crops'
-        to report, as they meet it again."""
-        if isinstance(info, ImageInfo):
+        """Have an image's pixels at hand for its crops (downloaded and stored once), when this host makes its
+        crops (with several hosts, its owner does); its failure is its crops' to report, as they meet it again."""
+        if isinstance(info, ImageInfo) and self.service.cluster.is_mine(info.uuid):
             try:
                 with self.sources.pixels(info):
                     pass
