@@ -78,7 +78,7 @@ def dataset_store(settings):
     if settings.cache_backend == "s3":
         from .storage.s3 import S3DatasetStore
 
-        return S3DatasetStore(_s3_crop_store(settings, None), settings.cache_dir)
+        return S3DatasetStore(_s3_crop_store(settings, None), settings.cache_dir)  # the crops' bucket, and its client
     return FileDatasetStore(settings.cache_dir)
 
 

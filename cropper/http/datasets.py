@@ -16,6 +16,9 @@ from .crops import base_url, schema, settings
 
 bp = Blueprint("datasets", __name__)
 
+MEDIA_TYPES = {"zip": "application/zip", "tar": "application/x-tar", "csv": "text/csv", "txt": "text/plain",
+               "md": "text/markdown"}
+
 
 def datasets():
     return current_app.extensions["cropper.datasets"]
@@ -53,10 +56,15 @@ def dataset_file(job_id, name):
     """A finished data set's file (nginx serves these itself; this is for Gunicorn alone)."""
     job = datasets().get(job_id)
     known = next((file for file in job.files if file["name"] == name), None)
-    path = datasets().store.local_path(job_id, name) if known else None
-    if path is None:
+    stored = datasets().store.open_file(job_id, name) if known else None
+    if stored is None:
         raise DatasetNotFoundError("This data set has no such file.")
-    return send_file(path, as_attachment=True, download_name=name, conditional=True, max_age=3600)
+    file, size = stored
+    response = send_file(file, mimetype=MEDIA_TYPES.get(name.rpartition(".")[2], "application/octet-stream"),
+                         as_attachment=True, download_name=name, conditional=False, max_age=3600,
+                         etag=known["sha256"])
+    response.content_length = size
+    return response.make_conditional(request.environ, accept_ranges=True, complete_length=size)
 
 
 def job_answer(job):

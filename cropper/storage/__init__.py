@@ -176,6 +176,9 @@ class DatasetStore(Protocol):
     def url_path(self, job_id: str, name: str) -> str:
         """The path of the file's public URL."""
 
+    def open_file(self, job_id: str, name: str):
+        """(the stored file opened for reading, its size), or None: for the app, when nginx does not serve it."""
+
 
 class JobStore(Protocol):
     """Data-set job records (dicts), by job id, with an index of requests' fingerprints to their latest job."""

@@ -10,6 +10,7 @@ import logging
 import os
 import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 
 from ..errors import InsufficientStorageError
 
@@ -63,6 +64,14 @@ def atomic_writer(path, mode="wb"):
     except BaseException:
         unlink(temp)
         raise
+
+
+@contextmanager
+def scratch(folder, spool_bytes=0):
+    """A temp file (w+b) in folder, in memory up to spool_bytes, gone when the block ends (or we are killed)."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with tempfile.SpooledTemporaryFile(max_size=spool_bytes, dir=folder) as file:
+        yield file
 
 
 def write_bytes(path, data):

@@ -25,7 +25,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +32,7 @@ from pathlib import Path
 from .. import crops, imaging
 from ..errors import BusyError
 from . import Entry, Listing, NewFile, OpenedCrop, TempFile
-from .disk import atomic_writer, is_temp, storing, unlink, write_bytes
+from .disk import atomic_writer, is_temp, scratch, storing, unlink, write_bytes
 from .locks import Locks, crop_lock, eviction_lock
 
 log = logging.getLogger(__name__)
@@ -263,10 +262,8 @@ class FileSourceStore(_FileStore):
     def scratch_file(self):
         """A temp file for a download: in memory up to SPOOL_BYTES (most images), then anonymous on the
         cache's disk; nothing is left if we are killed."""
-        with storing(self.name):
-            self.folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, dir=self.folder) as file:
-                yield file
+        with storing(self.name), scratch(self.folder, SPOOL_BYTES) as file:
+            yield file
 
     def readiness_problem(self, min_free_bytes):
         """None if a file can be written here and enough space is free, else why not."""
@@ -328,7 +325,7 @@ class FileDatasetStore:
             new = NewFile(out)
             yield new
             out.flush()
-            new.size, new.sha256 = _size_and_sha256(out)
+            new.size, new.sha256 = size_and_sha256(out)
 
     def remove(self, job_id):
         freed = 0
@@ -342,10 +339,13 @@ class FileDatasetStore:
     def url_path(job_id, name):
         return f"/datasets/{job_id}/files/{name}"
 
-    def local_path(self, job_id, name):
-        """The stored file's path on this host, or None (for Gunicorn alone; nginx serves the folder)."""
-        path = self.folder / job_id / name
-        return path if path.is_file() else None
+    def open_file(self, job_id, name):
+        """(the stored file opened for reading, its size), or None (for Gunicorn alone: nginx serves them)."""
+        try:
+            file = open(self.folder / job_id / name, "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        return file, os.fstat(file.fileno()).st_size
 
 
 class FileJobStore:
@@ -421,7 +421,7 @@ class FileJobStore:
                     yield record
 
 
-def _size_and_sha256(file):
+def size_and_sha256(file):
     file.seek(0)
     digest, size = hashlib.sha256(), 0
     for block in iter(lambda: file.read(1 << 20), b""):

@@ -4,7 +4,8 @@ A crop is the object <prefix><Crop.store_path> (crops/... or iiif/..., the paths
 uses and nginx is asked for), written once with its content type and a one-year immutable
 Cache-Control, and readable without credentials through a bucket policy on those keys (so nginx,
 a CDN or the client can fetch `public_url(crop)` straight from the bucket). Nothing else in the
-bucket is touched: a key that is not a crop's is never listed or removed.
+bucket is touched: a key that is not a crop's is never listed or removed. Finished data sets' files are
+objects under datasets/ (`S3DatasetStore`), readable alike.
 
 A store that cannot be reached or answers with an error is a StoreUnavailableError (503): the
 client hears that in words, the log gets botocore's own text.
@@ -15,6 +16,7 @@ import json
 import logging
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import quote
 
 import boto3
@@ -23,7 +25,9 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError,
 
 from .. import crops
 from ..errors import BusyError, StoreUnavailableError
-from . import Listing, OpenedCrop
+from . import Listing, NewFile, OpenedCrop
+from .disk import scratch, storing
+from .files import size_and_sha256
 from .locks import crop_lock, eviction_lock
 
 log = logging.getLogger(__name__)
@@ -183,7 +187,8 @@ class S3CropStore:
                 "Version": "2012-10-17",
                 "Statement": [{
                     "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"],
-                    "Resource": [f"arn:aws:s3:::{self.bucket}/{self.prefix}{family}/*" for family in crops.FAMILIES],
+                    "Resource": [f"arn:aws:s3:::{self.bucket}/{self.prefix}{family}/*"
+                                 for family in (*crops.FAMILIES, DATASETS)],
                 }],
             }))
 
@@ -210,3 +215,76 @@ class S3CropStore:
 
 def _status(error):
     return error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+
+
+DATASETS = "datasets"  # the key prefix of finished data sets' files, beside crops/ and iiif/
+DATASET_CACHE_CONTROL = "private, max-age=3600"  # a data set may be removed: its files are not immutable
+MEDIA_TYPES = {"zip": "application/zip", "tar": "application/x-tar", "csv": "text/csv", "txt": "text/plain",
+               "md": "text/markdown"}
+
+
+class S3DatasetStore:
+    """Finished data sets' files as objects <prefix>datasets/<job id>/<name> in the crop store's bucket, which
+    every host shares: any host's worker writes them, every host's nginx serves them (storage.DatasetStore)."""
+
+    shared = True
+
+    def __init__(self, crops, scratch_folder):
+        self.client, self.bucket, self.prefix = crops.client, crops.bucket, crops.prefix
+        self.endpoint_url = crops.endpoint_url
+        self.scratch_folder = Path(scratch_folder).resolve() / "datasets" / "scratch"
+
+    def _key(self, job_id, name=""):
+        return f"{self.prefix}{DATASETS}/{job_id}/{name}"
+
+    @contextmanager
+    def new_file(self, job_id, name):
+        """A NewFile (a local temp file) uploaded whole, with its type and name, when the block ends: an object
+        appears whole or not at all."""
+        with storing("data-set store"), scratch(self.scratch_folder) as file:
+            new = NewFile(file)
+            yield new
+            file.flush()
+            new.size, new.sha256 = size_and_sha256(file)
+            file.seek(0)
+            with self._reaching("store a data set's file"):
+                self.client.upload_fileobj(file, self.bucket, self._key(job_id, name), ExtraArgs={
+                    "ContentType": MEDIA_TYPES.get(name.rpartition(".")[2], "application/octet-stream"),
+                    "ContentDisposition": f'attachment; filename="{name}"', "CacheControl": DATASET_CACHE_CONTROL})
+
+    def remove(self, job_id):
+        freed = 0
+        with self._reaching("remove a data set"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                         Prefix=self._key(job_id))
+            for page in pages:
+                objects = page.get("Contents", [])
+                if objects:
+                    self.client.delete_objects(Bucket=self.bucket, Delete={
+                        "Objects": [{"Key": item["Key"]} for item in objects], "Quiet": True})
+                    freed += sum(item["Size"] for item in objects)
+        return freed
+
+    @staticmethod
+    def url_path(job_id, name):
+        return f"/{DATASETS}/{job_id}/files/{name}"
+
+    def open_file(self, job_id, name):
+        with self._reaching("read a data set's file"):
+            try:
+                answer = self.client.get_object(Bucket=self.bucket, Key=self._key(job_id, name))
+            except ClientError as error:
+                if _status(error) in (403, 404):
+                    return None
+                raise
+        return answer["Body"], answer["ContentLength"]
+
+    @contextmanager
+    def _reaching(self, doing):
+        try:
+            yield
+        except (BotoCoreError, ClientError) as error:
+            log.warning("data-set store %s at %s failed to %s: %r", self.bucket, self.endpoint_url, doing, error)
+            raise StoreUnavailableError(
+                f"The data-set store (S3 bucket {self.bucket} at {self.endpoint_url}) cannot be reached. "
+                "Try again shortly.", store="data-set store") from None

@@ -23,6 +23,7 @@ from cropper.datasets.request import FATHOMNET_FILTERS
 from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip, service_env, wait_until
 from devtools.standin import (
     BENCH_DATASET_CONCEPT,
+    BENCH_NAMES,
     DATASET_CONCEPTS,
     DATASET_GENUS,
     DATASET_NAMES,
@@ -45,6 +46,8 @@ IMAGES = {uuid_for(name): image_fields(name) for name in DATASET_NAMES}  # the f
 def service(standin, tmp_path_factory):
     """Gunicorn (its arbiter starting the data-set worker), and nginx in front, sharing a cache folder."""
     find_nginx_or_skip()
+    for name in [*DATASET_NAMES, *BENCH_NAMES[:40]]:  # made once, now: a cold stand-in's first answer is slow
+        standin.image(name)
     run_dir = tmp_path_factory.mktemp("datasets")
     env = service_env(standin, run_dir / "cache", DATASET_WORKERS="2", DATASET_QUEUE_MAX="3",
                       DATASET_SHARD_BYTES=str(SHARD_BYTES))

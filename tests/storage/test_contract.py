@@ -185,3 +185,42 @@ def test_the_source_store_keeps_records_and_pixels_apart_per_image(source_store)
     source_store.forget_info(image)  # forgetting what is gone is no error
     with source_store.scratch_file() as scratch:
         scratch.write(b"a download")
+
+
+# -- the data-set stores: the file store (one host) and the S3 store (every host)
+
+
+@pytest.fixture(params=["file", "s3"])
+def dataset_store(request, tmp_path, locks):
+    from cropper.storage.files import FileDatasetStore
+
+    if request.param == "file":
+        return FileDatasetStore(tmp_path / "cache")
+    from cropper.storage.s3 import S3DatasetStore
+
+    seaweed = request.getfixturevalue("seaweed")
+    return S3DatasetStore(seaweed.store(locks, prefix=f"contract-{uuid.uuid4().hex[:8]}/"), tmp_path / "cache")
+
+
+def test_a_data_set_file_is_stored_whole_measured_read_back_and_removed(dataset_store):
+    import hashlib
+
+    job = uuid.uuid4().hex
+    with dataset_store.new_file(job, "imagefolder.zip") as new:
+        new.file.write(b"PK" + b"x" * 5000)
+    assert (new.size, new.sha256) == (5002, hashlib.sha256(b"PK" + b"x" * 5000).hexdigest())
+    file, size = dataset_store.open_file(job, "imagefolder.zip")
+    with file:
+        assert (file.read(), size) == (b"PK" + b"x" * 5000, 5002)
+    assert dataset_store.open_file(job, "other.tar") is None
+    assert dataset_store.url_path(job, "imagefolder.zip") == f"/datasets/{job}/files/imagefolder.zip"
+    assert dataset_store.remove(job) >= 5002 and dataset_store.open_file(job, "imagefolder.zip") is None
+
+
+def test_a_data_set_file_whose_writing_fails_is_never_stored(dataset_store):
+    job = uuid.uuid4().hex
+    with pytest.raises(RuntimeError):
+        with dataset_store.new_file(job, "train-000000.tar") as new:
+            new.file.write(b"half")
+            raise RuntimeError("the writer died")
+    assert dataset_store.open_file(job, "train-000000.tar") is None
