@@ -749,6 +749,9 @@ def paths(settings, options):
         "/": {"get": {"tags": ["service"], "summary": "The web page",
                       "responses": {"200": {"description": "The page.",
                                             "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/mirador": {"get": {"tags": ["service"], "summary": "Mirador on an image's manifest (?image=<uuid>)",
+                             "responses": {"200": {"description": "The viewer page.",
+                                                   "content": {"text/html": {"schema": {"type": "string"}}}}}}},
     }
 
 
