@@ -135,6 +135,9 @@ class Settings:
     temp_grace: float = setting(600.0, _float, "Age in seconds after which a temp file left by a killed worker goes.")
     batch_max_crops: int = setting(1000, _int, "Most crops one /cropper-list request may ask for; more is a 413.")
     iiif_tile_size: int = setting(512, _int, "Side of the IIIF tiles info.json offers viewers for deep zoom.")
+    iiif_manifest_max_age: int = setting(
+        3600, _int, "Seconds browsers, and nginx when PUBLIC_URL is set, keep an IIIF manifest or collection page "
+        "before asking again: FathomNet's boxes may be edited meanwhile.")
     concept_page_max: int = setting(
         100, _int, "Most boxes one /cropper-concept page crops (and its default), so a page fits nginx's timeout.")
     batch_concurrency: int = setting(

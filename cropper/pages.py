@@ -1,7 +1,7 @@
 """The service's web pages and the content security policy each is sent with, by the app and by nginx.
 
 Each policy allows what its page needs and no more, and `frame-ancestors 'none'`: no other site
-may show a page in a frame to trick a click. A page to come (a viewer) gets a policy of its own here.
+may show a page in a frame to trick a click.
 """
 
 from urllib.parse import urlsplit
@@ -33,3 +33,11 @@ def docs_policy():
     """/docs, Redoc: it styles its parts inline, inlines its fonts and icons, and searches in a worker from a blob."""
     return "; ".join([*COMMON, "script-src 'self'", "style-src 'self' 'unsafe-inline'", "img-src 'self' data:",
                       "font-src 'self' data:", "connect-src 'self'", "worker-src 'self' blob:"])
+
+
+def mirador_policy(public_url=""):
+    """/mirador, Mirador on an image's manifest: its own scripts; Mirador styles its parts inline (emotion); the
+    manifest's image service (info.json, tiles) is at PUBLIC_URL's origin too when it is another."""
+    service = f" {origin(public_url)}" if origin(public_url) else ""
+    return "; ".join([*COMMON, "script-src 'self'", "style-src 'self' 'unsafe-inline'",
+                      f"img-src 'self' data: blob:{service}", f"connect-src 'self'{service}"])

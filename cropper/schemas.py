@@ -17,6 +17,7 @@ from .crops import DEFAULT_BACKGROUND, FITS, MAX_DIGITS, Box, CropRequest, Pad
 from .errors import TooManyCropsError
 
 MAX_PAD_PERCENT = 1000
+MAX_COLLECTION_PAGE = 100_000  # a concept's collection pages: far past any concept's boxes, and offsets stay small
 PERCENT = re.compile(r"\s*([0-9]{1,4}(?:\.[0-9]{1,2})?)\s*%\s*")
 COLOUR = re.compile(r"#?([0-9a-fA-F]{6})")
 
@@ -217,6 +218,14 @@ class ConceptSchema(OptionsSchema):
     concept = fields.String(required=True, validate=Length(1, 256))
     limit = Whole(validate=Range(1, error="Must be 1 or more."))
     offset = Whole()  # 0 or more, below a billion
+
+
+class ConceptCollectionSchema(Schema):
+    """The query of a concept's IIIF collection: ?name=<concept>&page=<n> (a query, as concepts may hold "/")."""
+
+    name = fields.String(required=True, validate=Length(1, 256))
+    page = Whole(load_default=1, validate=Range(1, MAX_COLLECTION_PAGE,
+                                                error=f"Must be from 1 to {MAX_COLLECTION_PAGE}."))
 
 
 def batch_items(body, max_crops, batch_schema):

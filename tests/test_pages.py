@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cropper import create_app
 from cropper.ops.nginx import NginxProcess, NginxSite, render_nginx
-from cropper.pages import OPENSEADRAGON_STYLE, docs_policy, page_policy
+from cropper.pages import OPENSEADRAGON_STYLE, docs_policy, mirador_policy, page_policy
 
 OPENSEADRAGON = Path(__file__).resolve().parents[1] / "cropper" / "static" / "vendor" / "openseadragon"
 
@@ -35,11 +35,19 @@ def test_redoc_may_style_inline_and_search_in_a_worker_but_not_be_framed():
     assert "frame-ancestors 'none'" in policy and "script-src 'self';" in policy
 
 
+def test_mirador_may_style_inline_and_show_the_image_service_at_public_url_but_run_no_inline_script():
+    policy = mirador_policy("https://crops.example:8443/cropper")
+    assert "script-src 'self';" in policy and "style-src 'self' 'unsafe-inline';" in policy
+    assert "img-src 'self' data: blob: https://crops.example:8443;" in policy and "frame-ancestors 'none'" in policy
+    assert policy.endswith("connect-src 'self' https://crops.example:8443")
+
+
 def test_the_app_sends_each_page_its_policy(settings):
     client = create_app(settings.replace(public_url="https://crops.example")).test_client()
     for path in ("/", "/static/js/page.js"):
         assert client.get(path).headers["Content-Security-Policy"] == page_policy("https://crops.example")
     assert client.get("/docs").headers["Content-Security-Policy"] == docs_policy()
+    assert client.get("/mirador").headers["Content-Security-Policy"] == mirador_policy("https://crops.example")
     assert "Content-Security-Policy" not in client.get("/healthz").headers  # an API answer is no page
 
 
@@ -50,3 +58,5 @@ def test_nginx_sends_the_page_the_apps_policy(tmp_path):
     locations = (tmp_path / "nginx" / "conf.d" / "snippets" / "cropper-locations.conf").read_text()
     header = f'add_header Content-Security-Policy "{page_policy("https://crops.example")}" always;'
     assert locations.count(header) == 2  # the page, and the files under /static/
+    mirador = f'add_header Content-Security-Policy "{mirador_policy("https://crops.example")}" always;'
+    assert locations.count(mirador) == 1

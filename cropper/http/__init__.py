@@ -7,7 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .. import wiring
 from ..config import Settings
-from ..schemas import BatchSchema, ConceptSchema, CropSchema, OptionsSchema
+from ..schemas import BatchSchema, ConceptCollectionSchema, ConceptSchema, CropSchema, OptionsSchema
 from . import crops, datasets, iiif, metrics, openapi
 from .bodies import JSONRequest, parse_json
 from .errors import register_error_handlers
@@ -30,7 +30,7 @@ def create_app(settings=None, source=None, service=None):
     register_error_handlers(app)
     register_metrics(app)
     register_headers(app, settings)
-    for blueprint in (crops.bp, iiif.bp, openapi.bp, metrics.bp, datasets.bp):
+    for blueprint in (crops.bp, iiif.bp, iiif.presentation_bp, openapi.bp, metrics.bp, datasets.bp):
         app.register_blueprint(blueprint)
     return app
 
@@ -59,3 +59,4 @@ def register_services(app, settings, service):
     app.extensions["cropper.schema.concept"] = ConceptSchema(**limits)
     app.extensions["cropper.schema.batch"] = BatchSchema(**limits)
     app.extensions["cropper.schema.options"] = OptionsSchema(**limits)
+    app.extensions["cropper.schema.collection"] = ConceptCollectionSchema()

@@ -1,6 +1,6 @@
 """The crop API's routes (blueprint "cropper"): crops, batches, concept pages, annotations, crop files,
-the cluster's internal call, the page, and health. Each reads the request, makes one call to the
-service, and writes the answer.
+the cluster's internal call, the pages (the web page and its Mirador viewer), and health. Each reads
+the request, makes one call to the service, and writes the answer.
 """
 
 import functools
@@ -293,6 +293,12 @@ def make_for_another_host():
 def page():
     """The web page (nginx serves it itself; this is for Gunicorn alone)."""
     return current_app.send_static_file("index.html")
+
+
+@bp.get("/mirador")
+def mirador():
+    """Mirador on an image's manifest, ?image=<uuid> (nginx serves it itself; this is for Gunicorn alone)."""
+    return current_app.send_static_file("mirador.html")
 
 
 @bp.get("/healthz")

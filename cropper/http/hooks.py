@@ -59,7 +59,8 @@ def register_cors(app, settings):
 def register_headers(app, settings):
     # Each page's content security policy (pages.py), as nginx sends it for the page it serves itself.
     page = pages.page_policy(settings.public_url)
-    policies = {"cropper.page": page, "static": page, "openapi.docs": pages.docs_policy()}
+    policies = {"cropper.page": page, "static": page, "openapi.docs": pages.docs_policy(),
+                "cropper.mirador": pages.mirador_policy(settings.public_url)}
 
     @app.after_request
     def no_sniffing(response):

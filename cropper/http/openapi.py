@@ -29,6 +29,7 @@ from ..datasets import request as dataset_request
 from ..datasets.jobs import STATUSES as DATASET_STATUSES
 from ..datasets.request import OUTPUT_FORMATS, SPLIT_NAMES, DatasetSchema
 from ..iiif import image as iiif
+from ..iiif import presentation
 from .crops import CSV_COLUMNS
 
 bp = Blueprint("openapi", __name__)
@@ -169,6 +170,29 @@ class IIIFInfoSchema(Schema):
     extraFormats = fields.List(fields.String())
     extraQualities = fields.List(fields.String())
     extraFeatures = fields.List(fields.String())
+
+
+class IIIFManifestSchema(Schema):
+    """IIIF Presentation API 3.0 manifest (validated against the IIIF consortium's schema in the tests)."""
+
+    context = fields.Raw(required=True, data_key="@context",
+                         metadata={"description": "Presentation 3's context, after navPlace's where there is a place."})
+    id = fields.Url(required=True)
+    type = fields.String(required=True, validate=OneOf(["Manifest"]))
+    label = fields.Dict(required=True)
+    items = fields.List(fields.Dict(), required=True, validate=Length(equal=1),
+                        metadata={"description": "The one canvas, its boxes in its `annotations`."})
+
+
+class IIIFCollectionSchema(Schema):
+    """IIIF Presentation API 3.0 collection."""
+
+    context = fields.String(required=True, data_key="@context", validate=OneOf([presentation.CONTEXT]))
+    id = fields.Url(required=True)
+    type = fields.String(required=True, validate=OneOf(["Collection"]))
+    label = fields.Dict(required=True)
+    items = fields.List(fields.Dict(), required=True,
+                        metadata={"description": "The images' manifests, then the next page while there is one."})
 
 
 # -- what a field accepts, beyond its marshmallow type
@@ -431,6 +455,18 @@ def redirect(text, location):
             "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
+def presentation_ok(description, schema):
+    return {"description": description, "content": {"application/ld+json": {"schema": ref(schema)}},
+            "headers": {"Cache-Control": {"description": "`public, max-age=IIIF_MANIFEST_MAX_AGE` with `PUBLIC_URL` "
+                                          "set (nginx keeps it), else `private`: its URLs are then the request's.",
+                                          "schema": {"type": "string"}}}}
+
+
+def query_param(name, text, schema, example, required=False):
+    return {"name": name, "in": "query", "required": required, "description": text, "schema": schema,
+            "example": example}
+
+
 def path_param(name, text, schema, example=None):
     param = {"name": name, "in": "path", "required": True, "description": text, "schema": schema}
     if example is not None:
@@ -456,7 +492,8 @@ def build(app):
                                                 batch=settings.batch_max_crops)},
         tags=[{"name": "crops", "description": "Crops of FathomNet images, made once and cached."},
               {"name": "annotations", "description": "FathomNet's annotations (bounding boxes) and their crops."},
-              {"name": "iiif", "description": "IIIF Image API 3.0, level 2, over FathomNet images."},
+              {"name": "iiif", "description": "IIIF Image API 3.0 (level 2) over FathomNet images, and IIIF "
+                                              "Presentation API 3.0 manifests with their boxes as annotations."},
               {"name": "datasets", "description": "Training sets from FathomNet's annotations, made by a worker."},
               {"name": "service", "description": "Probes, metrics, this description and the pages."}],
     )
@@ -466,6 +503,7 @@ def build(app):
                          ("ImageBoxes", ImageBoxesSchema), ("BoxListing", BoxListingSchema),
                          ("BoxRequest", BoxRequestSchema), ("Health", HealthSchema), ("Check", CheckSchema),
                          ("Readiness", ReadinessSchema), ("IIIFInfo", IIIFInfoSchema),
+                         ("IIIFManifest", IIIFManifestSchema), ("IIIFCollection", IIIFCollectionSchema),
                          ("CropRequest", crop_schema), ("BatchRequest", batch_schema),
                          ("CropOptions", schemas.OptionsSchema(exclude=("format",), **limits)),
                          ("ConceptRequest", concept_schema), ("DatasetRequest", DatasetSchema),
@@ -514,7 +552,8 @@ def refine(components, settings):
     concept["properties"]["offset"]["description"] = FIELD_TEXT["offset"]
     concept["examples"] = [{"concept": "Bathochordaeus mcnutti", "limit": 10, "width": 224, "height": 224}]
     components["ConceptPage"]["properties"]["crops"]["items"] = ref("BatchItem")
-    components["IIIFInfo"]["additionalProperties"] = True  # a level 2 document may say more
+    for name in ("IIIFInfo", "IIIFManifest", "IIIFCollection"):
+        components[name]["additionalProperties"] = True  # a document says more than its required parts
     refine_dataset(components["DatasetRequest"], components["DatasetCropOptions"], settings)
 
 
@@ -664,6 +703,28 @@ def paths(settings, options):
                                  e400="`bad_request`: the IIIF syntax, or a request this image refuses (a region "
                                       "outside it, a size over the limits or scaling up without ^).",
                                  e404="`image_not_found`.", e422=TOO_LARGE)}},
+        f"{presentation.MANIFESTS}/{{uuid}}": {"get": {
+            "tags": ["iiif"], "summary": "An image's IIIF Presentation 3.0 manifest, its boxes as annotations",
+            "description": "One canvas at FathomNet's size, deep-zoomed from this service's Image API, with each of "
+                           "FathomNet's boxes a tagging annotation of its region (clamped to the image; a box wholly "
+                           "outside it is left out). Built from the image's remembered record: one FathomNet "
+                           "lookup the first time. For Mirador, Tify, Annona and other IIIF viewers.",
+            "parameters": [uuid_param("uuid", "A FathomNet image's uuid.", FRAMEGRAB)],
+            "responses": answers({200: presentation_ok("The manifest.", "IIIFManifest")},
+                                 404, 429, 502, 503, 504, 507, e404="`image_not_found`.")}},
+        presentation.CONCEPT_COLLECTION: {"get": {
+            "tags": ["iiif"], "summary": "A concept's images, a page at a time, as an IIIF collection",
+            "description": f"The manifests of the images of a page of FathomNet's boxes of the concept (at most "
+                           f"{settings.concept_page_max} boxes, each image once, in the order of its first box), "
+                           "then the next page, as a collection, while FathomNet has more.",
+            "parameters": [
+                query_param("name", "The concept (a query parameter: a concept's name may hold a /).",
+                            {"type": "string", "minLength": 1, "maxLength": 256}, "Bathochordaeus mcnutti", True),
+                query_param("page", "The page, from 1.", whole_number(1, schemas.MAX_COLLECTION_PAGE), 1)],
+            "responses": answers({200: presentation_ok("The collection.", "IIIFCollection")},
+                                 404, 422, 429, 502, 503, 504,
+                                 e404="`concept_not_found`: FathomNet has no boxes of this concept.",
+                                 e422=VALIDATION + " (of the query).")}},
         **dataset_paths(),
         "/healthz": {"get": {"tags": ["service"], "summary": "Liveness: the process answers",
                              "responses": answers({200: json_ok("Alive.", ref("Health"))}, *PROXIED)}},
@@ -688,6 +749,9 @@ def paths(settings, options):
         "/": {"get": {"tags": ["service"], "summary": "The web page",
                       "responses": {"200": {"description": "The page.",
                                             "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/mirador": {"get": {"tags": ["service"], "summary": "Mirador on an image's manifest (?image=<uuid>)",
+                             "responses": {"200": {"description": "The viewer page.",
+                                                   "content": {"text/html": {"schema": {"type": "string"}}}}}}},
     }
 
 

@@ -28,6 +28,7 @@ from ..crops import Box
 from ..errors import CropperError
 
 CONTEXT = "http://iiif.io/api/image/3/context.json"
+PATH = "/iiif/3"  # an image's base URI is PATH/<uuid> below the service's base URL
 # The Link header of every image answer, the app's and the files nginx serves itself (info.json lists it).
 PROFILE_LINK = '<http://iiif.io/api/image/3/level2.json>;rel="profile"'
 PROTOCOL = "http://iiif.io/api/image"
@@ -272,6 +273,11 @@ def format_extensions():
 def extension_of(format_name):
     """The IIIF extension of a format table name, e.g. "jpg" for "jpeg"."""
     return formats.get(format_name).iiif
+
+
+def base_uri(base_url, uuid):
+    """An image's base URI on the service at base_url: its info.json and images are below it."""
+    return f"{base_url}{PATH}/{uuid}"
 
 
 def info_json(base_uri, image_width, image_height, max_width, max_height, max_area, tile_size=512,

@@ -204,6 +204,7 @@ def template_values(site, process):
         "CROPPER_CROP_NOT_FOUND": json_404(errors.CropNotFoundError("There is no crop at this path.")),
         "CROPPER_METRICS_ALLOW": " ".join(f"allow {network};" for network in site.metrics_allow),
         "CROPPER_PAGE_POLICY": nginx_string(pages.page_policy(site.public_url)),
+        "CROPPER_MIRADOR_POLICY": nginx_string(pages.mirador_policy(site.public_url)),
         "CROPPER_REAL_IP": real_ip(site.real_ip_from),
         **store_values(site, process),
     }

@@ -22,6 +22,7 @@ from cropper.cluster import KEY_HEADER, Ring
 from devtools.cluster import LocalCluster
 from devtools.seaweed import SeaweedFS
 from devtools.servers import _listening, find_nginx_or_skip, read_log, wait_until
+from devtools.standin import uuid_for
 from tests.integration.test_forwarded import SPOOFED, url_answers, urls_in
 
 TIMEOUT = 30
@@ -106,6 +107,15 @@ def test_the_apps_ring_is_the_one_nginx_routes_by(cluster):
         assert answer.headers["X-Cropper-Host"] == owner, uuid
         seen[owner] += 1
     assert set(seen) == set(cluster.addresses)  # and it spreads them over every host
+
+
+def test_the_front_sends_an_images_manifest_to_its_owner(cluster):
+    """Where its crops and tiles are made, and its record is remembered: one FathomNet lookup for a cluster."""
+    for name in ("framegrab-1", "framegrab-2", "gray", "rgba", "jpeg", "palette"):
+        uuid = uuid_for(name)
+        answer = requests.get(f"{cluster.front_url}/iiif/manifests/{uuid}", timeout=TIMEOUT)
+        assert answer.status_code == 200 and answer.json()["id"].endswith(f"/iiif/manifests/{uuid}")
+        assert answer.headers["X-Cropper-Host"] == next(cluster.ring.owners(uuid)), name
 
 
 def test_hosts_ask_each_other_with_the_key_and_nobody_else_may(cluster):
@@ -233,12 +243,13 @@ def test_the_app_s_etag_is_the_store_s_so_a_crop_revalidates_whoever_served_it(c
     assert requests.get(url, timeout=TIMEOUT, headers={"If-None-Match": made.headers["ETag"]}).status_code == 304
 
 
-def test_no_answer_through_the_front_hands_out_a_url_a_client_made_up(cluster):
+def test_no_answer_through_the_front_hands_out_a_url_a_client_made_up(cluster, standin):
     """The front passes on no forwarded header a client made up, and each host's nginx clears them too."""
     answers = url_answers(cluster.front_url, SPOOFED["all at once"], serial=40)
     for name, answer in answers.items():
         assert answer.status_code < 400, (name, answer.status_code, answer.text[:200])
-        assert all(url.startswith(f"{cluster.front_url}/") for url in urls_in(answer)), (name, urls_in(answer))
+        urls = urls_in(answer, standin.api_url)
+        assert urls and all(url.startswith(f"{cluster.front_url}/") for url in urls), (name, urls)
 
 
 def test_an_upscaled_iiif_image_is_read_from_the_store_only_for_its_request_with_the_caret(cluster, standin):

@@ -6,6 +6,7 @@ URL is asked with each spoofed header: the URL in its body, its Location and its
 """
 
 import re
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -26,17 +27,18 @@ SPOOFED = {
 SPOOFED["all at once"] = {name: value for headers in SPOOFED.values() for name, value in headers.items()}
 
 
-def urls_in(answer):
-    """Every absolute URL an answer hands out: in its JSON body, its Location and its Link headers."""
+def urls_in(answer, fathomnet_api="-"):
+    """Every absolute URL of this service an answer hands out: in its JSON body, its Location and its Link
+    headers. Not IIIF's own profiles and contexts, nor a manifest's link to FathomNet's record (fathomnet_api)."""
     found = re.findall(r'https?://[^"\s,]*', answer.text) if "json" in answer.headers.get("Content-Type", "") else []
     found += [answer.headers["Location"]] if "Location" in answer.headers else []
     found += re.findall(r"<([^>]+)>", answer.headers.get("Link", ""))
-    return [url for url in found if not url.startswith("http://iiif.io/")]  # IIIF's own profile and context
+    return [url for url in found if not url.startswith(("http://iiif.io/", f"{fathomnet_api}/"))]
 
 
 def url_answers(base, headers, serial):
-    """The eight answers that carry this service's URLs; serial makes each crop and tile new (made by the app)."""
-    image, box = uuid_for(IMAGE), boxes(IMAGE)[0]["uuid"]
+    """The ten answers that carry this service's URLs; serial makes each crop and tile new (made by the app)."""
+    image, box, concept = uuid_for(IMAGE), boxes(IMAGE)[0]["uuid"], boxes(IMAGE)[0]["concept"]
     corner = 10 + serial
     crop = {"uuid": image, "x1": corner, "y1": 10, "x2": corner + 30, "y2": 40}
 
@@ -55,16 +57,18 @@ def url_answers(base, headers, serial):
         "info.json": get(f"/iiif/3/{image}/info.json"),
         "IIIF base URI (303)": get(f"/iiif/3/{image}"),
         "IIIF image (Link)": get(f"/iiif/3/{image}/{corner},0,64,64/32,32/0/default.jpg"),
+        "IIIF manifest": get(f"/iiif/manifests/{image}"),
+        "IIIF collection": get(f"/iiif/collections/concept?name={quote(concept)}"),
     }
 
 
 @pytest.mark.parametrize("spoof", SPOOFED, ids=list(SPOOFED))
-def test_no_answer_hands_out_a_url_a_client_made_up(nginx, spoof):
+def test_no_answer_hands_out_a_url_a_client_made_up(nginx, standin, spoof):
     serial = list(SPOOFED).index(spoof)
     answers = url_answers(nginx.url, SPOOFED[spoof], serial)
     for name, answer in answers.items():
         assert answer.status_code < 400, (name, answer.status_code, answer.text[:200])
-        urls = urls_in(answer)
+        urls = urls_in(answer, standin.api_url)
         assert urls, name  # each of these hands out at least one URL
         for url in urls:
             assert url.startswith(f"{nginx.url}/"), (name, url)

@@ -336,6 +336,10 @@ def fit_positive(case):
     elif path == "/crops/{shard}/{uuid}/{name}":
         params["uuid"] = pick(sorted(IMAGES), params)
         params["shard"] = params["uuid"][:2]
+    elif path == "/iiif/manifests/{uuid}":
+        params["uuid"] = pick(ANNOTATED + sorted(IMAGES), params)
+    elif path == "/iiif/collections/concept" and isinstance(case.query, dict):
+        case.query["name"] = MULTIPAGE_CONCEPT
     elif path in ("/iiif/3/{identifier}", "/iiif/3/{identifier}/info.json"):
         params["identifier"] = pick(sorted(IMAGES), params)
     elif path.startswith("/iiif/3/{identifier}/{region}"):

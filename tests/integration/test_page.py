@@ -77,16 +77,23 @@ def browser(nginx):
 
 @pytest.fixture
 def page(browser, nginx, tmp_path):
-    """The browser at 1280x800 on a blank page, its logs emptied; a screenshot of the end state is kept."""
+    yield from fresh_page(browser, nginx, tmp_path)
+
+
+def fresh_page(browser, nginx, tmp_path, tolerated=()):
+    """The browser at 1280x800 on a blank page, its logs emptied; a screenshot of the end state is kept.
+
+    The service's error answers are logged as failed loads; any other console error is the page's own
+    mistake, but for those from a script named in tolerated.
+    """
     browser.get("about:blank")
     size(browser, DESKTOP)
     browser.get_log("performance")
     browser.get_log("browser")
     yield Page(browser, nginx.url)
     browser.save_screenshot(str(tmp_path / "page.png"))
-    # The service's error answers are logged as failed loads; anything else is the page's own mistake.
-    mistakes = [e["message"] for e in browser.get_log("browser")
-                if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]]
+    mistakes = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"
+                and not any(text in e["message"] for text in ("Failed to load resource", *tolerated))]
     assert mistakes == []
 
 

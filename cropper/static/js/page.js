@@ -157,6 +157,11 @@ function showImage(image, boxes) {
   state.cropping++;  // a crop still on its way is of the image before
   $("crop-button").textContent = "Crop";
   $("open-input").value = image ? image.uuid : "";
+  $("iiif-links").hidden = !image;
+  if (image) {
+    $("manifest-link").href = `/iiif/manifests/${image.uuid}`;
+    $("mirador-link").href = `/mirador?image=${image.uuid}`;
+  }
   $("result").hidden = true;
   $("result-empty").hidden = false;
   clearError($("viewer-error"));
