@@ -93,8 +93,9 @@ class Made:
 class Cluster:
     """This host's view of the cluster: who owns an image, and asking the owner to make crops."""
 
-    def __init__(self, hosts, me, key, timeout):
+    def __init__(self, hosts, me, key, timeout, most_per_request=1000):
         self.ring, self.me, self.key, self.timeout = Ring(hosts), me, key, timeout
+        self.most_per_request = most_per_request  # the owner's BATCH_MAX_CROPS: more in one request is a 400
         self.session = requests.Session()
         # One kept-alive connection per thread that may be asking a host at once (Gunicorn's threads).
         self.session.mount("http://", HTTPAdapter(pool_connections=max(1, len(hosts)), pool_maxsize=64))
@@ -128,9 +129,13 @@ class Cluster:
                 if owner != self.me:
                     by_owner.setdefault(owner, []).append(index)
             pending = []
-            with ThreadPoolExecutor(max(1, len(by_owner))) as pool:  # one request per owner, side by side
-                asked = {owner: pool.submit(self._ask, owner, [crops_wanted[i] for i in indexes])
-                         for owner, indexes in by_owner.items()}
+            # Requests of at most most_per_request crops; each owner's one after another, the owners side by side.
+            asks = [(owner, indexes[start:start + self.most_per_request]) for owner, indexes in by_owner.items()
+                    for start in range(0, len(indexes), self.most_per_request)]
+            with ThreadPoolExecutor(max(1, len(by_owner))) as pool:
+                asked = {owner: pool.submit(self._ask_in_turn, owner, [[crops_wanted[i] for i in chunk]
+                                                                        for o, chunk in asks if o == owner])
+                         for owner in by_owner}
             for owner, indexes in by_owner.items():
                 answers = asked[owner].result()
                 if answers is None:
@@ -139,6 +144,16 @@ class Cluster:
                     for index, answer in zip(indexes, answers):
                         results[index] = answer
         return results
+
+    def _ask_in_turn(self, host, chunks):
+        """The answers to every chunk asked of host, in order; None as soon as host is down."""
+        answers = []
+        for chunk in chunks:
+            answer = self._ask(host, chunk)
+            if answer is None:
+                return None
+            answers += answer
+        return answers
 
     def _ask(self, host, crops_wanted):
         """One Made or CropperError per crop from host; None if host is down (then it is passed over a while)."""
@@ -211,7 +226,8 @@ class SingleHost:
 def cluster_of(settings):
     if not settings.cluster_hosts:
         return SingleHost()
-    return Cluster(settings.cluster_hosts, settings.cluster_self, settings.cluster_key, settings.cluster_timeout)
+    return Cluster(settings.cluster_hosts, settings.cluster_self, settings.cluster_key, settings.cluster_timeout,
+                   settings.batch_max_crops)
 
 
 def crops_of_paths(paths):

@@ -151,3 +151,22 @@ def test_an_owner_whose_disk_is_full_is_a_507_for_the_asker_too_not_a_cluster_fa
             assert (made.status, made.code, made.retry_after) == (507, "insufficient_storage", None)
         finally:
             server.shutdown()
+
+
+def test_more_crops_than_an_owner_takes_in_one_request_are_asked_for_in_turn(settings, standin, tmp_path):
+    """An owner answers a /_cluster/make of more than its BATCH_MAX_CROPS paths with a 400: a data-set round
+    or a batch may hold more of one owner's crops than that, so they go in requests of at most that many."""
+    owner_app = create_app(settings.replace(cache_dir=tmp_path / "cache", cluster_key="k", batch_max_crops=3))
+    server = make_server("127.0.0.1", 0, owner_app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        asker = Cluster([f"127.0.0.1:{server.server_port}"], "127.0.0.1:1", "k", timeout=10, most_per_request=3)
+        uuid = standin.image("gray").uuid
+        wanted = [Crop(uuid, Box(0, 0, 8 + side, 8), "png") for side in range(7)]
+
+        made = asker.make_elsewhere(wanted)
+
+        assert [type(m).__name__ for m in made] == ["Made"] * 7 and not any(m.cached for m in made)
+        assert [m.cached for m in asker.make_elsewhere(wanted[5:] + wanted[:2])] == [True] * 4
+    finally:
+        server.shutdown()
