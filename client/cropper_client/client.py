@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email.utils
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -13,6 +12,8 @@ from typing import Any, TypedDict, Unpack
 from urllib.parse import quote
 
 import requests
+
+from .files import written_aside
 
 __version__ = "0.1.0"
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -342,14 +343,8 @@ class Cropper:
         response = self._request("GET", url)
         if response.status_code != 200:
             raise error_of(response)
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(response.content)
-            os.replace(temp, path)
-        except BaseException:
-            os.unlink(temp)
-            raise
+        with written_aside(path) as out:
+            out.write(response.content)
         return path
 
     # -- HTTP

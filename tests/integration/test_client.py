@@ -346,10 +346,15 @@ def test_every_request_has_a_timeout_and_a_slow_answer_is_not_asked_again():
 # -- the command line
 
 
-def cli(service, *args):
+def cli(service, *args, umask=0o022):
     env = {**os.environ, "CROPPER_URL": service.url}
     return subprocess.run([sys.executable, "-m", "cropper_client", *map(str, args)], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, umask=umask)
+
+
+def modes(folder):
+    """Every file's and folder's permission bits below folder, by path relative to it."""
+    return {str(path.relative_to(folder)): path.stat().st_mode & 0o777 for path in Path(folder).rglob("*")}
 
 
 def test_cli_crop_saves_the_file_in_the_format_of_its_name(service, standin, tmp_path):
@@ -420,6 +425,21 @@ def test_cli_crop_concept_writes_a_formula_concept_as_text(service, standin, tmp
     with (tmp_path / "dataset" / "crops.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["label"], r["x1"], r["y2"]) for r in rows] == [("'" + concept, "10", "42")]
+
+
+@pytest.mark.parametrize("umask, file_mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_cli_saved_crops_honour_the_umask(service, standin, tmp_path, umask, file_mode):
+    # They came out 0600 whatever the umask (tempfile's mode): a colleague's account, or a training job
+    # running as another user, could not read them.
+    frame = standin.image("framegrab-5")
+    done = cli(service, "crop", frame.uuid, 0, 0, 30, 20, "--out", tmp_path / "crop.png", umask=umask)
+    assert done.returncode == 0, done.stderr
+    concept = cli(service, "crop-concept", MULTIPAGE_CONCEPT, "--limit", 3, "--out", tmp_path / "concept",
+                  umask=umask)
+    assert concept.returncode == 0, concept.stderr
+    saved = modes(tmp_path / "concept")
+    assert len(saved) == 4 and set(saved.values()) == {file_mode}  # three crops and crops.csv
+    assert modes(tmp_path)["crop.png"] == file_mode
 
 
 def test_cli_errors_are_one_line_and_exit_non_zero(service, standin):
