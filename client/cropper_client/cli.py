@@ -7,18 +7,19 @@ import csv
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from .client import DEFAULT_URL, OPTIONS, CropFailure, Cropper, CropperError, CropResult
-from .urls import FITS, crop_url
+from .progress import progress
+from .urls import FITS, FORMATS, crop_url
 
 CSV_COLUMNS = ("url", "label", "box_uuid", "image_uuid", "x1", "y1", "x2", "y2", "file")  # the service's, + file
 REQUEST_FIELDS = ("uuid", "x1", "y1", "x2", "y2", "box_uuid", *sorted(OPTIONS))
 EXTENSIONS = {".webp": "webp", ".jpeg": "jpeg", ".jpg": "jpeg", ".png": "png"}
+SPLITS = ("train", "validation", "test")  # the data-set request's split names, in --split's order
 
 USAGE = """\
 cropper-client [--url URL] [--timeout S] [--retries N] COMMAND ...
@@ -29,10 +30,20 @@ cropper-client [--url URL] [--timeout S] [--retries N] COMMAND ...
   crop-concept NAME --limit N [--offset M] [--page-size P] --out DIR [options]
   boxes UUID
   url UUID X1 Y1 X2 Y2 [options] [--image-size WxH]
+  dataset create --concept NAME [--concept ...] [--descendants] [--label concept|asked]
+                 [--split 80/10/10] [--seed N] [--format imagefolder|webdataset] [--filter NAME=VALUE]
+                 [options] --out DIR
+  dataset status ID
+  dataset cancel ID
 
 options: [--pad PX|N%%] [--square] [--width W] [--height H] [--fit contain|cover|fill|letterbox]
          [--no-enlarge] [--background #rrggbb] [--quality 1-100] [--format webp|jpeg|png]
 The service's URL: --url, else $CROPPER_URL, else http://127.0.0.1:8080."""
+
+DATASET_USAGE = """\
+cropper-client dataset create --concept NAME [--concept ...] [options] --out DIR
+       cropper-client dataset status ID
+       cropper-client dataset cancel ID"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,18 +55,7 @@ def parser() -> argparse.ArgumentParser:
     connection.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help="seconds per request (30)")
     connection.add_argument("--retries", type=int, default=argparse.SUPPRESS, help="retries on 429/503 (3)")
 
-    options = argparse.ArgumentParser(add_help=False)
-    group = options.add_argument_group("crop options (left out: the service's defaults)")
-    group.add_argument("--pad", help='context on each side: pixels, or a percentage of the box ("10%%")')
-    group.add_argument("--square", action="store_true", default=None, help="widen the region to a square")
-    group.add_argument("--width", type=int, help="output width")
-    group.add_argument("--height", type=int, help="output height")
-    group.add_argument("--fit", choices=FITS, help="with width and height (default contain)")
-    group.add_argument("--no-enlarge", dest="enlarge", action="store_false", default=None,
-                       help="never scale up")
-    group.add_argument("--background", help="letterbox colour, #rrggbb (default black)")
-    group.add_argument("--quality", type=int, help="1-100, for webp and jpeg")
-    group.add_argument("--format", help="webp (default), jpeg (jpg) or png")
+    options = crop_options(image_format=True)
 
     main = argparse.ArgumentParser(prog="cropper-client", usage=USAGE, parents=[connection],
                                    description="Crops of FathomNet images from a FathomNet Cropper service.")
@@ -94,7 +94,63 @@ def parser() -> argparse.ArgumentParser:
     url.add_argument("box", nargs=4, type=int, metavar=("X1", "Y1", "X2", "Y2"))
     url.add_argument("--image-size", metavar="WxH", help="the image's size; needed by --pad and --square")
     url.set_defaults(run=run_url)
+
+    add_dataset_commands(commands, connection)
     return main
+
+
+def crop_options(image_format: bool) -> argparse.ArgumentParser:
+    """The crop options, as a parent parser; without --format for `dataset create`, whose --format says both."""
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group("crop options (left out: the service's defaults)")
+    group.add_argument("--pad", help='context on each side: pixels, or a percentage of the box ("10%%")')
+    group.add_argument("--square", action="store_true", default=None, help="widen the region to a square")
+    group.add_argument("--width", type=int, help="output width")
+    group.add_argument("--height", type=int, help="output height")
+    group.add_argument("--fit", choices=FITS, help="with width and height (default contain)")
+    group.add_argument("--no-enlarge", dest="enlarge", action="store_false", default=None,
+                       help="never scale up")
+    group.add_argument("--background", help="letterbox colour, #rrggbb (default black)")
+    group.add_argument("--quality", type=int, help="1-100, for webp and jpeg")
+    if image_format:
+        group.add_argument("--format", help="webp (default), jpeg (jpg) or png")
+    return options
+
+
+def add_dataset_commands(commands: Any, connection: argparse.ArgumentParser) -> None:
+    dataset = commands.add_parser("dataset", help="training sets: dataset create | status ID | cancel ID",
+                                  usage=DATASET_USAGE)
+    actions = dataset.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", parents=[connection, crop_options(image_format=False)],
+                                usage=DATASET_USAGE.splitlines()[0],
+                                help="start a data-set job, wait for it with a progress bar, fetch and unpack it")
+    create.add_argument("--concept", action="append", required=True, metavar="NAME",
+                        help="a FathomNet concept (again for more)")
+    create.add_argument("--descendants", action="store_true", default=None,
+                        help="also every concept below them in FathomNet's taxonomy")
+    create.add_argument("--taxa-provider", metavar="NAME", help="whose taxonomy: fathomnet (default) or mbari")
+    create.add_argument("--label", metavar="concept|asked",
+                        help="each crop's label: its own concept (default) or the concept asked it came under")
+    create.add_argument("--split", type=split_of, metavar="TRAIN/VALIDATION/TEST",
+                        help="percentages, such as 80/10/10 (the default); a 0 leaves that split out")
+    create.add_argument("--seed", type=int, help="the split's seed (0)")
+    create.add_argument("--max-boxes", type=int, metavar="N", help="at most N boxes")
+    create.add_argument("--contributors", dest="include_contributors", action="store_true", default=None,
+                        help="add the images' contributors' e-mail addresses to the provenance")
+    create.add_argument("--filter", dest="filters", action="append", type=filter_of, metavar="NAME=VALUE",
+                        help="a filter of docs/datasets.md, such as minDepth=1000, exclude_occluded=true or "
+                             "startTimestamp=2020-01-01 (again for more)")
+    create.add_argument("--format", dest="formats", action="append", metavar="FORMAT",
+                        help="what to write: imagefolder (default) or webdataset; or the crops' image format: "
+                             "webp (default), jpeg, png (again for both)")
+    create.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="fetch the files here, checked, and unpack imagefolder.zip")
+    create.set_defaults(run=run_dataset_create)
+    for name, run, about in (("status", run_dataset_status, "a job's status and progress, as JSON"),
+                             ("cancel", run_dataset_cancel, "cancel a job, or remove a finished one's files")):
+        action = actions.add_parser(name, parents=[connection], help=about)
+        action.add_argument("id", metavar="ID")
+        action.set_defaults(run=run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,9 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def fail(message: str) -> int:
+def fail(message: str, status: int = 1) -> int:
     print(f"cropper-client: {message}", file=sys.stderr)
-    return 1
+    return status
 
 
 def one_line(error: CropperError | CropFailure) -> str:
@@ -126,7 +182,7 @@ def client_of(args: argparse.Namespace) -> Cropper:
 
 
 def options_of(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
+    return {name: getattr(args, name) for name in OPTIONS if getattr(args, name, None) is not None}
 
 
 def print_json(data: Any) -> None:
@@ -217,7 +273,8 @@ def run_crop_concept(args: argparse.Namespace) -> int:
         return fail("--limit and --page-size must be 1 or more")
     args.out.mkdir(parents=True, exist_ok=True)
     failed = saved = 0
-    with client_of(args) as client, (args.out / "crops.csv").open("w", newline="") as handle, progress() as bar:
+    with client_of(args) as client, (args.out / "crops.csv").open("w", newline="") as handle, \
+            progress(sys.stderr.isatty(), "crop") as bar:
         handle.write(csv_row(CSV_COLUMNS))
         pages = client.iter_concept(args.concept, page_size=min(args.page_size, 100), offset=args.offset,
                                     limit=args.limit, **options_of(args))
@@ -257,37 +314,81 @@ def run_url(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- progress
+# -- data sets
 
 
-class _Progress:
-    """A tqdm bar on a terminal, when tqdm is installed (the extra "progress"); otherwise nothing."""
-
-    def __init__(self, bar: Any):
-        self._bar = bar
-
-    def total(self, total: int) -> None:
-        if self._bar is not None and self._bar.total != total:
-            self._bar.total = total
-            self._bar.refresh()
-
-    def update(self) -> None:
-        if self._bar is not None:
-            self._bar.update()
-
-
-@contextmanager
-def progress() -> Iterator[_Progress]:
-    bar = None
-    if sys.stderr.isatty():
-        try:
-            from tqdm import tqdm  # type: ignore[import-untyped]
-        except ImportError:
-            pass
-        else:
-            bar = tqdm(unit="crop", file=sys.stderr)
+def split_of(text: str) -> dict[str, float]:
+    """--split 80/10/10: percentages of train, validation and test, as the request's fractions (0: left out)."""
     try:
-        yield _Progress(bar)
-    finally:
-        if bar is not None:
-            bar.close()
+        percents = [float(part) for part in text.split("/")]
+    except ValueError:
+        percents = []
+    if len(percents) != len(SPLITS) or not all(0 <= percent <= 100 for percent in percents):
+        raise argparse.ArgumentTypeError(f"must be three percentages TRAIN/VALIDATION/TEST, such as 80/10/10, "
+                                         f"not {text!r}")
+    return {name: percent / 100 for name, percent in zip(SPLITS, percents, strict=True) if percent}
+
+
+def filter_of(text: str) -> tuple[str, Any]:
+    """--filter NAME=VALUE: the value as JSON (1000, true), else as text (a timestamp such as 2020-01-01)."""
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"must be NAME=VALUE, such as minDepth=1000, not {text!r}")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
+def run_dataset_create(args: argparse.Namespace) -> int:
+    # --format names what to write (imagefolder, webdataset) and the crops' image format (webp, jpeg, png):
+    # the two sets of names are apart, so one option serves as the crop command's --format and the request's.
+    formats = args.formats or []
+    image_formats = [name for name in formats if name.lower() in FORMATS]
+    if len(image_formats) > 1:
+        return fail(f"--format: one image format for the crops, not {' and '.join(image_formats)}")
+    crop = {**options_of(args), **({"format": image_formats[0]} if image_formats else {})}
+    outputs = [name for name in formats if name.lower() not in FORMATS] or None
+    tty = sys.stderr.isatty()
+    with client_of(args) as client:
+        job = client.dataset(args.concept, descendants=args.descendants, taxa_provider=args.taxa_provider,
+                             label=args.label, filters=dict(args.filters) if args.filters else None, split=args.split,
+                             seed=args.seed, max_boxes=args.max_boxes, include_contributors=args.include_contributors,
+                             formats=outputs, **crop)
+        try:  # from here on, a Ctrl-C leaves a job behind: say how to follow it
+            print(f"cropper-client: data set {job.id} {job.status}", file=sys.stderr, flush=True)
+            job.wait(progress_bar=tty)
+        except KeyboardInterrupt:
+            url = ["--url", client.base_url] if getattr(args, "url", None) else []
+            follow = " ".join(["cropper-client", *url, "dataset", "status", job.id])
+            return fail(f"stopped waiting; data set {job.id} goes on: follow it with {follow}", status=130)
+        if job.status == "failed":
+            return fail(f"data set {job.id} failed: {job.error['code']}: {job.error['message']}" if job.error
+                        else f"data set {job.id} failed")
+        if job.status != "done":
+            return fail(f"data set {job.id} was {job.status}")
+        try:
+            folder = job.download(args.out, progress_bar=tty)
+        except KeyboardInterrupt:
+            return fail(f"stopped fetching data set {job.id}: the same command again resumes it", status=130)
+    crops = sum(count for labels in job.counts.values() for count in labels.values())
+    failed = job.progress.get("crops_failed", 0)
+    print(f"cropper-client: {crops} crops in {folder}" + (f"; {failed} of its boxes failed (failures.csv)"
+                                                           if failed else ""), file=sys.stderr)
+    print_json({**job.answer, "folder": str(folder)})
+    return 0
+
+
+def run_dataset_status(args: argparse.Namespace) -> int:
+    with client_of(args) as client:
+        print_json(client.dataset_job(args.id).answer)
+    return 0
+
+
+def run_dataset_cancel(args: argparse.Namespace) -> int:
+    with client_of(args) as client:
+        job = client.dataset_job(args.id).cancel()
+    print(f"cropper-client: data set {job.id} " + ("cancelled" if job.status == "cancelled" else "removed"),
+          file=sys.stderr)
+    print_json(job.answer)
+    return 0

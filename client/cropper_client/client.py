@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import email.utils
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -13,6 +11,10 @@ from typing import Any, TypedDict, Unpack
 from urllib.parse import quote
 
 import requests
+
+from .datasets import DatasetJob
+from .errors import ConnectionFailedError, CropperError, RequestTimeoutError, error_of, retry_after_of
+from .files import written_aside
 
 __version__ = "0.1.0"
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -40,93 +42,17 @@ class CropOptions(TypedDict, total=False):
 OPTIONS = frozenset(CropOptions.__annotations__)
 
 
+def _names(names: str | Iterable[str]) -> list[str]:
+    """A list of names, from one name or many (a lone string is one name, not its letters)."""
+    return [names] if isinstance(names, str) else list(names)
+
+
 def _options(options: Mapping[str, Any]) -> dict[str, Any]:
     """The options to send: known names only (a typo is a TypeError here, not a 422 later), None left out."""
     unknown = set(options) - OPTIONS
     if unknown:
         raise TypeError(f"unknown crop option(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(OPTIONS))}")
     return {name: value for name, value in options.items() if value is not None}
-
-
-# -- errors
-
-
-class CropperError(Exception):
-    """An error answer of the service ({"error": {"code", "message", "details"}}), or no answer at all.
-
-    status is the HTTP status (None when no answer came); retry_after the seconds the service asked to
-    wait (Retry-After), if any.
-    """
-
-    def __init__(self, status: int | None, code: str, message: str, details: Mapping[str, Any] | None = None,
-                 retry_after: float | None = None):
-        super().__init__(f"{code}: {message}" if status is None else f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = dict(details or {})
-        self.retry_after = retry_after
-
-
-class InvalidRequestError(CropperError):
-    """400, 413, 415, 422: the request cannot succeed as it is (details names the fields for 422)."""
-
-
-class NotFoundError(CropperError):
-    """404: image_not_found, box_not_found, concept_not_found, crop_not_found, not_found."""
-
-
-class BusyError(CropperError):
-    """429 (rate limit) or 503 (busy), still so after the client's retries."""
-
-
-class UpstreamError(CropperError):
-    """502, 504: FathomNet, the image host or the service behind nginx failed or was too slow; retry later."""
-
-
-class InsufficientStorageError(CropperError):
-    """507: the service's disk is full; crops already made are still served. Not worth retrying at once."""
-
-
-class ConnectionFailedError(CropperError):
-    """The service could not be reached (after the retries)."""
-
-
-class RequestTimeoutError(CropperError):
-    """The service did not answer within the client's timeout."""
-
-
-_BY_STATUS: dict[int, type[CropperError]] = {
-    400: InvalidRequestError, 413: InvalidRequestError, 414: InvalidRequestError, 415: InvalidRequestError,
-    422: InvalidRequestError, 431: InvalidRequestError, 404: NotFoundError, 429: BusyError, 503: BusyError,
-    502: UpstreamError, 504: UpstreamError, 507: InsufficientStorageError,
-}
-
-
-def error_of(response: requests.Response) -> CropperError:
-    """The exception an error answer stands for; a body not in the service's shape is reported as text."""
-    try:
-        error = response.json()["error"]
-        code, message, details = str(error["code"]), str(error["message"]), error.get("details") or {}
-    except (ValueError, KeyError, TypeError):
-        code, message, details = f"http_{response.status_code}", response.text.strip()[:200] or response.reason, {}
-    kind = _BY_STATUS.get(response.status_code, CropperError)
-    return kind(response.status_code, code, message, details, retry_after_of(response))
-
-
-def retry_after_of(response: requests.Response) -> float | None:
-    """Retry-After in seconds: a number, or an HTTP date."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 # -- answers
@@ -335,6 +261,25 @@ class Cropper:
                                  request=b["request"], url=b["url"]) for b in answer["boxes"])
         return ImageBoxes(answer["uuid"], answer["width"], answer["height"], boxes)
 
+    def dataset(self, concepts: str | Iterable[str], *, descendants: bool | None = None,
+                taxa_provider: str | None = None, label: str | None = None, filters: Mapping[str, Any] | None = None,
+                split: Mapping[str, float] | None = None, seed: int | None = None, max_boxes: int | None = None,
+                include_contributors: bool | None = None, formats: str | Iterable[str] | None = None,
+                **crop: Unpack[CropOptions]) -> DatasetJob:
+        """Start a data-set job (docs/datasets.md has every field), or join the identical one queued, running or
+        done; crop options go as keywords. An argument left None takes the service's default."""
+        fields = {"descendants": descendants, "taxa_provider": taxa_provider, "label": label,
+                  "filters": None if filters is None else dict(filters),
+                  "split": None if split is None else dict(split), "seed": seed, "max_boxes": max_boxes,
+                  "include_contributors": include_contributors,
+                  "formats": None if formats is None else _names(formats), "crop": _options(crop) or None}
+        body = {"concepts": _names(concepts), **{name: value for name, value in fields.items() if value is not None}}
+        return DatasetJob(self, self._json("POST", "/datasets", body))
+
+    def dataset_job(self, job_id: str) -> DatasetJob:
+        """A data-set job by its id (GoneError once it is cancelled or its files removed)."""
+        return DatasetJob(self, self._json("GET", f"/datasets/{quote(job_id, safe='')}"))
+
     def download(self, crop: CropResult | str, path: str | os.PathLike[str]) -> Path:
         """Save a crop's file (a result or a URL) at path; written aside first, so path is never half a file."""
         url = crop.url if isinstance(crop, CropResult) else crop
@@ -342,14 +287,8 @@ class Cropper:
         response = self._request("GET", url)
         if response.status_code != 200:
             raise error_of(response)
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(response.content)
-            os.replace(temp, path)
-        except BaseException:
-            os.unlink(temp)
-            raise
+        with written_aside(path) as out:
+            out.write(response.content)
         return path
 
     # -- HTTP

@@ -7,10 +7,18 @@ HTTP server, where the timing can be asserted.
 """
 
 import csv
+import fcntl
+import hashlib
 import json
 import os
+import pty
+import select
+import signal
+import struct
 import subprocess
 import sys
+import tarfile
+import termios
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,13 +34,26 @@ from cropper_client import (
     Cropper,
     CropRequest,
     CropResult,
+    DatasetJob,
     InvalidRequestError,
     NotFoundError,
     RequestTimeoutError,
     crop_url,
 )
-from devtools.servers import NginxServer, find_nginx_or_skip
-from devtools.standin import EDGE_BOXES, MULTIPAGE_CONCEPT, box, concept_boxes
+from devtools.servers import NginxServer, find_nginx_or_skip, read_log
+from devtools.standin import (
+    BENCH_DATASET_CONCEPT,
+    BENCH_NAMES,
+    CATALOG_NAMES,
+    DATASET_CONCEPTS,
+    DATASET_GENUS,
+    DATASET_NAMES,
+    EDGE_BOXES,
+    MULTIPAGE_CONCEPT,
+    box,
+    concept_boxes,
+    uuid_for,
+)
 from tests.images import assert_image_equal, expected_crop, open_bytes
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -346,10 +367,23 @@ def test_every_request_has_a_timeout_and_a_slow_answer_is_not_asked_again():
 # -- the command line
 
 
-def cli(service, *args):
+def cli(service, *args, umask=0o022):
     env = {**os.environ, "CROPPER_URL": service.url}
     return subprocess.run([sys.executable, "-m", "cropper_client", *map(str, args)], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, umask=umask)
+
+
+def draw(standin, uuids):
+    """The stand-in draws an image the first time anyone asks about it, which on a loaded machine can take
+    longer than the service's 1 s read timeout here: draw these images before the service asks for them."""
+    for name, uuid in CATALOG_NAMES.items():
+        if uuid in uuids:
+            standin.image(name)
+
+
+def modes(folder):
+    """Every file's and folder's permission bits below folder, by path relative to it."""
+    return {str(path.relative_to(folder)): path.stat().st_mode & 0o777 for path in Path(folder).rglob("*")}
 
 
 def test_cli_crop_saves_the_file_in_the_format_of_its_name(service, standin, tmp_path):
@@ -422,6 +456,22 @@ def test_cli_crop_concept_writes_a_formula_concept_as_text(service, standin, tmp
     assert [(r["label"], r["x1"], r["y2"]) for r in rows] == [("'" + concept, "10", "42")]
 
 
+@pytest.mark.parametrize("umask, file_mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_cli_saved_crops_honour_the_umask(service, standin, tmp_path, umask, file_mode):
+    # They came out 0600 whatever the umask (tempfile's mode): a colleague's account, or a training job
+    # running as another user, could not read them.
+    frame = standin.image("framegrab-5")
+    draw(standin, {b["imageUuid"] for b in concept_boxes(MULTIPAGE_CONCEPT)[:3]})
+    done = cli(service, "crop", frame.uuid, 0, 0, 30, 20, "--out", tmp_path / "crop.png", umask=umask)
+    assert done.returncode == 0, done.stderr
+    concept = cli(service, "crop-concept", MULTIPAGE_CONCEPT, "--limit", 3, "--out", tmp_path / "concept",
+                  umask=umask)
+    assert concept.returncode == 0, concept.stderr
+    saved = modes(tmp_path / "concept")
+    assert len(saved) == 4 and set(saved.values()) == {file_mode}  # three crops and crops.csv
+    assert modes(tmp_path)["crop.png"] == file_mode
+
+
 def test_cli_errors_are_one_line_and_exit_non_zero(service, standin):
     unknown = cli(service, "crop", UNKNOWN, 0, 0, 10, 10)
     assert unknown.returncode == 1 and unknown.stdout == ""
@@ -440,3 +490,240 @@ def test_cli_url_is_crop_url(service, standin):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == crop_url(service.url, frame.uuid, *BOX, pad="10%", square=True,
                                            image_size=FRAME_SIZE, width=128, format="jpg")
+
+
+# -- data sets (docs/datasets.md)
+
+SPECIES = [name for name in DATASET_CONCEPTS if name.startswith(f"{DATASET_GENUS} ")]
+
+
+def run_in_terminal(args, umask=0o022, timeout=180):
+    """Run the command line with its stderr on a pseudo-terminal, where it draws progress bars:
+    (exit status, stdout, what the terminal showed)."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal's size: 120 wide
+    process = subprocess.Popen([sys.executable, "-m", "cropper_client", *map(str, args)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=terminal, umask=umask)
+    os.close(terminal)
+    shown = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([controller], [], [], 1)[0]:
+                try:
+                    chunk = os.read(controller, 65536)
+                except OSError:  # EIO: the process closed the terminal, at its exit
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+        stdout, _ = process.communicate(timeout=max(1, deadline - time.monotonic()))
+    finally:
+        process.kill()
+        os.close(controller)
+    return process.returncode, stdout.decode(), shown.decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def dataset_family(standin):
+    draw(standin, {uuid_for(name) for name in DATASET_NAMES})
+
+
+def stored_file(gunicorn, job, name):
+    """A finished data set's file in the service's data-set store, as nginx serves it."""
+    return Path(gunicorn.cache_dir) / "datasets" / "files" / job.id / name
+
+
+def test_cli_dataset_create_shows_progress_checks_the_files_and_unpacks_the_documented_layout(
+        service, dataset_family, tmp_path):
+    out = tmp_path / "atolla"
+    status, stdout, terminal = run_in_terminal(
+        ["--url", service.url, "dataset", "create", "--concept", DATASET_GENUS, "--descendants", "--label", "asked",
+         "--split", "50/25/25", "--seed", 11, "--format", "png", "--width", 48, "--height", 48, "--fit", "cover",
+         "--out", out], umask=0o022)
+    assert status == 0, terminal
+    answer = json.loads(stdout)
+    assert answer["status"] == "done" and answer["folder"] == str(out)
+    assert answer["request"]["split"] == {"train": 0.5, "validation": 0.25, "test": 0.25}
+    assert answer["request"]["crop"]["format"] == "png" and answer["request"]["formats"] == ["imagefolder"]
+    boxes = answer["progress"]["boxes_total"]
+    assert f"{boxes}/{boxes}" in terminal and "crop/s" in terminal and "imagefolder.zip" in terminal  # the bars
+
+    (listed,) = answer["files"]
+    assert hashlib.sha256((out / "imagefolder.zip").read_bytes()).hexdigest() == listed["sha256"]
+    with open(out / "manifest.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == answer["progress"]["crops_done"] > 3
+    for row in rows:
+        crop = out / row["split"] / row["label"] / f"{row['box_uuid']}.png"
+        assert open_bytes(crop.read_bytes()).size == (48, 48)
+    splits = {row["split"] for row in rows}
+    assert splits == set(answer["counts"]) and len(splits) > 1
+    assert all((out / split / "metadata.jsonl").is_file() for split in splits)
+    assert (out / "labels.txt").read_text() == f"{DATASET_GENUS}\n"
+    assert "load_dataset" in (out / "README.md").read_text()
+    with open(out / "failures.csv", newline="") as file:
+        assert len(list(csv.DictReader(file))) == answer["progress"]["crops_failed"]
+    saved = modes(out)
+    assert {mode for name, mode in saved.items() if (out / name).is_file()} == {0o644}  # umask 022
+    assert {mode for name, mode in saved.items() if (out / name).is_dir()} == {0o755}
+    assert not list(out.glob("*.part"))
+    datasets = pytest.importorskip("datasets")  # the folder loads as the data-set page says, the zip beside it
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    loaded = datasets.load_dataset("imagefolder", data_dir=str(out))
+    assert {split: loaded[split].num_rows for split in loaded} == {
+        split: sum(labels.values()) for split, labels in answer["counts"].items()}
+
+
+def test_dataset_jobs_in_python_wait_download_and_are_shared_without_tqdm(
+        cropper, dataset_family, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if the extra "progress" were not installed
+    job = cropper.dataset(SPECIES[0], seed=12, format="png", pad="10%", formats=["imagefolder", "webdataset"])
+    assert isinstance(job, DatasetJob) and len(job.id) == 32
+    assert job.wait(poll=0.2).status == "done"
+    assert job.request["concepts"] == [SPECIES[0]] and job.request["crop"]["pad"] == "10%"
+    folder = job.download(tmp_path / "data")
+    for listed in job.files:  # every file under its name, as the service lists it
+        assert hashlib.sha256((folder / listed.name).read_bytes()).hexdigest() == listed.sha256, listed.name
+    shards = [listed for listed in job.files if listed.format == "webdataset"]
+    assert shards and {listed.split for listed in shards} <= {"train", "validation", "test"}
+    for shard in shards:  # kept as they are: a tar of samples, each a crop, its record and its class
+        with tarfile.open(folder / shard.name) as tar:
+            assert sum(name.endswith(".cls") for name in tar.getnames()) == shard.samples > 0
+    with open(folder / "manifest.csv", newline="") as file:  # and the zip unpacked beside them
+        rows = list(csv.DictReader(file))
+    assert rows and all((folder / row["split"] / row["label"] / f"{row['box_uuid']}.png").is_file() for row in rows)
+    assert sum(shard.samples for shard in shards) == len(rows)
+    again = cropper.dataset([SPECIES[0]], seed=12, format="png", pad="10%", formats=("webdataset", "imagefolder"))
+    assert (again.id, again.status, again.files) == (job.id, "done", job.files)  # the identical request: a 200
+    with pytest.raises(InvalidRequestError) as unknown:
+        cropper.dataset(["Atola wyvillei"])
+    assert unknown.value.code == "unknown_concept"
+    assert "Atolla wyvillei" in unknown.value.details["suggestions"]["Atola wyvillei"]
+
+
+def test_a_download_cut_short_is_resumed_with_a_range_and_checked(service, dataset_family, gunicorn, cropper, tmp_path):
+    job = cropper.dataset(SPECIES[1], seed=13, format="png").wait(poll=0.2)
+    (listed,) = job.files
+    stored = stored_file(gunicorn, job, listed.name).read_bytes()
+    out = tmp_path / "data"
+    out.mkdir()
+    cut = len(stored) // 3
+    (out / listed.part_name).write_bytes(stored[:cut])  # what an earlier attempt got before it was cut off
+    path = listed.url.split(service.url, 1)[1]
+
+    done = cli(service, "dataset", "create", "--concept", SPECIES[1], "--seed", 13, "--format", "png", "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["id"] == job.id  # the identical request joins the job
+    assert (out / listed.name).read_bytes() == stored and (out / "manifest.csv").is_file()
+    fetched = [entry for entry in read_log(service.access_log, lambda entries: any(
+        entry["uri"] == path for entry in entries)) if entry["uri"] == path]
+    assert [(entry["status"], entry["bytes"]) for entry in fetched] == [(206, len(stored) - cut)]
+
+
+def test_a_file_whose_sha256_is_wrong_is_refused_and_not_kept(service, dataset_family, gunicorn, cropper, tmp_path):
+    job = cropper.dataset(SPECIES[1], seed=14, format="png").wait(poll=0.2)
+    stored = stored_file(gunicorn, job, "imagefolder.zip")
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a flipped bit on the service's disk: the same size, another sha256
+    stored.write_bytes(bytes(data))
+    out = tmp_path / "data"
+    done = cli(service, "dataset", "create", "--concept", SPECIES[1], "--seed", 14, "--format", "png", "--out", out)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.count("\n") == 2, done.stderr  # "data set <id> done", then the error
+    error = done.stderr.splitlines()[-1]
+    assert "sha256_mismatch: imagefolder.zip: the download has sha256" in error and job.files[0].sha256 in error
+    assert sorted(path.name for path in out.iterdir()) == []  # neither the file, nor its part, nor what is in it
+
+
+def test_ctrl_c_leaves_the_job_running_and_status_and_cancel_follow_it(service, standin, tmp_path):
+    draw(standin, {uuid_for(name) for name in BENCH_NAMES[:40]})  # the job's 40 images: it then runs for seconds
+    standin.latency = 0.4
+    env = {**os.environ, "CROPPER_URL": service.url}
+    create = subprocess.Popen([sys.executable, "-m", "cropper_client", "dataset", "create", "--concept",
+                               BENCH_DATASET_CONCEPT, "--max-boxes", "400", "--seed", "15", "--out", tmp_path / "data"],
+                              env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert select.select([create.stderr], [], [], 60)[0], "no job started"
+        first = create.stderr.readline()  # "cropper-client: data set <id> queued", flushed before waiting
+        job_id = first.split("data set ")[1].split()[0]
+        time.sleep(0.5)
+        create.send_signal(signal.SIGINT)
+        stdout, stderr = create.communicate(timeout=30)
+        assert create.returncode == 130 and stdout == ""
+        assert stderr == f"cropper-client: stopped waiting; data set {job_id} goes on: follow it with " \
+                         f"cropper-client dataset status {job_id}\n"
+        status = cli(service, "dataset", "status", job_id)
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["status"] in ("queued", "running")  # not cancelled by the Ctrl-C
+        cancel = cli(service, "dataset", "cancel", job_id)
+        assert cancel.returncode == 0, cancel.stderr
+        assert json.loads(cancel.stdout)["status"] == "cancelled"
+        assert cancel.stderr == f"cropper-client: data set {job_id} cancelled\n"
+    finally:
+        create.kill()
+        standin.latency = 0.0
+    gone = cli(service, "dataset", "status", job_id)
+    assert gone.returncode == 1 and gone.stderr.count("\n") == 1
+    assert "dataset_gone" in gone.stderr and '"status":"cancelled"' in gone.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_cli_dataset_errors_are_one_line_and_exit_non_zero(service):
+    unknown = cli(service, "dataset", "create", "--concept", "Atola wyvillei", "--out", "never-made")
+    assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1
+    assert "unknown_concept" in unknown.stderr and "Atolla wyvillei" in unknown.stderr
+    missing = cli(service, "dataset", "status", "0" * 32)
+    assert missing.returncode == 1 and "dataset_not_found" in missing.stderr and missing.stderr.count("\n") == 1
+    invalid = cli(service, "dataset", "create", "--concept", DATASET_GENUS, "--filter", "minDepth=deep",
+                  "--out", "never-made")
+    assert invalid.returncode == 1 and "validation_error" in invalid.stderr and "minDepth" in invalid.stderr
+    two = cli(service, "dataset", "create", "--concept", DATASET_GENUS, "--format", "png", "--format", "jpeg",
+              "--out", "never-made")
+    assert two.returncode == 1 and "one image format" in two.stderr
+    assert not (ROOT / "never-made").exists()
+
+
+class FileServer(Scripted):
+    """Serves `data` at /file with Range; the first answer is cut off after `cut` bytes. Range headers are kept."""
+
+    def __init__(self, data, cut):
+        super().__init__()
+        self.RequestHandlerClass = FileHandler
+        self.data, self.cut, self.ranges = data, cut, []
+
+
+class FileHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        server = self.server
+        asked = self.headers.get("Range")
+        server.ranges.append(asked)
+        start = int(asked.removeprefix("bytes=").rstrip("-")) if asked else 0
+        self.send_response(206 if asked else 200)
+        if asked:
+            self.send_header("Content-Range", f"bytes {start}-{len(server.data) - 1}/{len(server.data)}")
+        self.send_header("Content-Length", str(len(server.data) - start))
+        self.end_headers()
+        if len(server.ranges) == 1:  # the first answer: a connection dropped mid-way
+            self.wfile.write(server.data[:server.cut])
+            self.close_connection = True
+            return
+        self.wfile.write(server.data[start:])
+
+
+def test_a_download_dropped_mid_way_is_resumed_where_it_stopped(tmp_path):
+    data = os.urandom(300_000)
+    with FileServer(data, cut=100_000) as server:
+        files = [{"name": "train-000000.tar", "format": "webdataset", "url": f"{server.url}/file", "size": len(data),
+                  "sha256": hashlib.sha256(data).hexdigest(), "split": "train", "samples": 3}]
+        job = DatasetJob(Cropper(server.url, backoff=0.01), {"id": "0" * 32, "url": f"{server.url}/datasets/x",
+                                                           "status": "done", "files": files})
+        job.download(tmp_path, progress_bar=False)
+    assert (tmp_path / "train-000000.tar").read_bytes() == data  # kept as it is: a tar is not unpacked
+    first, then = server.ranges
+    assert first is None and 0 < int(then.removeprefix("bytes=").removesuffix("-")) <= 100_000  # not from 0
+    assert job.files[0].samples == 3
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["train-000000.tar"]
