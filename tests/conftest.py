@@ -12,6 +12,7 @@ from tests.fakeservers import RawHandler, serving
 def standin():
     """One real FathomNet stand-in on 127.0.0.1 for the whole run (its images take a while to make)."""
     with FathomNetStandIn(latency=0.0) as server:
+        server.draw_ahead()
         yield server
 
 
