@@ -191,7 +191,8 @@ class Settings:
     dataset_queue: str = setting(
         "var/datasets/queue.sqlite3", _str, "Where data-set jobs wait for the worker: a SQLite file that Gunicorn's "
         "workers and the data-set worker of this host share (kept out of CACHE_DIR, which may be remounted "
-        "read-only).")
+        "read-only); with CLUSTER_HOSTS, a Redis every host shares (redis://host:6379/0), which also keeps "
+        "the jobs' records.")
     dataset_worker: bool = setting(
         True, _bool, "Run the data-set worker beside Gunicorn (started by its arbiter, as the pruner is).")
 

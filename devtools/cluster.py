@@ -65,9 +65,8 @@ class Host:
         self.folder = Path(folder)
         self.cache_dir = self.folder / "cache"
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.gunicorn = Gunicorn(service_env(standin, self.cache_dir, CACHE_BACKEND="s3", **SLOWER, **store.env(),
-                                             **env),
-                                 cwd=self.folder, workers=workers)
+        settings = {"CACHE_BACKEND": "s3", **SLOWER, **store.env(), **env}  # env may set what SLOWER does
+        self.gunicorn = Gunicorn(service_env(standin, self.cache_dir, **settings), cwd=self.folder, workers=workers)
         self.nginx = NginxServer(self.gunicorn, self.cache_dir, self.folder / "nginx",
                                  store_url=f"{store.endpoint_url}/{store.bucket}", **site_options)
         self.address = f"127.0.0.1:{self.nginx.port}"  # its entry in CLUSTER_HOSTS and in the front's upstream
