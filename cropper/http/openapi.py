@@ -96,6 +96,9 @@ class CropAnswerSchema(Schema):
     cached = fields.Boolean(required=True, metadata={"description": "Whether the file was already made."})
     box_uuid = fields.UUID(metadata={"description": "The annotation cropped, when one was asked for."})
     concept = fields.String(metadata={"description": "The annotation's concept, when one was asked for."})
+    review = fields.String(metadata={"description": "The annotation's review state as FathomNet has it (VERIFIED, "
+                                     "UNVERIFIED, REJECTED, UNKNOWN; empty where the source has none), when one "
+                                     "was asked for."})
 
 
 class FailedItemSchema(Schema):
