@@ -589,3 +589,74 @@ def test_no_other_site_can_frame_the_page(page, nginx, tiny):
     finally:
         page.driver.switch_to.default_content()
     assert any("frame-ancestors 'none'" in e["message"] for e in page.driver.get_log("browser"))  # and says why
+
+
+# ---------------------------------------------------------------- rough edges a new user met --
+
+
+def drag(page, start, end):
+    """A mouse drag between two points of the window (viewport coordinates), through a point on the way."""
+    actions = ActionBuilder(page.driver)
+    actions.pointer_action.move_to_location(*start).pointer_down()
+    actions.pointer_action.move_to_location((start[0] + end[0]) // 2, (start[1] + end[1]) // 2)
+    actions.pointer_action.move_to_location(*end).pointer_up()
+    actions.perform()
+
+
+def viewer_rect(page):
+    return page.js("return document.getElementById('viewer').getBoundingClientRect().toJSON()")
+
+
+def test_another_image_opens_in_panning_mode_after_drawing(page, standin):
+    first, second = "framegrab-0", "framegrab-1"
+    page.open(f"?image={uuid_for(first)}")
+    page.wait_for_image(len(boxes(first)))
+    page.el("#draw-toggle").click()
+    assert page.el("#draw-toggle").text == "Drawing: on"
+    page.type_into("#open-input", uuid_for(second) + "\n")
+    page.wait_for_image(len(boxes(second)))
+    toggle = page.el("#draw-toggle")
+    assert (toggle.text, toggle.get_attribute("aria-pressed")) == ("Draw a box", "false")
+    assert page.el("#viewer-hint").text.startswith("Drag to pan")
+    # And a drag does what the hint says: it pans, and draws nothing.
+    centre = "const c = window.cropperPage.viewer.viewport.getCenter(true); return [c.x, c.y];"
+    before = page.js(centre)
+    rect = viewer_rect(page)
+    drag(page, (int(rect["left"] + 60), int(rect["bottom"] - 20)), (int(rect["left"] + 260), int(rect["bottom"] - 120)))
+    page.wait(lambda: page.js(centre) != before, message="the view to pan")
+    assert page.value("#x1") == "" and not page.el("#selection").is_displayed()
+
+
+def test_a_changed_box_clears_the_crop_of_the_box_before(page, standin, nginx):
+    name = "framegrab-4"
+    page.open(f"?image={uuid_for(name)}")
+    page.wait_for_image(len(boxes(name)))
+    page.el("#box-list li .box-item").click()
+    shown = page.wait_for_result()
+    page.el("#draw-toggle").click()
+    rect = viewer_rect(page)
+    drag(page, (int(rect["left"] + 100), int(rect["top"] + 80)), (int(rect["left"] + 260), int(rect["top"] + 200)))
+    page.wait(lambda: page.value("#x1") != "", message="the box drawn")
+    assert not page.el("#result").is_displayed()  # not the crop of the annotation beside the box drawn
+    assert page.el("#result-empty").text == "This box is not cropped yet: press Crop."
+    page.el("#crop-button-top").click()
+    drawn = page.wait_for_result(shown)
+    typed = {k: int(page.value(f"#{k}")) for k in ("x1", "y1", "x2", "y2")}
+    assert drawn == post(nginx, "/cropper/", {"uuid": uuid_for(name), **typed}).json()["url"]
+    page.type_into("#x1", str(typed["x1"] + 5))  # typed coordinates are a changed box too
+    assert not page.el("#result").is_displayed() and page.el("#result-empty").is_displayed()
+
+
+def test_an_unknown_uuid_leaves_no_image_under_its_error(page, standin):
+    name = "framegrab-5"
+    page.open(f"?image={uuid_for(name)}")
+    page.wait_for_image(len(boxes(name)))
+    page.type_into("#open-input", UNKNOWN + "\n")
+    assert "Not found (404 image_not_found, box_not_found)" in page.error("#open-error")
+    page.wait(lambda: not page.annotations(), message="the image before to close")
+    assert page.js("return window.cropperPage.viewer.world.getItemCount()") == 0
+    assert not page.all("#box-list li") and page.el("#boxes-empty").text == "No image open."
+    assert page.el("#draw-toggle").get_attribute("disabled") == "true"
+    assert page.value("#open-input") == UNKNOWN and "image=" not in page.driver.current_url
+    page.driver.back()  # the image before is one step back
+    page.wait_for_image(len(boxes(name)))

@@ -6,6 +6,7 @@ import {Viewer, describeBox} from "./viewer.js";
 const $ = (id) => document.getElementById(id);
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
 const COORDS = ["x1", "y1", "x2", "y2"];
+const NO_CROP_YET = $("result-empty").textContent;  // what the crop's place says as the page starts
 
 const state = {
   image: null,        // {uuid, width, height} of the open image
@@ -87,9 +88,18 @@ async function openText(text) {
   try {
     await openImage(uuid, {push: true});
   } catch (error) {
-    if (error.code !== "image_not_found") return showError($("open-error"), error);
+    if (error.code !== "image_not_found") return failOpen(uuid, error, {push: true});
     await openBox(uuid, error);
   }
+}
+
+// The error where the uuid was typed, over no image: the one open before is not what was asked for.
+// push: a new address (without the image), so Back returns to the image before.
+function failOpen(text, error, {push = false} = {}) {
+  closeImage();
+  $("open-input").value = text;
+  if (push) writeUrl(true);
+  showError($("open-error"), error);
 }
 
 // A uuid that is not an image may be an annotation's: its crop names its image.
@@ -101,17 +111,17 @@ async function openBox(uuid, imageError) {
     answer = await api.crop(body);
   } catch (error) {
     if (mine !== state.opening) return;
-    if (error.code !== "box_not_found") return showError($("open-error"), error);
-    return showError($("open-error"), {  // both of the service's messages: neither an image nor a box
+    if (error.code !== "box_not_found") return failOpen(uuid, error, {push: true});
+    return failOpen(uuid, {  // both of the service's messages: neither an image nor a box
       title: "Not found (404 image_not_found, box_not_found)",
       message: `${imageError.message} ${error.message}`,
-    });
+    }, {push: true});
   }
   if (mine !== state.opening) return;
   try {
     if (await openImage(answer.uuid, {push: true})) choose(uuid, {answer: {answer, body}});
   } catch (error) {
-    showError($("open-error"), error);
+    failOpen(uuid, error, {push: true});
   }
 }
 
@@ -146,7 +156,6 @@ async function openImage(uuid, {push = false} = {}) {
   if (mine !== state.opening) return false;
   if (shown) viewer.setAnnotations(state.boxes);
   applyFilter();
-  $("viewer-hint").textContent = "Drag to pan, scroll or pinch to zoom; click an annotation to crop it.";
   return true;
 }
 
@@ -154,16 +163,14 @@ async function openImage(uuid, {push = false} = {}) {
 function showImage(image, boxes) {
   Object.assign(state, {image, boxes, annotation: null});
   state.checked.clear();
-  state.cropping++;  // a crop still on its way is of the image before
-  $("crop-button").textContent = "Crop";
+  clearResult();  // and a crop still on its way is of the image before
   $("open-input").value = image ? image.uuid : "";
   $("iiif-links").hidden = !image;
   if (image) {
     $("manifest-link").href = `/iiif/manifests/${image.uuid}`;
     $("mirador-link").href = `/mirador?image=${image.uuid}`;
   }
-  $("result").hidden = true;
-  $("result-empty").hidden = false;
+  setDrawMode(false);  // a drag on a new image pans, as its hint says, until "Draw a box" is pressed again
   clearError($("viewer-error"));
   clearError($("crop-error"));
   for (const id of COORDS) $(id).value = "";
@@ -182,7 +189,6 @@ function closeImage() {
   viewer.osd.clearOverlays();
   viewer.osd.close();
   viewer.size = null;
-  setDrawMode(false);
   $("draw-toggle").disabled = true;
   $("viewer-hint").textContent = "Open an image to see it here with its annotations.";
   status(null);
@@ -282,8 +288,18 @@ function choose(boxUuid, {crop = false, answer = null} = {}) {
 function setCoords(box, fromFields = false) {
   if (!fromFields) COORDS.forEach((id, i) => { $(id).value = box ? box[i] : ""; });
   viewer.setSelection(box);
-  viewer.setRegion(null);  // the last crop's region outline belongs to the box before
+  clearResult("This box is not cropped yet: press Crop.");  // the crop shown, and its outline, are of the box before
   updateSelectionInfo();
+}
+
+// No crop shown (and none still on its way will be): the result's place says why.
+function clearResult(why = NO_CROP_YET) {
+  state.cropping++;
+  $("crop-button").textContent = "Crop";
+  $("result").hidden = true;
+  $("result-empty").hidden = false;
+  $("result-empty").textContent = why;
+  viewer.setRegion(null);
 }
 
 function fieldCoords() {
@@ -520,8 +536,7 @@ async function applyUrl() {
       if (!(await openImage(image))) return;
     }
   } catch (error) {
-    $("open-input").value = image;
-    return showError($("open-error"), error);
+    return failOpen(image, error);
   }
   const concept = p.get("concept") || "";
   if ([...$("concept-filter").options].some((o) => o.value === concept)) $("concept-filter").value = concept;
