@@ -35,7 +35,7 @@ from cropper.http.crops import CSV_COLUMNS
 from cropper.pages import docs_policy, page_policy
 from cropper.spreadsheets import csv_text
 from devtools.servers import NginxServer, find_nginx_or_skip
-from devtools.standin import EDGE_BOXES, MULTIPAGE_CONCEPT, boxes, uuid_for
+from devtools.standin import DATASET_CONCEPTS, EDGE_BOXES, MULTIPAGE_CONCEPT, boxes, uuid_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -660,3 +660,14 @@ def test_an_unknown_uuid_leaves_no_image_under_its_error(page, standin):
     assert page.value("#open-input") == UNKNOWN and "image=" not in page.driver.current_url
     page.driver.back()  # the image before is one step back
     page.wait_for_image(len(boxes(name)))
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x800", "390x844"])
+def test_the_concept_fields_show_a_whole_name(page, viewport):
+    size(page.driver, viewport)
+    longest = max(DATASET_CONCEPTS, key=len)
+    page.open()
+    for field in ("#concept-name",):
+        page.type_into(field, longest)
+        width = page.js("const f = arguments[0]; return [f.scrollWidth, f.clientWidth];", page.el(field))
+        assert width[0] <= width[1], (field, longest, width)  # nothing scrolled out of sight
