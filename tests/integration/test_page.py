@@ -35,7 +35,7 @@ from cropper.http.crops import CSV_COLUMNS
 from cropper.pages import docs_policy, page_policy
 from cropper.spreadsheets import csv_text
 from devtools.servers import NginxServer, find_nginx_or_skip
-from devtools.standin import DATASET_CONCEPTS, EDGE_BOXES, MULTIPAGE_CONCEPT, boxes, uuid_for
+from devtools.standin import DATASET_CONCEPTS, EDGE_BOXES, MULTIPAGE_CONCEPT, box, boxes, uuid_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -671,3 +671,20 @@ def test_the_concept_fields_show_a_whole_name(page, viewport):
         page.type_into(field, longest)
         width = page.js("const f = arguments[0]; return [f.scrollWidth, f.clientWidth];", page.el(field))
         assert width[0] <= width[1], (field, longest, width)  # nothing scrolled out of sight
+
+
+def test_a_concept_batch_names_each_box_and_its_review_state(page, standin, nginx):
+    page.open()
+    page.type_into("#concept-name", MULTIPAGE_CONCEPT)
+    page.type_into("#concept-limit", "6")
+    page.el("#concept-form button").click()
+    page.wait(lambda: len(page.all("#batch-grid li")) == 6, message="the concept batch")
+    crops = post(nginx, "/cropper-concept/", {"concept": MULTIPAGE_CONCEPT, "limit": 6}).json()["crops"]
+    assert {crop["review"] for crop in crops} == {"VERIFIED", "UNVERIFIED"}  # both, so the captions must differ
+    for item, crop in zip(page.all("#batch-grid li"), crops):
+        review = box(crop["box_uuid"])["reviewState"]
+        assert crop["review"] == review
+        assert item.text.splitlines() == [
+            MULTIPAGE_CONCEPT, f"box {crop['box_uuid'][:8]} · {review.lower()} · {crop['width']}×{crop['height']} px"]
+        which = item.find_element(By.CSS_SELECTOR, ".crop-box")
+        assert which.get_attribute("title") == f"Annotation {crop['box_uuid']}"

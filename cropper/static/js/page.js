@@ -448,21 +448,7 @@ function renderBatch() {
   for (const a of answers) {
     const item = document.createElement("li");
     if (a.url) {
-      const link = document.createElement("a");
-      link.href = a.url;
-      const img = document.createElement("img");
-      img.src = a.url;
-      img.loading = "lazy";
-      img.alt = `${a.concept || "crop"}, ${a.width}×${a.height} px`;
-      link.append(img);
-      const caption = document.createElement("p");
-      caption.textContent = `${a.concept || ""} · ${a.width}×${a.height} px`;
-      const url = document.createElement("a");
-      url.className = "crop-url";
-      url.href = a.url;
-      url.textContent = a.url.split("/crops/")[1] || a.url;
-      url.title = a.url;
-      item.append(link, caption, url);
+      item.append(...batchCrop(a));
     } else {
       item.className = "failed";  // one item failed, the rest stand: the service's words for it
       item.textContent = `${a.concept || a.box_uuid || a.uuid}: ${a.error.message} (${a.error.code})`;
@@ -470,6 +456,30 @@ function renderBatch() {
     grid.append(item);
   }
   $("batch").hidden = false;
+}
+
+// A crop of a batch: its picture (a link to the file), then what a person building a data set checks:
+// the concept, which annotation (its uuid's start, whole on hover) and its review state, the size.
+function batchCrop(a) {
+  const link = document.createElement("a");
+  link.className = "crop-url";
+  link.href = a.url;
+  link.title = a.url;
+  const img = document.createElement("img");
+  img.src = a.url;
+  img.loading = "lazy";
+  img.alt = `${a.concept || "crop"}, ${a.width}×${a.height} px`;
+  link.append(img);
+  const concept = document.createElement("p");
+  concept.className = "crop-concept";
+  concept.textContent = a.concept || "";
+  const which = document.createElement("p");
+  which.className = "crop-box";
+  const uuid = a.box_uuid || a.uuid;
+  which.title = a.box_uuid ? `Annotation ${a.box_uuid}` : `Image ${a.uuid}`;
+  which.textContent = [`${a.box_uuid ? "box" : "image"} ${uuid.slice(0, 8)}`, a.review?.toLowerCase(),
+                       `${a.width}×${a.height} px`].filter(Boolean).join(" · ");
+  return [link, concept, which];
 }
 
 function downloadCsv() {
