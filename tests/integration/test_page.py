@@ -688,3 +688,19 @@ def test_a_concept_batch_names_each_box_and_its_review_state(page, standin, ngin
             MULTIPAGE_CONCEPT, f"box {crop['box_uuid'][:8]} · {review.lower()} · {crop['width']}×{crop['height']} px"]
         which = item.find_element(By.CSS_SELECTOR, ".crop-box")
         assert which.get_attribute("title") == f"Annotation {crop['box_uuid']}"
+
+
+def test_at_phone_width_every_label_is_inside_the_viewer(page, standin):
+    size(page.driver, PHONE)
+    for name in ("dataset-2", "framegrab-2"):  # several concepts near the right edge; a box on it
+        page.open(f"?image={uuid_for(name)}")
+        page.wait_for_image(len(boxes(name)))
+        viewer = viewer_rect(page)
+        for annotation in page.annotations():
+            page.js("arguments[0].focus()", annotation)  # its details show too
+            for part in (".label", ".details"):
+                rect = page.js("return arguments[0].querySelector(arguments[1]).getBoundingClientRect().toJSON()",
+                               annotation, part)
+                # Within half a pixel: the view is scaled to fit, so edges fall between pixels.
+                inside = viewer["left"] - 0.5 <= rect["left"] and rect["right"] <= viewer["right"] + 0.5
+                assert inside, (name, part, rect, viewer)
