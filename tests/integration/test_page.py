@@ -704,3 +704,14 @@ def test_at_phone_width_every_label_is_inside_the_viewer(page, standin):
                 # Within half a pixel: the view is scaled to fit, so edges fall between pixels.
                 inside = viewer["left"] - 0.5 <= rect["left"] and rect["right"] <= viewer["right"] + 0.5
                 assert inside, (name, part, rect, viewer)
+
+
+def test_the_page_links_to_the_api_reference(page, nginx):
+    page.open()
+    link = page.el('.top-links a[href="/docs"]')
+    assert link.text == "API reference"
+    link.click()
+    page.wait(lambda: page.all("[data-section-id]"), message="Redoc's operations")
+    assert page.driver.current_url == f"{nginx.url}/docs"
+    refused = [e["message"] for e in page.driver.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert all("'https://cdn.redoc.ly/" in message for message in refused), refused  # only its footer's logo
