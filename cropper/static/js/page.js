@@ -1,6 +1,8 @@
 // The page: open an image, choose or draw a box, crop it or a batch; the address keeps the view.
 
 import * as api from "./api.js";
+import {clearError, showError} from "./errors.js";
+import {cropOptions as options, setCropOptions, updateFitControls} from "./options.js";
 import {Viewer, describeBox} from "./viewer.js";
 
 const $ = (id) => document.getElementById(id);
@@ -34,42 +36,9 @@ const viewer = new Viewer({
 });
 window.cropperPage = {viewer: viewer.osd, state};  // for the browser tests and for debugging in the console
 
-// ---------------------------------------------------------------- errors, next to what caused them --
-
-const FIELD_IDS = {limit: "concept-limit", concept: "concept-name"};  // the service's field: its input here
-
-function showError(el, error, fieldIds = []) {
-  const {title, message, hint, fields} = error.title ? error : api.describe(error);
-  el.replaceChildren();
-  const strong = document.createElement("strong");
-  strong.textContent = title;
-  const text = document.createElement("p");
-  text.textContent = [message, hint].filter(Boolean).join(" ");
-  el.append(strong, text);
-  if (fields && fields.length) {
-    const list = document.createElement("ul");
-    for (const {field, text: words} of fields) {
-      const item = document.createElement("li");
-      item.textContent = field === "_schema" ? words : `${field}: ${words}`;
-      list.append(item);
-      const input = $(FIELD_IDS[field] || field);
-      if (input) input.setAttribute("aria-invalid", "true");
-    }
-    el.append(list);
-  }
-  for (const id of fieldIds) $(id).setAttribute("aria-invalid", "true");
-  el.dataset.code = error.code || "";
-  el.hidden = false;
-  el.scrollIntoView({block: "nearest"});  // e.g. a crop asked from the image, its error by the fields
-}
-
-function clearError(el) {
-  el.hidden = true;
-  el.replaceChildren();
-  for (const input of el.closest("form, section")?.querySelectorAll("[aria-invalid]") || []) {
-    input.removeAttribute("aria-invalid");
-  }
-}
+// The concept form's fields, by the service's names for them.
+const FIELD_IDS = {limit: "concept-limit", concept: "concept-name"};
+const conceptInput = (field) => $(FIELD_IDS[field] || field);
 
 // ---------------------------------------------------------------- opening an image --
 
@@ -329,21 +298,6 @@ function updateSelectionInfo() {
   $("crop-button").disabled = $("crop-button-top").disabled = !state.image || !complete;
 }
 
-// The crop options, as the service spells them; defaults are left out, so the request stays short.
-function options() {
-  const o = {format: $("format").value};
-  const pad = $("pad").value.trim();
-  if (pad !== "" && Number(pad) !== 0) o.pad = $("pad-unit").value === "%" ? `${pad}%` : Number(pad);
-  if ($("square").checked) o.square = true;
-  const width = $("width").value.trim();
-  const height = $("height").value.trim();
-  if (width) o.width = Number(width);
-  if (height) o.height = Number(height);
-  if (width && height && $("fit").value !== "contain") o.fit = $("fit").value;
-  if (o.fit === "letterbox" && $("background").value !== "#000000") o.background = $("background").value;
-  return o;
-}
-
 function cropBody() {
   if (unchanged()) return {box_uuid: state.annotation.box_uuid, ...options()};
   const [x1, y1, x2, y2] = fieldCoords();
@@ -361,8 +315,8 @@ async function cropNow() {
     if (mine === state.cropping) showResult(answer, body);
   } catch (error) {
     if (mine !== state.cropping) return;
-    const box = error.code === "box_outside_image" ? COORDS : [];
-    showError($("crop-error"), error, box);
+    const box = error.code === "box_outside_image" ? COORDS.map($) : [];
+    showError($("crop-error"), error, {mark: box});
   } finally {
     if (mine === state.cropping) $("crop-button").textContent = "Crop";
     updateSelectionInfo();
@@ -409,7 +363,7 @@ async function runBatch(request, errorEl, name, button, body = null) {
     state.batch = {answers, name, next: answer.next_offset ?? null, total: answer.total, request: body};
     renderBatch();
   } catch (error) {
-    showError(errorEl, error);
+    showError(errorEl, error, {inputOf: conceptInput});
   } finally {
     button.disabled = false;
     updateBatchButtons();
@@ -519,16 +473,12 @@ function writeUrl(push = false) {
 
 function readOptions(p) {
   const formats = [...$("format").options].map((option) => option.value);
-  $("format").value = formats.includes(p.get("format")) ? p.get("format") : OPTION_PARAMS.format;
-  const pad = p.get("pad") || "";
-  $("pad").value = pad.replace("%", "") || "0";
-  $("pad-unit").value = pad.endsWith("%") ? "%" : "px";
-  $("square").checked = p.get("square") === "1";
-  $("width").value = p.get("width") || "";
-  $("height").value = p.get("height") || "";
-  $("fit").value = ["cover", "fill", "letterbox"].includes(p.get("fit")) ? p.get("fit") : "contain";
-  $("background").value = /^[0-9a-f]{6}$/i.test(p.get("bg") || "") ? `#${p.get("bg")}` : "#000000";
-  updateFitControls();
+  setCropOptions("", {
+    format: formats.includes(p.get("format")) ? p.get("format") : OPTION_PARAMS.format,
+    pad: p.get("pad"), square: p.get("square") === "1", width: p.get("width"), height: p.get("height"),
+    fit: ["cover", "fill", "letterbox"].includes(p.get("fit")) ? p.get("fit") : "contain",
+    background: `#${p.get("bg")}`,
+  });
 }
 
 // Opens what the address names; a box or coordinates in it are cropped at once, as the link's sender saw.
@@ -561,12 +511,6 @@ async function applyUrl() {
 }
 
 // ---------------------------------------------------------------- wiring --
-
-function updateFitControls() {
-  const both = $("width").value.trim() !== "" && $("height").value.trim() !== "";
-  $("fit").disabled = !both;
-  $("background-label").hidden = !(both && $("fit").value === "letterbox");
-}
 
 function setDrawMode(on) {
   viewer.setDrawMode(on);
