@@ -1,5 +1,6 @@
-// The crop options (format, padding, square, size, fit, background): read from their controls as the
-// service spells them, and set from the service's spelling (prefix: the ids of another set of them).
+// The crop options (format, padding, square, size, fit, background): one set of controls in the HTML,
+// read as the service spells them. The data-set panel gets a copy of them with its own ids, so the two
+// never drift apart.
 
 const $ = (id) => document.getElementById(id);
 
@@ -40,4 +41,16 @@ export function updateFitControls(prefix = "") {
   const both = field("width").value.trim() !== "" && field("height").value.trim() !== "";
   field("fit").disabled = !both;
   field("background-label").hidden = !(both && field("fit").value === "letterbox");
+}
+
+// A copy of the fieldset whose ids, label targets and descriptions all carry prefix.
+export function copyOptionControls(fieldset, prefix, legend) {
+  const copy = fieldset.cloneNode(true);
+  for (const el of [copy, ...copy.querySelectorAll("*")]) {
+    for (const attribute of ["id", "for", "aria-describedby", "name"]) {
+      if (el.hasAttribute(attribute)) el.setAttribute(attribute, prefix + el.getAttribute(attribute));
+    }
+  }
+  copy.querySelector("legend").textContent = legend;
+  return copy;
 }

@@ -1,6 +1,8 @@
-// The page: open an image, choose or draw a box, crop it or a batch; the address keeps the view.
+// The page: open an image, choose or draw a box, crop it or a batch, or make a data set; the address
+// keeps the view.
 
 import * as api from "./api.js";
+import * as datasets from "./datasets.js";
 import {clearError, showError} from "./errors.js";
 import {cropOptions as options, setCropOptions, updateFitControls} from "./options.js";
 import {Viewer, describeBox} from "./viewer.js";
@@ -466,6 +468,7 @@ function writeUrl(push = false) {
     if (String(values[key]) !== fallback) p.set(key, values[key]);
   }
   if ($("concept-filter").value) p.set("concept", $("concept-filter").value);
+  if (datasets.isOpen()) p.set("dataset", datasets.jobId() || "");  // the panel open, with the job it follows
   const query = p.toString();
   const url = `${location.pathname}${query ? `?${query}` : ""}`;
   if (url !== `${location.pathname}${location.search}`) history[push ? "pushState" : "replaceState"](null, "", url);
@@ -485,6 +488,7 @@ function readOptions(p) {
 async function applyUrl() {
   const p = new URLSearchParams(location.search);
   readOptions(p);
+  datasets.applyAddress(p.has("dataset"), p.get("dataset"));
   const image = p.get("image");
   if (!image) {
     if (state.image || state.opening) closeImage();
@@ -580,10 +584,15 @@ window.addEventListener("popstate", applyUrl);
 window.addEventListener("unhandledrejection", (event) => showError($("open-error"), event.reason));
 window.addEventListener("error", (event) => showError($("open-error"), event.error || event.message));
 
-// The format menu holds what the service makes (its description's list), its default chosen.
+// The format menus (the crop's, the data set's crops') hold what the service makes (its description's
+// list), its default chosen.
 async function loadFormats() {
   const formats = await api.outputFormats();
-  for (const name of formats.names) $("format").append(new Option(name, name));
-  OPTION_PARAMS.format = formats.default;
+  for (const name of formats.names) {
+    $("format").append(new Option(name, name));
+    $("ds-format").append(new Option(name, name));
+  }
+  OPTION_PARAMS.format = $("ds-format").value = formats.default;
 }
-loadFormats().catch((error) => showError($("open-error"), error)).finally(applyUrl);
+const panelReady = datasets.setupDatasetPanel({onAddress: writeUrl});
+Promise.all([loadFormats(), panelReady]).catch((error) => showError($("open-error"), error)).finally(applyUrl);
