@@ -959,3 +959,23 @@ def test_a_full_job_queue_is_a_429_with_its_wait_and_a_queued_job_can_be_cancell
         page.el("#ds-cancel").click()
         page.wait(lambda: page.el("#ds-status").text.startswith("Cancelled"), message="the job cancelled")
         assert requests.get(f"{alone.url}/datasets/{waiting}", timeout=10).status_code == 410
+
+
+def test_what_is_opened_before_the_page_is_ready_keeps_its_answer(page, standin):
+    """The page reads its address once the service's description is in; a uuid pasted before that is what the
+    person asked for: its answer (here, not found) stays, not closed by the empty address the page started from."""
+    late = page.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": """
+        const real = window.fetch;
+        window.fetch = (url, init) => String(url).includes("/openapi.json")
+            ? new Promise((done) => setTimeout(done, 2000)).then(() => real(url, init)) : real(url, init);"""})
+    try:
+        page.open()
+        page.type_into("#open-input", UNKNOWN + "\n")
+        text = page.error("#open-error")
+        assert not page.all("#format option")  # before the description came
+        page.wait(lambda: page.all("#format option"), message="the description, late")
+        time.sleep(0.5)  # the address read, and acted on
+        assert page.el("#open-error").is_displayed() and page.el("#open-error").text == text
+        assert page.value("#open-input") == UNKNOWN
+    finally:
+        page.driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": late["identifier"]})

@@ -485,10 +485,12 @@ function readOptions(p) {
 }
 
 // Opens what the address names; a box or coordinates in it are cropped at once, as the link's sender saw.
-async function applyUrl() {
+// initial: as the page starts, where an image opened already (typed before the page was ready) wins.
+async function applyUrl({initial = false} = {}) {
   const p = new URLSearchParams(location.search);
   readOptions(p);
   datasets.applyAddress(p.has("dataset"), p.get("dataset"));
+  if (initial && state.opening) return;
   const image = p.get("image");
   if (!image) {
     if (state.image || state.opening) closeImage();
@@ -579,7 +581,7 @@ $("draw-toggle").addEventListener("click", () => setDrawMode(!viewer.drawing));
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && viewer.drawing) setDrawMode(false);
 });
-window.addEventListener("popstate", applyUrl);
+window.addEventListener("popstate", () => applyUrl());
 // A mistake in this page must still say something where people look, not only in the console.
 window.addEventListener("unhandledrejection", (event) => showError($("open-error"), event.reason));
 window.addEventListener("error", (event) => showError($("open-error"), event.error || event.message));
@@ -595,4 +597,5 @@ async function loadFormats() {
   OPTION_PARAMS.format = $("ds-format").value = formats.default;
 }
 const panelReady = datasets.setupDatasetPanel({onAddress: writeUrl});
-Promise.all([loadFormats(), panelReady]).catch((error) => showError($("open-error"), error)).finally(applyUrl);
+Promise.all([loadFormats(), panelReady]).catch((error) => showError($("open-error"), error))
+  .finally(() => applyUrl({initial: true}));
