@@ -88,7 +88,8 @@ def crop_answer(resolved, cached, base=None):
               "region": list(crop.region), "width": width, "height": height, "format": crop.format,
               "cached": cached}
     if resolved.annotation:
-        answer.update(box_uuid=resolved.annotation.uuid, concept=resolved.annotation.concept)
+        annotation = resolved.annotation
+        answer.update(box_uuid=annotation.uuid, concept=annotation.concept, review=annotation.review)
     return answer
 
 

@@ -96,6 +96,9 @@ class CropAnswerSchema(Schema):
     cached = fields.Boolean(required=True, metadata={"description": "Whether the file was already made."})
     box_uuid = fields.UUID(metadata={"description": "The annotation cropped, when one was asked for."})
     concept = fields.String(metadata={"description": "The annotation's concept, when one was asked for."})
+    review = fields.String(metadata={"description": "The annotation's review state as FathomNet has it (VERIFIED, "
+                                     "UNVERIFIED, REJECTED, UNKNOWN; empty where the source has none), when one "
+                                     "was asked for."})
 
 
 class FailedItemSchema(Schema):
@@ -567,7 +570,9 @@ def refine_dataset(request, crop_options, settings):
         "type": "object", "minProperties": 1, "additionalProperties": False,
         "properties": {name: {"type": "number", "exclusiveMinimum": 0, "maximum": 1} for name in SPLIT_NAMES},
         "description": "Fractions over the splits, adding up to 1 (within 0.001); default train 0.8, validation "
-                       "0.1, test 0.1. By image: every box of an image is in the same split."}
+                       "0.1, test 0.1. By image: every box of an image is in the same split.",
+        "default": dict(dataset_request.DEFAULT_SPLIT)}
+    request["properties"]["formats"]["default"] = list(dataset_request.DatasetRequest(concepts=()).formats)
     request["properties"]["max_boxes"] = {**whole_number(1, settings.dataset_max_boxes),
                                           "description": f"At most this many boxes (default and ceiling "
                                                          f"{settings.dataset_max_boxes})."}

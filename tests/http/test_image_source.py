@@ -97,6 +97,7 @@ def test_the_lab_folder_is_cropped_by_box_and_by_annotation_through_the_routes(l
 
     by_box = lab_client.post("/cropper/", json={"box_uuid": box_uuid, "format": "png"})
     assert by_box.json["concept"] == "Sebastes" and by_box.json["region"] == [40, 30, 140, 110]
+    assert by_box.json["review"] == "VERIFIED"  # what a person building a data set checks
     assert_image_equal(fetched(lab_client, by_box.json["url"]), picture.crop((40, 30, 140, 110)))
     assert source.downloads == 1  # one download per image, as with FathomNet
     assert standin.api_calls() == 0  # FathomNet was never asked

@@ -43,3 +43,15 @@ def test_failed_batch_items_have_the_described_shape(client, standin, components
         errors = [str(error) for error in validator(components, "FailedItem").iter_errors(item)]
         assert errors == [], (item, errors)
     assert failed[3]["uuid"] == "not a uuid"  # a short string is still echoed
+
+
+def test_the_data_set_requests_split_and_formats_defaults_are_the_ones_a_job_takes(client, standin, components):
+    """The page fills its form from them (no copy of the defaults in the page)."""
+    described = components["schemas"]["DatasetRequest"]["properties"]
+    job = client.post("/datasets", json={"concepts": ["Aurelia aurita"]}).get_json()
+    understood = client.get(f"/datasets/{job['id']}").get_json()["request"]
+    assert described["split"]["default"] == understood["split"] == {"train": 0.8, "validation": 0.1, "test": 0.1}
+    assert described["formats"]["default"] == understood["formats"]
+    assert validator(components, "DatasetRequest").is_valid({"concepts": ["Aurelia aurita"],
+                                                             **{k: described[k]["default"] for k in ("split",
+                                                                                                     "formats")}})

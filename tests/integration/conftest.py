@@ -6,10 +6,12 @@ from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip, service_
 
 
 @pytest.fixture(scope="module")
-def gunicorn(standin, tmp_path_factory):
-    """Real Gunicorn, 3 workers, with a cache folder of its own for the module."""
+def gunicorn(standin, tmp_path_factory, request):
+    """Real Gunicorn, 3 workers, with a cache folder of its own for the module; a module's SERVICE_SETTINGS
+    (a dict of settings) change service_env's."""
     run_dir = tmp_path_factory.mktemp("gunicorn")
-    server = Gunicorn(service_env(standin, run_dir / "cache"), cwd=run_dir, workers=3)
+    env = service_env(standin, run_dir / "cache", **getattr(request.module, "SERVICE_SETTINGS", {}))
+    server = Gunicorn(env, cwd=run_dir, workers=3)
     with server:
         server.cache_dir = run_dir / "cache"
         yield server

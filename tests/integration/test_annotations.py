@@ -60,8 +60,8 @@ def test_a_box_uuid_crop_is_the_pixel_crop_of_its_region_and_shares_its_file(ngi
     region = [annotation["x"], annotation["y"], annotation["x"] + annotation["width"],
               annotation["y"] + annotation["height"]]
     assert answer["region"] == answer["box"] == region
-    assert (answer["box_uuid"], answer["concept"], answer["uuid"]) == (
-        annotation["uuid"], annotation["concept"], annotation["imageUuid"])
+    assert (answer["box_uuid"], answer["concept"], answer["review"], answer["uuid"]) == (
+        annotation["uuid"], annotation["concept"], annotation["reviewState"], annotation["imageUuid"])
     by_pixels = post(nginx, "/cropper/", {"uuid": annotation["imageUuid"], "x1": region[0], "y1": region[1],
                                           "x2": region[2], "y2": region[3], "format": "png"}).json()
     assert by_pixels["url"] == answer["url"] and by_pixels["cached"] is True  # one file

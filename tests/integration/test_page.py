@@ -34,8 +34,17 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from cropper.http.crops import CSV_COLUMNS
 from cropper.pages import docs_policy, page_policy
 from cropper.spreadsheets import csv_text
-from devtools.servers import NginxServer, find_nginx_or_skip
-from devtools.standin import EDGE_BOXES, MULTIPAGE_CONCEPT, boxes, uuid_for
+from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip, forget_image, service_env, wait_until
+from devtools.standin import (
+    DATASET_CONCEPTS,
+    DATASET_GENUS,
+    EDGE_BOXES,
+    MULTIPAGE_CONCEPT,
+    box,
+    boxes,
+    find_boxes,
+    uuid_for,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -43,6 +52,9 @@ CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 AXE = Path(os.environ.get("AXE_CORE_JS", ROOT / "var" / "npm" / "node_modules" / "axe-core" / "axe.min.js"))
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 DESKTOP, PHONE = (1280, 800, False), (390, 844, True)
+# Patient with FathomNet (read by the module's gunicorn fixture): an image the stand-in holds keeps a data-set
+# job running for as long as a test looks at it, where the usual 1 s read timeout would fail its box at once.
+SERVICE_SETTINGS = {"READ_TIMEOUT": "30", "DOWNLOAD_TIMEOUT": "60", "API_TIMEOUT": "30"}
 
 
 def missing_or_skip(what, hint):
@@ -107,8 +119,8 @@ class Page:
     def __init__(self, driver, base):
         self.driver, self.base = driver, base
 
-    def open(self, query=""):
-        self.driver.get(f"{self.base}/{query}")
+    def open(self, query="", base=None):
+        self.driver.get(f"{base or self.base}/{query}")
 
     def wait(self, condition, timeout=20, message=""):
         try:
@@ -402,20 +414,26 @@ def test_a_rate_limit_is_a_429_with_its_wait(page, standin, gunicorn, tmp_path):
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x800", "390x844"])
-def test_axe_finds_no_serious_or_critical_violations(page, standin, viewport):
+def test_axe_finds_no_serious_or_critical_violations(page, standin, nginx, viewport):
     if not AXE.exists():
         missing_or_skip(str(AXE), "npm install --prefix var/npm axe-core@4.14.1, or set AXE_CORE_JS")
     size(page.driver, viewport)
     name = "framegrab-6"
-    page.open(f"?image={uuid_for(name)}&box={EDGE_BOXES['full-frame']}")
+    job_id = start_job(nginx, concepts=[DATASET_GENUS], crop={"width": 40, "height": 40})  # both sizes: one job
+    assert finished_job(nginx, job_id)["status"] == "done"
+    page.open(f"?image={uuid_for(name)}&box={EDGE_BOXES['full-frame']}&dataset={job_id}")
     page.wait_for_image(len(boxes(name)))
     page.wait_for_result()
+    page.wait(lambda: page.el("#ds-result").is_displayed(), message="the finished data set")
     page.el("#check-shown").click()
     page.el("#crop-checked").click()
     page.wait(lambda: page.all("#batch-grid li"), message="the batch grid")
     page.type_into("#x2", "5000")  # an error on show too
     page.el("#crop-button").click()
     page.error("#crop-error")
+    page.type_into("#ds-concept", "atolla\n")  # and the data-set panel's, with its suggestions
+    page.el("#ds-start-button").click()
+    page.wait(lambda: page.all("#ds-concepts-error .suggestions button"), message="the suggestions")
     page.js(AXE.read_text())
     page.driver.set_script_timeout(60)
     violations = page.driver.execute_async_script(
@@ -589,3 +607,375 @@ def test_no_other_site_can_frame_the_page(page, nginx, tiny):
     finally:
         page.driver.switch_to.default_content()
     assert any("frame-ancestors 'none'" in e["message"] for e in page.driver.get_log("browser"))  # and says why
+
+
+# ---------------------------------------------------------------- rough edges a new user met --
+
+
+def drag(page, start, end):
+    """A mouse drag between two points of the window (viewport coordinates), through a point on the way."""
+    actions = ActionBuilder(page.driver)
+    actions.pointer_action.move_to_location(*start).pointer_down()
+    actions.pointer_action.move_to_location((start[0] + end[0]) // 2, (start[1] + end[1]) // 2)
+    actions.pointer_action.move_to_location(*end).pointer_up()
+    actions.perform()
+
+
+def viewer_rect(page):
+    return page.js("return document.getElementById('viewer').getBoundingClientRect().toJSON()")
+
+
+def test_another_image_opens_in_panning_mode_after_drawing(page, standin):
+    first, second = "framegrab-0", "framegrab-1"
+    page.open(f"?image={uuid_for(first)}")
+    page.wait_for_image(len(boxes(first)))
+    page.el("#draw-toggle").click()
+    assert page.el("#draw-toggle").text == "Drawing: on"
+    page.type_into("#open-input", uuid_for(second) + "\n")
+    page.wait_for_image(len(boxes(second)))
+    toggle = page.el("#draw-toggle")
+    assert (toggle.text, toggle.get_attribute("aria-pressed")) == ("Draw a box", "false")
+    assert page.el("#viewer-hint").text.startswith("Drag to pan")
+    # And a drag does what the hint says: it pans, and draws nothing.
+    centre = "const c = window.cropperPage.viewer.viewport.getCenter(true); return [c.x, c.y];"
+    before = page.js(centre)
+    rect = viewer_rect(page)
+    drag(page, (int(rect["left"] + 60), int(rect["bottom"] - 20)), (int(rect["left"] + 260), int(rect["bottom"] - 120)))
+    page.wait(lambda: page.js(centre) != before, message="the view to pan")
+    assert page.value("#x1") == "" and not page.el("#selection").is_displayed()
+
+
+def test_a_changed_box_clears_the_crop_of_the_box_before(page, standin, nginx):
+    name = "framegrab-4"
+    page.open(f"?image={uuid_for(name)}")
+    page.wait_for_image(len(boxes(name)))
+    page.el("#box-list li .box-item").click()
+    shown = page.wait_for_result()
+    page.el("#draw-toggle").click()
+    rect = viewer_rect(page)
+    drag(page, (int(rect["left"] + 100), int(rect["top"] + 80)), (int(rect["left"] + 260), int(rect["top"] + 200)))
+    page.wait(lambda: page.value("#x1") != "", message="the box drawn")
+    assert not page.el("#result").is_displayed()  # not the crop of the annotation beside the box drawn
+    assert page.el("#result-empty").text == "This box is not cropped yet: press Crop."
+    page.el("#crop-button-top").click()
+    drawn = page.wait_for_result(shown)
+    typed = {k: int(page.value(f"#{k}")) for k in ("x1", "y1", "x2", "y2")}
+    assert drawn == post(nginx, "/cropper/", {"uuid": uuid_for(name), **typed}).json()["url"]
+    page.type_into("#x1", str(typed["x1"] + 5))  # typed coordinates are a changed box too
+    assert not page.el("#result").is_displayed() and page.el("#result-empty").is_displayed()
+
+
+def test_an_unknown_uuid_leaves_no_image_under_its_error(page, standin):
+    name = "framegrab-5"
+    page.open(f"?image={uuid_for(name)}")
+    page.wait_for_image(len(boxes(name)))
+    page.type_into("#open-input", UNKNOWN + "\n")
+    assert "Not found (404 image_not_found, box_not_found)" in page.error("#open-error")
+    page.wait(lambda: not page.annotations(), message="the image before to close")
+    assert page.js("return window.cropperPage.viewer.world.getItemCount()") == 0
+    assert not page.all("#box-list li") and page.el("#boxes-empty").text == "No image open."
+    assert page.el("#draw-toggle").get_attribute("disabled") == "true"
+    assert page.value("#open-input") == UNKNOWN and "image=" not in page.driver.current_url
+    page.driver.back()  # the image before is one step back
+    page.wait_for_image(len(boxes(name)))
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x800", "390x844"])
+def test_the_concept_fields_show_a_whole_name(page, viewport):
+    size(page.driver, viewport)
+    longest = max(DATASET_CONCEPTS, key=len)
+    page.open("?dataset=")
+    for field in ("#concept-name", "#ds-concept"):
+        page.type_into(field, longest)
+        width = page.js("const f = arguments[0]; return [f.scrollWidth, f.clientWidth];", page.el(field))
+        assert width[0] <= width[1], (field, longest, width)  # nothing scrolled out of sight
+
+
+def test_a_concept_batch_names_each_box_and_its_review_state(page, standin, nginx):
+    page.open()
+    page.type_into("#concept-name", MULTIPAGE_CONCEPT)
+    page.type_into("#concept-limit", "6")
+    page.el("#concept-form button").click()
+    page.wait(lambda: len(page.all("#batch-grid li")) == 6, message="the concept batch")
+    crops = post(nginx, "/cropper-concept/", {"concept": MULTIPAGE_CONCEPT, "limit": 6}).json()["crops"]
+    assert {crop["review"] for crop in crops} == {"VERIFIED", "UNVERIFIED"}  # both, so the captions must differ
+    for item, crop in zip(page.all("#batch-grid li"), crops):
+        review = box(crop["box_uuid"])["reviewState"]
+        assert crop["review"] == review
+        assert item.text.splitlines() == [
+            MULTIPAGE_CONCEPT, f"box {crop['box_uuid'][:8]} · {review.lower()} · {crop['width']}×{crop['height']} px"]
+        which = item.find_element(By.CSS_SELECTOR, ".crop-box")
+        assert which.get_attribute("title") == f"Annotation {crop['box_uuid']}"
+
+
+def test_at_phone_width_every_label_is_inside_the_viewer(page, standin):
+    size(page.driver, PHONE)
+    for name in ("dataset-2", "framegrab-2"):  # several concepts near the right edge; a box on it
+        page.open(f"?image={uuid_for(name)}")
+        page.wait_for_image(len(boxes(name)))
+        viewer = viewer_rect(page)
+        for annotation in page.annotations():
+            page.js("arguments[0].focus()", annotation)  # its details show too
+            for part in (".label", ".details"):
+                rect = page.js("return arguments[0].querySelector(arguments[1]).getBoundingClientRect().toJSON()",
+                               annotation, part)
+                # Within half a pixel: the view is scaled to fit, so edges fall between pixels.
+                inside = viewer["left"] - 0.5 <= rect["left"] and rect["right"] <= viewer["right"] + 0.5
+                assert inside, (name, part, rect, viewer)
+
+
+def test_the_page_links_to_the_api_reference(page, nginx):
+    page.open()
+    link = page.el('.top-links a[href="/docs"]')
+    assert link.text == "API reference"
+    link.click()
+    page.wait(lambda: page.all("[data-section-id]"), message="Redoc's operations")
+    assert page.driver.current_url == f"{nginx.url}/docs"
+    refused = [e["message"] for e in page.driver.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert all("'https://cdn.redoc.ly/" in message for message in refused), refused  # only its footer's logo
+
+
+# ---------------------------------------------------------------- the data-set panel --
+
+
+def start_job(service, **body):
+    """A data-set job started as a lab tool starts it: its id."""
+    answer = requests.post(f"{service.url}/datasets", json=body, timeout=30)
+    assert answer.status_code in (200, 202), answer.text
+    return answer.json()["id"]
+
+
+def job_answer(service, job_id):
+    return requests.get(f"{service.url}/datasets/{job_id}", timeout=10).json()
+
+
+def finished_job(service, job_id, timeout=90):
+    answer = {}
+
+    def ended():
+        nonlocal answer
+        answer = job_answer(service, job_id)
+        return answer.get("status") not in ("queued", "running")
+
+    assert wait_until(ended, timeout=timeout), answer
+    return answer
+
+
+def panel_ready(page):
+    """Until the data-set panel shows with its choices (splits, formats) in: a request can be sent."""
+    page.wait(lambda: page.el("#dataset-panel").is_displayed() and page.el("#ds-start-button").is_enabled(),
+              message="the data-set panel ready")
+
+
+def shown_files(page):
+    return [(a.text, a.get_attribute("href")) for a in page.all("#ds-files a")]
+
+
+def shown_counts(page):
+    return [[cell.text for cell in row.find_elements(By.CSS_SELECTOR, "th, td")] for row in page.all("#ds-counts tr")]
+
+
+def counts_table(answer):
+    """The table of counts a finished job's answer makes: labels down, the splits asked across, totals."""
+    splits = [name for name in ("train", "validation", "test") if name in answer["request"]["split"]]
+    counts = answer["counts"]
+    labels = sorted({label for split in counts.values() for label in split})
+    rows = [[label, *[counts.get(split, {}).get(label, 0) for split in splits]] for label in labels]
+    rows.append(["All", *[sum(counts.get(split, {}).values()) for split in splits]])
+    return [["Label", *splits, "All"], *[[name, *[f"{n:,}" for n in (*values, sum(values))]] for name, *values in rows]]
+
+
+def test_the_data_set_panel_starts_a_job_follows_its_progress_and_shows_its_files_and_counts(page, standin, nginx,
+                                                                                              gunicorn):
+    # The request the form below makes; an image of it is held by the stand-in, so the job stays running.
+    filters = {"minDepth": 50, "maxDepth": 3500, "includeUnknown": False}
+    held = next(b["imageUuid"] for b in find_boxes(concept=DATASET_GENUS, taxaProviderName="fathomnet", **filters)
+                if not b["truncated"])
+    forget_image(gunicorn.cache_dir, held)  # downloaded again, so held
+    standin.set_fault("hold", target="image", uuid=held, times=1)
+    page.open()
+    page.el("#dataset-toggle").click()
+    assert page.el("#dataset-toggle").get_attribute("aria-expanded") == "true"
+    assert page.el("#dataset-panel").is_displayed() and "dataset=" in page.driver.current_url
+    panel_ready(page)
+    # Names are suggested from /concepts as one types.
+    page.el("#ds-concept").send_keys("atol")
+    suggested = requests.get(f"{nginx.url}/concepts", params={"prefix": "atol", "limit": 20}, timeout=10).json()
+    assert len(suggested["concepts"]) == 3
+    page.wait(lambda: [o.get_attribute("value") for o in page.all("#ds-concept-names option")] ==
+              suggested["concepts"], message="the suggestions")
+    page.type_into("#ds-concept", DATASET_GENUS + "\n")
+    page.type_into("#ds-concept", "Myctophidae")
+    page.el("#ds-add-concept").click()
+    assert [chip.text.split("\n")[0] for chip in page.all("#ds-concepts li")] == [DATASET_GENUS, "Myctophidae"]
+    page.el("#ds-descendants").click()
+    Select(page.el("#ds-label")).select_by_value("asked")
+    page.type_into("#ds-min-depth", "50")
+    page.type_into("#ds-max-depth", "3500")
+    page.el('[data-field="filters.includeUnknown"]').click()
+    page.el('[data-field="filters.exclude_truncated"]').click()
+    for split, percent in (("train", "70"), ("validation", "20"), ("test", "10")):
+        page.type_into(f"#ds-split-{split}", percent)
+    page.type_into("#ds-width", "64")
+    page.type_into("#ds-height", "64")
+    Select(page.el("#ds-format")).select_by_value("png")
+    page.el("#ds-start-button").click()
+
+    # Running: the boxes listed, the held image not yet in, as the service says.
+    assert standin.wait_until_held(1, timeout=60)
+    page.wait(lambda: "dataset=" in page.driver.current_url and page.el("#ds-job-id").text in page.driver.current_url,
+              message="the job in the address")
+    job_id = page.el("#ds-job-id").text
+    running = job_answer(nginx, job_id)
+    assert running["status"] == "running" and running["progress"]["boxes_total"] > 0, running
+    progress = running["progress"]
+    page.wait(lambda: page.el("#ds-status").text == "Running: cropping.", message="the running job")
+    assert page.el("#ds-progress-text").text == (f"{progress['crops_done']} of {progress['boxes_total']} crops made · "
+                                                 f"{progress['images_downloaded']} images downloaded")
+    bar = page.el("#ds-progress")
+    assert (bar.get_attribute("max"), bar.get_attribute("value")) == (str(progress["boxes_total"]), "0")
+    assert page.el("#ds-cancel").is_displayed()
+    assert running["request"] == {**running["request"], "concepts": [DATASET_GENUS, "Myctophidae"], "descendants": True,
+                                  "label": "asked", "split": {"train": 0.7, "validation": 0.2, "test": 0.1}}
+    assert {k: v for k, v in running["request"]["filters"].items() if v not in (None, False)} == {
+        "minDepth": 50, "maxDepth": 3500, "exclude_truncated": True}
+    assert running["request"]["filters"]["includeUnknown"] is False
+    assert {k: running["request"]["crop"][k] for k in ("width", "height", "format")} == {"width": 64, "height": 64,
+                                                                                        "format": "png"}
+
+    # Done: the files with their sizes, and the counts per split and label.
+    standin.release()
+    page.wait(lambda: page.el("#ds-status").text == "Done: the files are ready.", timeout=60, message="the job done")
+    answer = job_answer(nginx, job_id)
+    assert answer["status"] == "done"
+    done = answer["progress"]
+    failed = f" · {done['crops_failed']} failed (failures.csv says why)" if done["crops_failed"] else ""
+    assert page.el("#ds-progress-text").text == (f"{done['crops_done']} of {done['boxes_total']} crops made{failed} · "
+                                                 f"{done['images_downloaded']} images downloaded")
+    assert page.el("#ds-progress").get_attribute("value") == str(done["boxes_total"])
+    assert not page.el("#ds-cancel").is_displayed()
+    assert shown_files(page) == [(file["name"], file["url"]) for file in answer["files"]]
+    (file,) = answer["files"]
+    assert f"{file['size']:,} bytes" in page.el("#ds-files li").text and file["sha256"] in page.el("#ds-files li").text
+    assert shown_counts(page) == counts_table(answer)
+
+    # The page's link to the job reopens it, done, elsewhere.
+    link = page.el("#ds-link").get_attribute("href")
+    assert link == f"{nginx.url}/?dataset={job_id}"
+    page.driver.get("about:blank")
+    page.driver.get(link)
+    page.wait(lambda: page.el("#ds-status").text == "Done: the files are ready.", message="the job reopened")
+    assert shown_files(page) == [(file["name"], file["url"]) for file in answer["files"]]
+
+
+def test_a_shared_job_address_reopens_the_job_as_asked_and_says_when_it_is_gone(page, standin, nginx):
+    """A job started by a lab tool, opened from its address: the form shows the request as the service understood
+    it (sent again, it is the same job), the job its files (WebDataset shards with their split and samples) and
+    counts; removed, the address says so."""
+    job_id = start_job(nginx, concepts=["Myctophidae"], descendants=True, label="asked",
+                       split={"train": 0.5, "test": 0.5}, filters={"maxDepth": 2000, "includeRejected": True},
+                       crop={"width": 48, "height": 48, "fit": "cover", "format": "png"},
+                       formats=["imagefolder", "webdataset"])
+    answer = finished_job(nginx, job_id)
+    assert answer["status"] == "done", answer
+    page.open(f"?dataset={job_id}")
+    page.wait(lambda: page.el("#ds-status").text == "Done: the files are ready.", message="the finished job")
+    assert page.el("#dataset-panel").is_displayed()
+    assert shown_files(page) == [(file["name"], file["url"]) for file in answer["files"]]
+    shards = [(file, item.text) for file, item in zip(answer["files"], page.all("#ds-files li"))
+              if file["format"] == "webdataset"]
+    assert {file["split"] for file, _ in shards} == {"train", "test"}
+    for file, text in shards:
+        assert f"{file['name']} webdataset · {file['split']} · {file['samples']:,} samples · " in text
+    assert shown_counts(page) == counts_table(answer)
+    assert [chip.text.split("\n")[0] for chip in page.all("#ds-concepts li")] == ["Myctophidae"]
+    assert [box.is_selected() for box in page.all("#ds-formats input")] == [True, True]
+    assert page.el("#ds-descendants").is_selected() and page.value("#ds-label") == "asked"
+    assert (page.value("#ds-max-depth"), page.value("#ds-min-depth")) == ("2000", "")
+    assert page.el('[data-field="filters.includeRejected"]').is_selected()
+    assert [page.value(f"#ds-split-{name}") for name in ("train", "validation", "test")] == ["50", "0", "50"]
+    assert [page.value(f"#ds-{name}") for name in ("width", "height", "fit", "format")] == ["48", "48", "cover", "png"]
+    page.el("#ds-start-button").click()  # the same request again: the same job
+    page.wait(lambda: page.all("#ds-files a") and page.el("#ds-status").text.startswith("Done"), message="the job")
+    assert page.el("#ds-job-id").text == job_id and f"dataset={job_id}" in page.driver.current_url
+    assert not page.el("#ds-error").is_displayed()
+
+    removed = requests.delete(f"{nginx.url}/datasets/{job_id}", timeout=10)
+    assert removed.status_code == 200
+    gone = requests.get(f"{nginx.url}/datasets/{job_id}", timeout=10)
+    assert gone.status_code == 410
+    page.driver.refresh()
+    text = page.error("#ds-job-error")
+    assert "This data set is gone (410 dataset_gone)" in text and gone.json()["error"]["message"] in text
+    assert not page.el("#ds-result").is_displayed() and not page.el("#ds-progress").is_displayed()
+
+
+def test_a_refused_data_set_request_is_told_where_it_went_wrong(page, standin, nginx):
+    page.open("?dataset=")
+    panel_ready(page)
+    page.type_into("#ds-concept", DATASET_GENUS + "\n")
+    page.type_into("#ds-min-depth", "3000")
+    page.type_into("#ds-max-depth", "100")
+    page.el("#ds-start-button").click()
+    text = page.error("#ds-error")
+    assert "Check the fields (422 validation_error)" in text and "filters.minDepth: Must not be above maxDepth." in text
+    assert page.el("#ds-min-depth").get_attribute("aria-invalid") == "true"
+    # A name FathomNet lacks: told by the names, with the service's suggestions to pick from.
+    page.type_into("#ds-min-depth", "")
+    page.type_into("#ds-concept", "atolla wyvillei\n")
+    page.el("#ds-start-button").click()
+    text = page.error("#ds-concepts-error")
+    refused = requests.post(f"{nginx.url}/datasets", json={"concepts": [DATASET_GENUS, "atolla wyvillei"]}, timeout=10)
+    assert refused.status_code == 422
+    error = refused.json()["error"]
+    assert "Unknown concept (422 unknown_concept)" in text and error["message"] in text
+    assert not page.el("#ds-error").is_displayed() and not page.el("#ds-job").is_displayed()
+    assert page.el("#ds-concepts li.unknown").text.startswith("atolla wyvillei")
+    offered = page.all("#ds-concepts-error .suggestions button")
+    assert [button.text for button in offered] == error["details"]["suggestions"]["atolla wyvillei"]
+    offered[0].click()
+    assert [chip.text.split("\n")[0] for chip in page.all("#ds-concepts li")] == [DATASET_GENUS, "Atolla wyvillei"]
+    assert not page.el("#ds-concepts-error").is_displayed() and not page.all("#ds-concepts li.unknown")
+
+
+def test_a_full_job_queue_is_a_429_with_its_wait_and_a_queued_job_can_be_cancelled(page, standin, tmp_path):
+    env = service_env(standin, tmp_path / "cache", DATASET_WORKER="false", DATASET_QUEUE_MAX="1")
+    with Gunicorn(env, cwd=tmp_path, workers=1) as alone:  # no worker: a job waits
+        waiting = start_job(alone, concepts=[DATASET_GENUS])
+        page.open("?dataset=", base=alone.url)
+        panel_ready(page)
+        page.type_into("#ds-concept", "Myctophidae\n")
+        page.el("#ds-start-button").click()
+        text = page.error("#ds-error")
+        refused = requests.post(f"{alone.url}/datasets", json={"concepts": ["Myctophidae"]}, timeout=10)
+        assert refused.status_code == 429
+        assert "Too many data-set jobs waiting (429 too_many_jobs)" in text
+        assert refused.json()["error"]["message"] in text
+        assert f"Wait {refused.headers['Retry-After']} s, then try again." in text
+        # The job that waits, from its address: queued, and cancelled from the page.
+        page.open(f"?dataset={waiting}", base=alone.url)
+        page.wait(lambda: page.el("#ds-status").text == "Queued: waiting for the data-set worker.", message="queued")
+        assert page.js("return arguments[0].matches(':indeterminate')", page.el("#ds-progress"))  # how far: unknown
+        page.el("#ds-cancel").click()
+        page.wait(lambda: page.el("#ds-status").text.startswith("Cancelled"), message="the job cancelled")
+        assert requests.get(f"{alone.url}/datasets/{waiting}", timeout=10).status_code == 410
+
+
+def test_what_is_opened_before_the_page_is_ready_keeps_its_answer(page, standin):
+    """The page reads its address once the service's description is in; a uuid pasted before that is what the
+    person asked for: its answer (here, not found) stays, not closed by the empty address the page started from."""
+    late = page.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": """
+        const real = window.fetch;
+        window.fetch = (url, init) => String(url).includes("/openapi.json")
+            ? new Promise((done) => setTimeout(done, 2000)).then(() => real(url, init)) : real(url, init);"""})
+    try:
+        page.open()
+        page.type_into("#open-input", UNKNOWN + "\n")
+        text = page.error("#open-error")
+        assert not page.all("#format option")  # before the description came
+        page.wait(lambda: page.all("#format option"), message="the description, late")
+        time.sleep(0.5)  # the address read, and acted on
+        assert page.el("#open-error").is_displayed() and page.el("#open-error").text == text
+        assert page.value("#open-input") == UNKNOWN
+    finally:
+        page.driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": late["identifier"]})

@@ -38,16 +38,35 @@ export async function call(method, path, body) {
   return data;
 }
 
+// The service's description, asked once for the whole page (again after a failure).
+let described = null;
+function schemas() {
+  described ??= call("GET", "/openapi.json").catch((error) => { described = null; throw error; });
+  return described.then((description) => description.components.schemas);
+}
+
 // The formats the service makes, and its default: read from its description, never copied into the page.
 export async function outputFormats() {
-  const description = await call("GET", "/openapi.json");
-  const schemas = description.components.schemas;
-  return {names: schemas.CropAnswer.properties.format.enum, default: schemas.CropRequest.properties.format.default};
+  const all = await schemas();
+  return {names: all.CropAnswer.properties.format.enum, default: all.CropRequest.properties.format.default};
 }
+
+// What a data set may be written as, and its splits, with their defaults: from the description too.
+export async function datasetChoices() {
+  const {formats, split} = (await schemas()).DatasetRequest.properties;
+  return {formats: formats.items.enum, defaultFormats: formats.default, splits: Object.keys(split.properties),
+          defaultSplit: split.default};
+}
+
 export const getBoxes = (uuid) => call("GET", `/images/${encodeURIComponent(uuid)}/boxes`);
 export const crop = (body) => call("POST", "/cropper/", body);
 export const cropList = (body) => call("POST", "/cropper-list/", body);
 export const cropConcept = (body) => call("POST", "/cropper-concept/", body);
+export const startDataset = (body) => call("POST", "/datasets", body);
+export const getDataset = (id) => call("GET", `/datasets/${encodeURIComponent(id)}`);
+export const cancelDataset = (id) => call("DELETE", `/datasets/${encodeURIComponent(id)}`);
+export const conceptNames = (prefix, limit) =>
+  call("GET", `/concepts?${new URLSearchParams({prefix, limit})}`);
 
 // A heading per status, so a person knows whose fault it is and what to do; the service's own
 // message (which names the uuid, the box or the limit) follows it.
@@ -65,13 +84,36 @@ const TITLES = {
   507: "The crop store is full",
 };
 
+// Where the status alone would mislead (a 422 that is not about a crop, a 429 that is the job queue's).
+const CODE_TITLES = {
+  validation_error: "Check the fields",
+  service_unavailable: "The service is down",
+  unknown_concept: "Unknown concept",
+  too_many_jobs: "Too many data-set jobs waiting",
+  dataset_not_found: "No such data set",
+  dataset_gone: "This data set is gone",
+};
+
+// marshmallow's details for a 422: {"field": ["message", ...]}, nested for nested fields
+// ({"filters": {"minDepth": [...]}}) -> [{field: "filters.minDepth", text}], in the order given.
+function fieldMessages(details, prefix = "") {
+  const fields = [];
+  for (const [name, messages] of Object.entries(details)) {
+    const field = prefix + name;
+    if (messages && typeof messages === "object" && !Array.isArray(messages)) {
+      fields.push(...fieldMessages(messages, `${field}.`));
+    } else {
+      fields.push({field, text: [].concat(messages).join(" ")});
+    }
+  }
+  return fields;
+}
+
 export function describe(error) {
   if (!(error instanceof ApiError)) {
     return {title: "Something went wrong", message: String(error && error.message || error), hint: "", fields: []};
   }
-  let title = TITLES[error.status] || `Error ${error.status}`;
-  if (error.code === "validation_error") title = "Check the fields";
-  if (error.code === "service_unavailable") title = "The service is down";
+  const title = CODE_TITLES[error.code] || TITLES[error.status] || `Error ${error.status}`;
   let hint = "";
   if (error.status === 429 || error.status === 503) {
     hint = error.retryAfter ? `Wait ${error.retryAfter} s, then try again.` : "Wait a moment, then try again.";
@@ -80,13 +122,7 @@ export function describe(error) {
   } else if (error.status === 507) {
     hint = "Crops already made still work; tell the service's operator.";
   }
-  // marshmallow's details: {"field": ["message", ...]} (or {"_schema": [...]}) for a 422.
-  const fields = [];
-  if (error.code === "validation_error") {
-    for (const [field, messages] of Object.entries(error.details)) {
-      fields.push({field, text: [].concat(messages).join(" ")});
-    }
-  }
+  const fields = error.code === "validation_error" ? fieldMessages(error.details) : [];
   const status = error.status ? `${error.status} ${error.code}` : error.code;
   return {title: `${title} (${status})`, message: error.message, hint, fields};
 }

@@ -1,11 +1,16 @@
-// The page: open an image, choose or draw a box, crop it or a batch; the address keeps the view.
+// The page: open an image, choose or draw a box, crop it or a batch, or make a data set; the address
+// keeps the view.
 
 import * as api from "./api.js";
+import * as datasets from "./datasets.js";
+import {clearError, showError} from "./errors.js";
+import {cropOptions as options, setCropOptions, updateFitControls} from "./options.js";
 import {Viewer, describeBox} from "./viewer.js";
 
 const $ = (id) => document.getElementById(id);
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
 const COORDS = ["x1", "y1", "x2", "y2"];
+const NO_CROP_YET = $("result-empty").textContent;  // what the crop's place says as the page starts
 
 const state = {
   image: null,        // {uuid, width, height} of the open image
@@ -33,42 +38,9 @@ const viewer = new Viewer({
 });
 window.cropperPage = {viewer: viewer.osd, state};  // for the browser tests and for debugging in the console
 
-// ---------------------------------------------------------------- errors, next to what caused them --
-
-const FIELD_IDS = {limit: "concept-limit", concept: "concept-name"};  // the service's field: its input here
-
-function showError(el, error, fieldIds = []) {
-  const {title, message, hint, fields} = error.title ? error : api.describe(error);
-  el.replaceChildren();
-  const strong = document.createElement("strong");
-  strong.textContent = title;
-  const text = document.createElement("p");
-  text.textContent = [message, hint].filter(Boolean).join(" ");
-  el.append(strong, text);
-  if (fields && fields.length) {
-    const list = document.createElement("ul");
-    for (const {field, text: words} of fields) {
-      const item = document.createElement("li");
-      item.textContent = field === "_schema" ? words : `${field}: ${words}`;
-      list.append(item);
-      const input = $(FIELD_IDS[field] || field);
-      if (input) input.setAttribute("aria-invalid", "true");
-    }
-    el.append(list);
-  }
-  for (const id of fieldIds) $(id).setAttribute("aria-invalid", "true");
-  el.dataset.code = error.code || "";
-  el.hidden = false;
-  el.scrollIntoView({block: "nearest"});  // e.g. a crop asked from the image, its error by the fields
-}
-
-function clearError(el) {
-  el.hidden = true;
-  el.replaceChildren();
-  for (const input of el.closest("form, section")?.querySelectorAll("[aria-invalid]") || []) {
-    input.removeAttribute("aria-invalid");
-  }
-}
+// The concept form's fields, by the service's names for them.
+const FIELD_IDS = {limit: "concept-limit", concept: "concept-name"};
+const conceptInput = (field) => $(FIELD_IDS[field] || field);
 
 // ---------------------------------------------------------------- opening an image --
 
@@ -87,9 +59,18 @@ async function openText(text) {
   try {
     await openImage(uuid, {push: true});
   } catch (error) {
-    if (error.code !== "image_not_found") return showError($("open-error"), error);
+    if (error.code !== "image_not_found") return failOpen(uuid, error, {push: true});
     await openBox(uuid, error);
   }
+}
+
+// The error where the uuid was typed, over no image: the one open before is not what was asked for.
+// push: a new address (without the image), so Back returns to the image before.
+function failOpen(text, error, {push = false} = {}) {
+  closeImage();
+  $("open-input").value = text;
+  if (push) writeUrl(true);
+  showError($("open-error"), error);
 }
 
 // A uuid that is not an image may be an annotation's: its crop names its image.
@@ -101,17 +82,17 @@ async function openBox(uuid, imageError) {
     answer = await api.crop(body);
   } catch (error) {
     if (mine !== state.opening) return;
-    if (error.code !== "box_not_found") return showError($("open-error"), error);
-    return showError($("open-error"), {  // both of the service's messages: neither an image nor a box
+    if (error.code !== "box_not_found") return failOpen(uuid, error, {push: true});
+    return failOpen(uuid, {  // both of the service's messages: neither an image nor a box
       title: "Not found (404 image_not_found, box_not_found)",
       message: `${imageError.message} ${error.message}`,
-    });
+    }, {push: true});
   }
   if (mine !== state.opening) return;
   try {
     if (await openImage(answer.uuid, {push: true})) choose(uuid, {answer: {answer, body}});
   } catch (error) {
-    showError($("open-error"), error);
+    failOpen(uuid, error, {push: true});
   }
 }
 
@@ -146,7 +127,6 @@ async function openImage(uuid, {push = false} = {}) {
   if (mine !== state.opening) return false;
   if (shown) viewer.setAnnotations(state.boxes);
   applyFilter();
-  $("viewer-hint").textContent = "Drag to pan, scroll or pinch to zoom; click an annotation to crop it.";
   return true;
 }
 
@@ -154,16 +134,14 @@ async function openImage(uuid, {push = false} = {}) {
 function showImage(image, boxes) {
   Object.assign(state, {image, boxes, annotation: null});
   state.checked.clear();
-  state.cropping++;  // a crop still on its way is of the image before
-  $("crop-button").textContent = "Crop";
+  clearResult();  // and a crop still on its way is of the image before
   $("open-input").value = image ? image.uuid : "";
   $("iiif-links").hidden = !image;
   if (image) {
     $("manifest-link").href = `/iiif/manifests/${image.uuid}`;
     $("mirador-link").href = `/mirador?image=${image.uuid}`;
   }
-  $("result").hidden = true;
-  $("result-empty").hidden = false;
+  setDrawMode(false);  // a drag on a new image pans, as its hint says, until "Draw a box" is pressed again
   clearError($("viewer-error"));
   clearError($("crop-error"));
   for (const id of COORDS) $(id).value = "";
@@ -182,7 +160,6 @@ function closeImage() {
   viewer.osd.clearOverlays();
   viewer.osd.close();
   viewer.size = null;
-  setDrawMode(false);
   $("draw-toggle").disabled = true;
   $("viewer-hint").textContent = "Open an image to see it here with its annotations.";
   status(null);
@@ -282,8 +259,18 @@ function choose(boxUuid, {crop = false, answer = null} = {}) {
 function setCoords(box, fromFields = false) {
   if (!fromFields) COORDS.forEach((id, i) => { $(id).value = box ? box[i] : ""; });
   viewer.setSelection(box);
-  viewer.setRegion(null);  // the last crop's region outline belongs to the box before
+  clearResult("This box is not cropped yet: press Crop.");  // the crop shown, and its outline, are of the box before
   updateSelectionInfo();
+}
+
+// No crop shown (and none still on its way will be): the result's place says why.
+function clearResult(why = NO_CROP_YET) {
+  state.cropping++;
+  $("crop-button").textContent = "Crop";
+  $("result").hidden = true;
+  $("result-empty").hidden = false;
+  $("result-empty").textContent = why;
+  viewer.setRegion(null);
 }
 
 function fieldCoords() {
@@ -313,21 +300,6 @@ function updateSelectionInfo() {
   $("crop-button").disabled = $("crop-button-top").disabled = !state.image || !complete;
 }
 
-// The crop options, as the service spells them; defaults are left out, so the request stays short.
-function options() {
-  const o = {format: $("format").value};
-  const pad = $("pad").value.trim();
-  if (pad !== "" && Number(pad) !== 0) o.pad = $("pad-unit").value === "%" ? `${pad}%` : Number(pad);
-  if ($("square").checked) o.square = true;
-  const width = $("width").value.trim();
-  const height = $("height").value.trim();
-  if (width) o.width = Number(width);
-  if (height) o.height = Number(height);
-  if (width && height && $("fit").value !== "contain") o.fit = $("fit").value;
-  if (o.fit === "letterbox" && $("background").value !== "#000000") o.background = $("background").value;
-  return o;
-}
-
 function cropBody() {
   if (unchanged()) return {box_uuid: state.annotation.box_uuid, ...options()};
   const [x1, y1, x2, y2] = fieldCoords();
@@ -345,8 +317,8 @@ async function cropNow() {
     if (mine === state.cropping) showResult(answer, body);
   } catch (error) {
     if (mine !== state.cropping) return;
-    const box = error.code === "box_outside_image" ? COORDS : [];
-    showError($("crop-error"), error, box);
+    const box = error.code === "box_outside_image" ? COORDS.map($) : [];
+    showError($("crop-error"), error, {mark: box});
   } finally {
     if (mine === state.cropping) $("crop-button").textContent = "Crop";
     updateSelectionInfo();
@@ -393,7 +365,7 @@ async function runBatch(request, errorEl, name, button, body = null) {
     state.batch = {answers, name, next: answer.next_offset ?? null, total: answer.total, request: body};
     renderBatch();
   } catch (error) {
-    showError(errorEl, error);
+    showError(errorEl, error, {inputOf: conceptInput});
   } finally {
     button.disabled = false;
     updateBatchButtons();
@@ -432,21 +404,7 @@ function renderBatch() {
   for (const a of answers) {
     const item = document.createElement("li");
     if (a.url) {
-      const link = document.createElement("a");
-      link.href = a.url;
-      const img = document.createElement("img");
-      img.src = a.url;
-      img.loading = "lazy";
-      img.alt = `${a.concept || "crop"}, ${a.width}×${a.height} px`;
-      link.append(img);
-      const caption = document.createElement("p");
-      caption.textContent = `${a.concept || ""} · ${a.width}×${a.height} px`;
-      const url = document.createElement("a");
-      url.className = "crop-url";
-      url.href = a.url;
-      url.textContent = a.url.split("/crops/")[1] || a.url;
-      url.title = a.url;
-      item.append(link, caption, url);
+      item.append(...batchCrop(a));
     } else {
       item.className = "failed";  // one item failed, the rest stand: the service's words for it
       item.textContent = `${a.concept || a.box_uuid || a.uuid}: ${a.error.message} (${a.error.code})`;
@@ -454,6 +412,30 @@ function renderBatch() {
     grid.append(item);
   }
   $("batch").hidden = false;
+}
+
+// A crop of a batch: its picture (a link to the file), then what a person building a data set checks:
+// the concept, which annotation (its uuid's start, whole on hover) and its review state, the size.
+function batchCrop(a) {
+  const link = document.createElement("a");
+  link.className = "crop-url";
+  link.href = a.url;
+  link.title = a.url;
+  const img = document.createElement("img");
+  img.src = a.url;
+  img.loading = "lazy";
+  img.alt = `${a.concept || "crop"}, ${a.width}×${a.height} px`;
+  link.append(img);
+  const concept = document.createElement("p");
+  concept.className = "crop-concept";
+  concept.textContent = a.concept || "";
+  const which = document.createElement("p");
+  which.className = "crop-box";
+  const uuid = a.box_uuid || a.uuid;
+  which.title = a.box_uuid ? `Annotation ${a.box_uuid}` : `Image ${a.uuid}`;
+  which.textContent = [`${a.box_uuid ? "box" : "image"} ${uuid.slice(0, 8)}`, a.review?.toLowerCase(),
+                       `${a.width}×${a.height} px`].filter(Boolean).join(" · ");
+  return [link, concept, which];
 }
 
 function downloadCsv() {
@@ -486,6 +468,7 @@ function writeUrl(push = false) {
     if (String(values[key]) !== fallback) p.set(key, values[key]);
   }
   if ($("concept-filter").value) p.set("concept", $("concept-filter").value);
+  if (datasets.isOpen()) p.set("dataset", datasets.jobId() || "");  // the panel open, with the job it follows
   const query = p.toString();
   const url = `${location.pathname}${query ? `?${query}` : ""}`;
   if (url !== `${location.pathname}${location.search}`) history[push ? "pushState" : "replaceState"](null, "", url);
@@ -493,22 +476,21 @@ function writeUrl(push = false) {
 
 function readOptions(p) {
   const formats = [...$("format").options].map((option) => option.value);
-  $("format").value = formats.includes(p.get("format")) ? p.get("format") : OPTION_PARAMS.format;
-  const pad = p.get("pad") || "";
-  $("pad").value = pad.replace("%", "") || "0";
-  $("pad-unit").value = pad.endsWith("%") ? "%" : "px";
-  $("square").checked = p.get("square") === "1";
-  $("width").value = p.get("width") || "";
-  $("height").value = p.get("height") || "";
-  $("fit").value = ["cover", "fill", "letterbox"].includes(p.get("fit")) ? p.get("fit") : "contain";
-  $("background").value = /^[0-9a-f]{6}$/i.test(p.get("bg") || "") ? `#${p.get("bg")}` : "#000000";
-  updateFitControls();
+  setCropOptions("", {
+    format: formats.includes(p.get("format")) ? p.get("format") : OPTION_PARAMS.format,
+    pad: p.get("pad"), square: p.get("square") === "1", width: p.get("width"), height: p.get("height"),
+    fit: ["cover", "fill", "letterbox"].includes(p.get("fit")) ? p.get("fit") : "contain",
+    background: `#${p.get("bg")}`,
+  });
 }
 
 // Opens what the address names; a box or coordinates in it are cropped at once, as the link's sender saw.
-async function applyUrl() {
+// initial: as the page starts, where an image opened already (typed before the page was ready) wins.
+async function applyUrl({initial = false} = {}) {
   const p = new URLSearchParams(location.search);
   readOptions(p);
+  datasets.applyAddress(p.has("dataset"), p.get("dataset"));
+  if (initial && state.opening) return;
   const image = p.get("image");
   if (!image) {
     if (state.image || state.opening) closeImage();
@@ -520,8 +502,7 @@ async function applyUrl() {
       if (!(await openImage(image))) return;
     }
   } catch (error) {
-    $("open-input").value = image;
-    return showError($("open-error"), error);
+    return failOpen(image, error);
   }
   const concept = p.get("concept") || "";
   if ([...$("concept-filter").options].some((o) => o.value === concept)) $("concept-filter").value = concept;
@@ -536,12 +517,6 @@ async function applyUrl() {
 }
 
 // ---------------------------------------------------------------- wiring --
-
-function updateFitControls() {
-  const both = $("width").value.trim() !== "" && $("height").value.trim() !== "";
-  $("fit").disabled = !both;
-  $("background-label").hidden = !(both && $("fit").value === "letterbox");
-}
 
 function setDrawMode(on) {
   viewer.setDrawMode(on);
@@ -606,15 +581,21 @@ $("draw-toggle").addEventListener("click", () => setDrawMode(!viewer.drawing));
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && viewer.drawing) setDrawMode(false);
 });
-window.addEventListener("popstate", applyUrl);
+window.addEventListener("popstate", () => applyUrl());
 // A mistake in this page must still say something where people look, not only in the console.
 window.addEventListener("unhandledrejection", (event) => showError($("open-error"), event.reason));
 window.addEventListener("error", (event) => showError($("open-error"), event.error || event.message));
 
-// The format menu holds what the service makes (its description's list), its default chosen.
+// The format menus (the crop's, the data set's crops') hold what the service makes (its description's
+// list), its default chosen.
 async function loadFormats() {
   const formats = await api.outputFormats();
-  for (const name of formats.names) $("format").append(new Option(name, name));
-  OPTION_PARAMS.format = formats.default;
+  for (const name of formats.names) {
+    $("format").append(new Option(name, name));
+    $("ds-format").append(new Option(name, name));
+  }
+  OPTION_PARAMS.format = $("ds-format").value = formats.default;
 }
-loadFormats().catch((error) => showError($("open-error"), error)).finally(applyUrl);
+const panelReady = datasets.setupDatasetPanel({onAddress: writeUrl});
+Promise.all([loadFormats(), panelReady]).catch((error) => showError($("open-error"), error))
+  .finally(() => applyUrl({initial: true}));

@@ -63,7 +63,7 @@ export class Viewer {
   // Annotations as focusable overlays; the largest first, so smaller ones inside them stay clickable.
   setAnnotations(boxes) {
     this.osd.clearOverlays();
-    this.labelled = [];  // [annotation element, its top in image pixels]
+    this.labelled = [];  // [annotation element, its region in image pixels]
     const drawn = boxes.filter((b) => b.region).sort((a, b) => area(b.region) - area(a.region));
     for (const b of drawn) {
       const [x1, y1, x2, y2] = b.region;
@@ -92,7 +92,7 @@ export class Viewer {
       el.addEventListener("focus", () => this.onHover(b.box_uuid));
       el.addEventListener("blur", () => this.onHover(null));
       this.osd.addOverlay({element: el, location: this.osd.viewport.imageToViewportRectangle(x1, y1, x2 - x1, y2 - y1)});
-      this.labelled.push([el, y1]);
+      this.labelled.push([el, b.region]);
     }
     this.place();
   }
@@ -133,10 +133,14 @@ export class Viewer {
       const b = this.osd.viewport.imageToViewerElementCoordinates(Point(box[2], box[3]));
       Object.assign(el.style, {left: `${a.x}px`, top: `${a.y}px`, width: `${b.x - a.x}px`, height: `${b.y - a.y}px`});
     }
-    // A label goes above its box, or inside it where the viewer's top edge would cut it off.
-    for (const [el, top] of this.labelled || []) {
-      const above = this.osd.viewport.imageToViewerElementCoordinates(Point(0, top)).y;
-      el.classList.toggle("label-inside", above < el.querySelector(".label").offsetHeight);
+    // A label goes above its box, or inside it where the viewer's top edge would cut it off; it and the
+    // details slide sideways where an edge would (a phone's narrow viewer cuts many at its right edge).
+    const width = this.osd.container.clientWidth;
+    for (const [el, [x1, y1, x2]] of this.labelled || []) {
+      const a = this.osd.viewport.imageToViewerElementCoordinates(Point(x1, y1));
+      const right = this.osd.viewport.imageToViewerElementCoordinates(Point(x2, y1)).x;
+      el.classList.toggle("label-inside", a.y < el.querySelector(".label").offsetHeight);
+      for (const text of el.querySelectorAll(".label, .details")) keepInside(text, a.x, right, width);
     }
   }
 
@@ -189,6 +193,16 @@ export class Viewer {
       this.osd.viewport.applyConstraints();
     }, {passive: false});
   }
+}
+
+// A box's text moved as little as it must to lie inside the viewer (its start first, where both edges
+// cut it), while its box is in view: a box panned out of view keeps its label beside it, out of view too.
+function keepInside(text, left, right, width) {
+  text.style.maxWidth = `${width}px`;  // longer: a label is cut short (…), the details wrap
+  const start = left + text.offsetLeft;  // offsetLeft: the text's own place, before any shift
+  const inView = right > 0 && left < width;
+  const shift = inView ? Math.max(-start, Math.min(0, width - (start + text.offsetWidth))) : 0;
+  text.style.transform = shift ? `translateX(${shift}px)` : "";
 }
 
 function area([x1, y1, x2, y2]) {
