@@ -50,8 +50,9 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, stop)
     service = None
     try:
-        # The stand-in draws its annotated images as deep-sea scenes, an animal at each box.
-        with StandInProcess(port=args.standin_port, look="scenes") as standin:
+        # The stand-in draws its annotated images as deep-sea scenes, an animal at each box: all of them at start,
+        # in the background (half a second each), so a first data-set job does not wait on its drawings.
+        with StandInProcess(port=args.standin_port, look="scenes", draw_ahead=True) as standin:
             url = f"http://127.0.0.1:{args.port if find_nginx() else args.app_port}"
             env = {
                 **os.environ, "FATHOMNET_API_URL": standin.api_url, "ALLOWED_IMAGE_HOSTS": f"127.0.0.1:{standin.port}",

@@ -194,18 +194,19 @@ class Gunicorn:
 class StandInProcess:
     """The FathomNet stand-in in its own process (so it does not share a GIL with the load generator)."""
 
-    def __init__(self, latency_ms=0, port=None, look="patterns"):
+    def __init__(self, latency_ms=0, port=None, look="patterns", draw_ahead=False):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_url = f"{self.url}/api"
         self.latency_ms = latency_ms
         self.look = look  # "scenes": the demo's deep-sea pictures (devtools/standin.py LOOKS)
+        self.draw_ahead = draw_ahead  # every image drawn at start, in the background (not for benches: it takes CPU)
         self.process = None
 
     def start(self):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "devtools.standin", "--port", str(self.port), "--latency-ms", str(self.latency_ms),
-             "--look", self.look],
+             "--look", self.look, *(["--draw-ahead"] if self.draw_ahead else [])],
             cwd=ROOT, stdout=subprocess.DEVNULL,
         )
         wait_for(f"{self.url}/_standin/catalog", process=self.process)

@@ -1755,12 +1755,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-ms", type=float, default=0.0, help="delay before every response")
     ap.add_argument("--look", choices=LOOKS, default="patterns",
                     help="scenes: annotated images drawn as deep-sea scenes with animals at their boxes (the demo's)")
+    ap.add_argument("--draw-ahead", action="store_true",
+                    help="draw every image now, in the background, so no first download waits for its drawing")
     opts = ap.parse_args(argv)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     s = FathomNetStandIn(opts.host, opts.port, latency=opts.latency_ms / 1000, look=opts.look).start()
     print(f"FathomNet stand-in at {s.api_url}", flush=True)
+    if opts.draw_ahead:
+        s.draw_ahead()
     for e in s.catalog():
         if e["name"] in BENCH_NAMES[1:]:
             continue
