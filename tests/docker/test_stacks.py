@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from cropper.cluster import Ring
-from devtools.standin import CATALOG_NAMES
+from devtools.standin import CATALOG_NAMES, DATASET_GENUS
 
 from .conftest import FIGURES, free_port, image_size, run
 
@@ -142,7 +142,8 @@ def images(engine, deployment, base_image):
     env = {**engine.env, "STANDIN_PORT": "1", **SECRETS}
     for files, service, image in ((SINGLE, "app", "fathomnet-cropper"), (SINGLE, "nginx", "fathomnet-cropper-nginx"),
                                   (SINGLE, "prometheus", "fathomnet-cropper-prometheus"),
-                                  (CLUSTER, "seaweedfs", "fathomnet-cropper-seaweedfs")):
+                                  (CLUSTER, "seaweedfs", "fathomnet-cropper-seaweedfs"),
+                                  (CLUSTER, "redis", "fathomnet-cropper-redis")):
         started = time.monotonic()
         run(["docker-compose", *[arg for name in files for arg in ("-f", name)], "build", service],
             env=env, cwd=deployment, timeout=600)
@@ -171,6 +172,14 @@ def probe(stack, network, asks):
     result = stack.docker("run", "--rm", "--network", stack.network(network), "--entrypoint", "python",
                           "fathomnet-cropper", "-c", PROBE, json.dumps(asks), timeout=60)
     return json.loads(result.stdout)
+
+
+def connects(stack, network, host, port):
+    """True if a container on one of the project's networks can open a TCP connection to host:port."""
+    code = f"import socket; socket.create_connection(({host!r}, {port}), timeout=5).close()"
+    result = stack.docker("run", "--rm", "--network", stack.network(network), "--entrypoint", "python",
+                          "fathomnet-cropper", "-c", code, timeout=60, check=False)
+    return result.returncode == 0
 
 
 def crop(base, uuid, box=BOX, verify=True):
@@ -316,8 +325,10 @@ def test_tls_overlay(stack, tmp_path):
 
 
 def test_cluster_stack(stack):
-    """docker-compose.cluster.yml: the front, three hosts and SeaweedFS; crops of ten images with one download each,
-    served on with a host killed; X-Forwarded-For believed from the front alone, Gunicorn on no network (#19)."""
+    """docker-compose.cluster.yml: the front, three hosts, SeaweedFS and Redis; crops of ten images with one download
+    each, served on with a host killed; a data-set job every host's worker may run, its files served by every host
+    (#24); X-Forwarded-For believed from the front alone, Gunicorn on no network (#19), Redis on the apps' network
+    alone."""
     port = free_port()
     s = stack("cluster", CLUSTER, NGINX_PORT=str(port), **SECRETS)
     s.up()
@@ -339,6 +350,28 @@ def test_cluster_stack(stack):
     host_2 = s.address("nginx-2", "front")
     assert {hosts[a["url"]] for a in made if a["uuid"] in owned} == {f"{host_2}:80"}  # the front's ring is the apps'
 
+    # Data-set jobs: every host's worker is alive on the shared Redis; a job through the front is done by one of
+    # them, and its files are in the store, served alike by each host's nginx.
+    for number in (1, 2, 3):
+        ready = requests.get(f"http://{s.address(f'nginx-{number}', 'front')}/readyz", timeout=10).json()
+        assert ready["checks"]["datasets"] == {"ok": True}, (number, ready)
+    started = requests.post(f"{base}/datasets", json={"concepts": [DATASET_GENUS], "max_boxes": 12,
+                                                      "crop": {"format": "png"}}, timeout=30)
+    assert started.status_code == 202, started.text
+    job = {}
+    deadline = time.monotonic() + 120
+    while job.get("status") not in ("done", "failed") and time.monotonic() < deadline:
+        time.sleep(1)
+        job = requests.get(f"{base}/datasets/{started.json()['id']}", timeout=10).json()
+    progress = job.get("progress", {})
+    assert job["status"] == "done" and progress["crops_done"] + progress["crops_failed"] == 12, job  # (some boxes
+    assert progress["crops_done"] >= 10, job  # of the family lie outside their image: failures.csv lists them)
+    (file,) = job["files"]
+    path = file["url"].split("://", 1)[1].split("/", 1)[1]
+    for number in (1, 2, 3):
+        served = requests.get(f"http://{s.address(f'nginx-{number}', 'front')}/{path}", timeout=30)
+        assert served.status_code == 200 and len(served.content) == file["size"], (number, served.status_code)
+
     # Host 2 dies: its images are still served (from the store, by the next host), and new crops of them made.
     s.docker("kill", s.container("nginx-2"), s.container("app-2"))
     for answer in made + more:
@@ -355,6 +388,7 @@ def test_cluster_stack(stack):
         answers = probe(s, network, [["spoofed", "http://nginx-1/metrics", spoof],
                                      ["gunicorn", "http://app-1:8000/metrics", spoof]])
         assert answers["spoofed"] == 403 and not isinstance(answers["gunicorn"], int), (network, answers)
+        assert not connects(s, network, "redis", 6379) and connects(s, "queue", "redis", 6379)
     inside = s.docker("exec", s.container("nginx-1"), "wget", "-q", "-O", "-", "http://127.0.0.1/metrics")
     assert "cropper_" in inside.stdout  # the same request from an allowed address is answered: the 403 is METRICS_ALLOW
 
