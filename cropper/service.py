@@ -93,9 +93,15 @@ class CropService:
         resolved = self.resolve(request)
         return Made(resolved, self.get_or_create(resolved.crop).cached)
 
-    def open(self, crop):
+    def open(self, crop, store_failure=None):
         """A crop's file for sending, and whether it was already stored: made first if it is gone (links
-        never break), within the same admission as a POST's crop."""
+        never break), within the same admission as a POST's crop.
+
+        store_failure: why this host's nginx could not read the crop from the shared store just now, if
+        it could not; then the store is not waited on a second time (the breaker opens, the call fails at once).
+        """
+        if store_failure:
+            self.crop_store.unreachable(store_failure)
         result = self.get_or_create(crop)
         opened = self.crop_store.open(crop)
         if opened is None:  # evicted between making and sending: make it once more

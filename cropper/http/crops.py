@@ -227,13 +227,31 @@ def crop_for_path(relpath):
     return crop
 
 
+# What this host's nginx found when it read the shared store before handing a crop's GET over
+# (cropper-proxy.conf): the status it got, by nginx's own numbers.
+STORE_STATUS_HEADER = "X-Cropper-Store-Status"
+STORE_FAILURES = {"504": "this host's nginx got no answer from it in time",
+                  "502": "this host's nginx could not connect to it"}
+
+
+def store_failure():
+    """Why this host's nginx could not read the shared store just before, or None.
+
+    nginx always sets the header (empty unless it tried the store), so a client's own never gets
+    here through it; believed only behind nginx (TRUSTED_PROXIES), as X-Forwarded-For is.
+    """
+    if not settings().trusted_proxies:
+        return None
+    return STORE_FAILURES.get(request.headers.get(STORE_STATUS_HEADER, "").rpartition(" ")[2])
+
+
 @bp.get("/crops/<path:relpath>")
 @answers_crops
 def get_crop(relpath):
     """Serve a crop, making it again first if it is gone (links never break)."""
     crop = crop_for_path(relpath)
     try:
-        opened, cached = crop_service().open(crop)
+        opened, cached = crop_service().open(crop, store_failure())
     except BoxOutsideImageError:
         raise CropNotFoundError("There is no crop at this path.") from None
     return send_crop(opened, crop.media_type, "hit" if cached else "regenerated")
