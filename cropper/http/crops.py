@@ -289,6 +289,8 @@ def make_for_another_host():
     """
     if not settings().cluster_key or not hmac.compare_digest(
             request.headers.get(cluster.KEY_HEADER, "").encode(), settings().cluster_key.encode()):
+        if settings().cluster_key and request.headers.get(cluster.KEY_HEADER):  # a host of another key, or a guess
+            cluster.log_refused_key(request.remote_addr, request.headers.get(cluster.FROM_HEADER, ""))
         raise NotFoundError("The requested URL was not found on the server.")  # as if it were not there
     body = request.json_body()
     paths = body.get("paths") if isinstance(body, dict) else None
@@ -332,8 +334,8 @@ NOT_GATING = ("datasets",)
 
 @bp.get("/readyz")
 def readyz():
-    """Readiness: the cache folder is writable with space to spare, and FathomNet answers (and how the
-    data-set worker does)."""
+    """Readiness: the cache folder is writable with space to spare, FathomNet answers, (several hosts) the
+    shared store answers and the other hosts take this one's CLUSTER_KEY (and how the data-set worker does)."""
     checks = crop_service().readiness()
     if settings().dataset_worker:
         problem = current_app.extensions["cropper.datasets"].readiness_problem(3 * DATASET_HEARTBEAT)
