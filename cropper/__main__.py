@@ -1,5 +1,5 @@
-"""Operator commands: `cropper serve | env-example | nginx-config [--front] DIR | cache stats | cache prune
-[--every N] | store init | datasets worker | cluster check [--wait N]`."""
+"""Operator commands: `cropper serve [--front] | env-example | nginx-config [--front] DIR | cache stats | cache
+prune [--every N] | store init | datasets worker | cluster check [--wait N]`."""
 
 import argparse
 import logging
@@ -23,7 +23,9 @@ from .storage.eviction import run_pruner
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="cropper", description="FathomNet Cropper operator commands.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run nginx + Gunicorn (Gunicorn alone without nginx) until Ctrl-C")
+    serving = commands.add_parser("serve", help="run nginx + Gunicorn (Gunicorn alone without nginx) until Ctrl-C")
+    serving.add_argument("--front", action="store_true",
+                         help="run the front nginx of several hosts (CLUSTER_HOSTS) on this machine instead")
     commands.add_parser("env-example", help="print every setting with its default, as in .env.example")
     nginx = commands.add_parser("nginx-config", help="render nginx's config for the compose files' nginx image")
     nginx.add_argument("out", type=Path, help="folder nginx reads it from (the same path in both containers)")
@@ -48,11 +50,11 @@ def main(argv=None):
         print(env_example(), end="")
         return 0
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(front=getattr(args, "front", False))  # the front needs no host's settings
     except ConfigError as error:
         parser.exit(2, f"{parser.prog}: {error}\n")
     if args.command == "serve":
-        return serve(settings)
+        return serve(settings, front=args.front)
     if args.command == "nginx-config":
         try:
             if args.front:

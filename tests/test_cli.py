@@ -252,3 +252,13 @@ def test_cluster_check_says_whether_the_other_hosts_take_this_one_s_key(tmp_path
     assert "key-" not in taken.stderr + refused.stderr  # no key, in any log
     alone = cropper(tmp_path, "cluster", "check")
     assert alone.returncode == 2 and "set CLUSTER_HOSTS" in alone.stderr
+
+
+def test_the_front_s_config_needs_only_the_hosts_and_connects_from_the_address_they_trust(tmp_path):
+    """It demanded CLUSTER_SELF, CLUSTER_KEY and CACHE_BACKEND=s3, which the front does not use."""
+    made = cropper(tmp_path, "nginx-config", "--front", str(tmp_path / "front"),
+                   cluster_hosts="127.0.0.1:8101,127.0.0.1:8102", front_source_address="127.0.0.2")
+    assert made.returncode == 0, made.stderr
+    front = (tmp_path / "front" / "conf.d" / "front.conf").read_text()
+    assert "proxy_bind 127.0.0.2;" in front
+    assert "server 127.0.0.1:8101 max_fails=1 fail_timeout=10s;" in front

@@ -266,12 +266,13 @@ class FrontSite:
     cors_origins: tuple = ("*",)
     max_body: str = str(DEFAULTS.max_body_bytes)
     resolver: str = ""  # a DNS server to look the hosts' names up again with (Docker's: a host restarted moves)
+    source_address: str = ""  # the address it connects to the hosts from (their NGINX_REAL_IP_FROM), or the system's
 
     @classmethod
     def from_settings(cls, settings):
         return cls(listen=settings.nginx_listen, hosts=settings.cluster_hosts, access_log=settings.access_log.resolve(),
                    cors_origins=settings.cors_origins, max_body=str(settings.max_body_bytes),
-                   resolver=settings.nginx_resolver)
+                   resolver=settings.nginx_resolver, source_address=settings.front_source_address)
 
 
 def render_front(front, process):
@@ -285,6 +286,7 @@ def render_front(front, process):
         "CROPPER_FRONT_SERVERS": "\n    ".join(upstream_servers(
             front.resolver, front.hosts, f"max_fails=1 fail_timeout={FAILED_HOST_SECONDS}s")),
         "CROPPER_UUID": crops.UUID,
+        "CROPPER_FRONT_BIND": f"proxy_bind {front.source_address};" if front.source_address else "",
         "CROPPER_ERROR_PAGES": values["CROPPER_ERROR_PAGES"].replace("\n", "\n    "),
     })
     conf_d = process.conf_dir / "conf.d"
