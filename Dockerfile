@@ -50,8 +50,8 @@ WORKDIR /app
 
 # A non-root user owns the cache, the rendered nginx config and the folder of Gunicorn's socket
 # (docker-compose.cluster.yml); a fresh named volume copies its folder's ownership. It owns var/ in
-# the working folder too: the relative defaults that .env.example repeats (METRICS_DIR=var/metrics,
-# which Gunicorn makes at start) land there.
+# the working folder too: the relative defaults that .env.example repeats (VAR_DIR=var, and
+# METRICS_DIR under it, which Gunicorn makes at start) land there.
 RUN useradd --create-home --uid 10001 --user-group cropper \
     && mkdir -p /var/cache/cropper /var/log/cropper /etc/cropper-nginx /run/cropper /app/var \
     && chown 10001:10001 /var/cache/cropper /etc/cropper-nginx /run/cropper /app/var

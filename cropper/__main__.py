@@ -1,5 +1,5 @@
-"""Operator commands: `cropper serve | env-example | nginx-config [--front] DIR | cache stats | cache prune
-[--every N] | store init | datasets worker`."""
+"""Operator commands: `cropper serve [--front] | env-example | nginx-config [--front] DIR | cache stats | cache
+prune [--every N] | store init | datasets worker | cluster check [--wait N]`."""
 
 import argparse
 import logging
@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from . import wiring
+from .cluster import check_key_at_start, cluster_of
 from .config import ConfigError, Settings, env_example
 from .datasets.worker import run_worker
 from .errors import CropperError
@@ -22,13 +23,19 @@ from .storage.eviction import run_pruner
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="cropper", description="FathomNet Cropper operator commands.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run nginx + Gunicorn (Gunicorn alone without nginx) until Ctrl-C")
+    serving = commands.add_parser("serve", help="run nginx + Gunicorn (Gunicorn alone without nginx) until Ctrl-C")
+    serving.add_argument("--front", action="store_true",
+                         help="run the front nginx of several hosts (CLUSTER_HOSTS) on this machine instead")
     commands.add_parser("env-example", help="print every setting with its default, as in .env.example")
     nginx = commands.add_parser("nginx-config", help="render nginx's config for the compose files' nginx image")
     nginx.add_argument("out", type=Path, help="folder nginx reads it from (the same path in both containers)")
     nginx.add_argument("--front", action="store_true", help="the front of several hosts (CLUSTER_HOSTS) instead")
     store = commands.add_parser("store", help="the shared crop store (CACHE_BACKEND=s3)")
     store.add_argument("action", choices=["init"], help="init: create the bucket, open its crops to reads")
+    cluster = commands.add_parser("cluster", help="several hosts (CLUSTER_HOSTS)")
+    cluster.add_argument("action", choices=["check"], help="check: do the other hosts take this one's CLUSTER_KEY?")
+    cluster.add_argument("--wait", type=interval, default=0, metavar="SECONDS",
+                         help="ask hosts that cannot be reached again, every second, for up to SECONDS")
     cache = commands.add_parser("cache", help="inspect or prune the cache folder (CACHE_DIR)")
     cache.add_argument("action", choices=["stats", "prune"])
     cache.add_argument("--every", type=interval, metavar="SECONDS",
@@ -43,11 +50,11 @@ def main(argv=None):
         print(env_example(), end="")
         return 0
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(front=getattr(args, "front", False))  # the front needs no host's settings
     except ConfigError as error:
         parser.exit(2, f"{parser.prog}: {error}\n")
     if args.command == "serve":
-        return serve(settings)
+        return serve(settings, front=args.front)
     if args.command == "nginx-config":
         try:
             if args.front:
@@ -76,10 +83,21 @@ def main(argv=None):
             parser.exit(1, f"{parser.prog}: {error}\n")
         print(f"bucket {settings.s3_bucket} ready: crops/ and iiif/ readable by anyone, written only with credentials")
         return 0
+    if args.command == "cluster":
+        if not settings.cluster_hosts:
+            parser.exit(2, f"{parser.prog}: cluster check is for several hosts: set CLUSTER_HOSTS\n")
+        log_lines()
+        found = check_key_at_start(cluster_of(settings), args.wait, settings.ready_timeout)
+        return 1 if found.problem else 0
     try:
         return cache_command(args, settings)
     except CropperError as error:  # the store cannot be reached, the disk is read-only: say so in one line
         parser.exit(1, f"{parser.prog}: {error.message}\n")
+
+
+def log_lines():
+    """Log as Gunicorn does, for the commands it starts beside its workers (the pruner, the key check)."""
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
 
 
 def interval(raw):
@@ -94,7 +112,7 @@ def cache_command(args, settings):
     crop_store, source_store = built.crops, built.sources
     pruner = wiring.pruner(settings, built)
     if args.action == "prune" and args.every:
-        logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+        log_lines()
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or a stop: end after the current pass, quietly
             signal.signal(signum, lambda *_: stop.set())

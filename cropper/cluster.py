@@ -10,6 +10,11 @@ one download and one decode per image across the cluster, and the crop in the sh
 
 A host that cannot be reached is passed over for FAILED_HOST_SECONDS, as nginx passes over a failed
 server: its images go to the next host on the ring, which every host and the front agree on.
+
+The hosts must share one CLUSTER_KEY: a host refuses another's key as if the route were not there
+(a 404), so a host whose key differs cannot have its peers make any crop. Each host checks its key
+with every other at start (`cropper cluster check`, which Gunicorn runs) and in /readyz, and both
+sides of a refusal say so in their logs.
 """
 
 import logging
@@ -30,10 +35,12 @@ from .errors import ClusterUnavailableError, CropperError
 log = logging.getLogger(__name__)
 
 POINTS_PER_HOST = 160  # nginx's, for a server of weight 1
+REFUSED_LOG_SECONDS = 60  # a refused key is logged at most this often per asker (peers ask at every /readyz)
 FAILED_HOST_SECONDS = 10
 CONNECT_SECONDS = 2  # as the front's proxy_connect_timeout: a host that does not take a connection is down
 RETRY_PAUSE_SECONDS = 0.05
 KEY_HEADER = "X-Cropper-Cluster-Key"
+FROM_HEADER = "X-Cropper-Cluster-From"  # the asker's CLUSTER_SELF, for the refusing host's log (never trusted)
 # What a host's nginx answers when its app does not (errors.NGINX_ERRORS): that host is down too.
 HOST_DOWN = (502, "service_unavailable")
 # What an owner answers for all the crops asked at once that is about making them, not about the cluster:
@@ -90,11 +97,43 @@ class Made:
     cached: bool
 
 
+@dataclass(frozen=True)
+class KeyCheck:
+    """What the other hosts made of this host's CLUSTER_KEY: took it, refused it, or could not be asked."""
+
+    took: tuple = ()
+    refused: tuple = ()
+    unreachable: tuple = ()  # (host, why): down or starting, which says nothing of keys
+
+    @property
+    def problem(self):
+        """Why this host cannot work with the others (every host asked refused its key), or None."""
+        if not self.refused or self.took:
+            return None
+        return (f"This host's CLUSTER_KEY is not the other hosts': {_listed(self.refused)} refused it and none took "
+                f"it. Give every host of CLUSTER_HOSTS the same CLUSTER_KEY and restart this one.")
+
+    @property
+    def warning(self):
+        """What is wrong elsewhere, for a host whose key the others take (or that none could check), or None."""
+        said = []
+        if self.refused and self.took:
+            said.append(f"{_listed(self.refused)} refused this host's CLUSTER_KEY, which {_listed(self.took)} took: "
+                        f"{'that host has' if len(self.refused) == 1 else 'those hosts have'} another CLUSTER_KEY; "
+                        "give every host the same one")
+        said += [f"{host} could not be asked ({why})" for host, why in self.unreachable]
+        return "; ".join(said) + "." if said else None
+
+
+def _listed(hosts):
+    return ", ".join(hosts[:-1]) + " and " + hosts[-1] if len(hosts) > 1 else hosts[0]
+
+
 class Cluster:
     """This host's view of the cluster: who owns an image, and asking the owner to make crops."""
 
     def __init__(self, hosts, me, key, timeout, most_per_request=1000):
-        self.ring, self.me, self.key, self.timeout = Ring(hosts), me, key, timeout
+        self.hosts, self.ring, self.me, self.key, self.timeout = tuple(hosts), Ring(hosts), me, key, timeout
         self.most_per_request = most_per_request  # the owner's BATCH_MAX_CROPS: more in one request is a 400
         self.session = requests.Session()
         # One kept-alive connection per thread that may be asking a host at once (Gunicorn's threads).
@@ -176,9 +215,17 @@ class Cluster:
             error = RemoteError(answer.status_code, {**body, "retry_after": int(retry_after) if retry_after.isdigit()
                                                       else None})
             return [error] * len(crops_wanted)
+        if answer.status_code == 404:  # what a host answers a key that is not its own (or no route there at all)
+            log.warning("cluster host %s refused this host's CLUSTER_KEY when asked to make %d crops (a 404, as "
+                        "to anyone without its key): give every host the same CLUSTER_KEY", host, len(crops_wanted))
+            error = ClusterUnavailableError(
+                f"The hosts of this cluster do not share one CLUSTER_KEY: {host}, which makes this image's crops, "
+                f"refused the key of {self.me}, which took this request. The operator must give every host the same "
+                "CLUSTER_KEY.", host=host)
+            return [error] * len(crops_wanted)
         if answer.status_code != 200 or not isinstance(body, list) or len(body) != len(crops_wanted):
-            # Not an answer about the crops (a wrong CLUSTER_KEY is a 404, ...): the cluster is misconfigured
-            # or failing, which the client must not take for something about its crop.
+            # Not an answer about the crops: the cluster is misconfigured or failing, which the client must
+            # not take for something about its crop.
             log.warning("cluster host %s answered HTTP %s (%s) when asked to make %d crops", host,
                         answer.status_code, code or "no JSON error", len(crops_wanted))
             error = ClusterUnavailableError(
@@ -188,12 +235,32 @@ class Cluster:
         return [Made(bool(item.get("cached"))) if "error" not in item else RemoteError(item.get("status", 500), item)
                 for item in body]
 
-    def _post(self, host, crops_wanted):
+    def check_key(self, timeout):
+        """Ask every other host, side by side, whether it takes this host's CLUSTER_KEY: a KeyCheck.
+
+        The question is an empty /_cluster/make, which a host answers [] with the key and 404 without.
+        """
+        others = [host for host in self.hosts if host != self.me]
+        with ThreadPoolExecutor(max(1, len(others))) as pool:
+            answers = list(pool.map(lambda host: self._post(host, [], timeout), others))
+        took, refused, unreachable = [], [], []
+        for host, (answer, body, why, _) in zip(others, answers):
+            if why is None and answer.status_code == 200 and body == []:
+                took.append(host)
+            elif why is None and answer.status_code == 404:
+                refused.append(host)
+            else:
+                unreachable.append((host, why or f"it answered HTTP {answer.status_code}"))
+        return KeyCheck(tuple(took), tuple(refused), tuple(unreachable))
+
+    def _post(self, host, crops_wanted, timeout=None):
         """(answer, its JSON or None, why host looks down or None, whether to try again at once)."""
+        timeout = timeout or self.timeout
         try:
             answer = self.session.post(
                 f"http://{host}/_cluster/make", json={"paths": [crop.store_path for crop in crops_wanted]},
-                headers={KEY_HEADER: self.key}, timeout=(min(CONNECT_SECONDS, self.timeout), self.timeout))
+                headers={KEY_HEADER: self.key, FROM_HEADER: self.me},
+                timeout=(min(CONNECT_SECONDS, timeout), timeout))
         except requests.RequestException as error:  # a timeout is not tried again: it would wait as long again
             return None, None, type(error).__name__, not isinstance(error, requests.Timeout)
         try:
@@ -219,8 +286,52 @@ class SingleHost:
     def is_mine(self, uuid):
         return True
 
+    def check_key(self, timeout):
+        return None  # no other host to share a key with
+
     def make_elsewhere(self, crops_wanted):
         return [None] * len(crops_wanted)
+
+
+_refusals_logged = {}  # (address, claimed) -> when its refused key was last logged, in this process
+_refusals_lock = threading.Lock()
+
+
+def log_refused_key(asker, claimed):
+    """Another host asked with a key that is not this host's: say so, at most every REFUSED_LOG_SECONDS per asker.
+
+    claimed: the CLUSTER_SELF it says it is (its word only, for the operator reading the log; hosts on one
+    machine all ask from one address).
+    """
+    claimed = claimed[:100] if claimed[:100].isprintable() else ""
+    now = time.monotonic()
+    with _refusals_lock:
+        if now - _refusals_logged.get((asker, claimed), -REFUSED_LOG_SECONDS) < REFUSED_LOG_SECONDS:
+            return
+        if len(_refusals_logged) > 1000:  # many askers: a scan, not a cluster; keep the memory bounded
+            _refusals_logged.clear()
+        _refusals_logged[asker, claimed] = now
+    log.warning("a host at %s%s asked this one to make crops with a CLUSTER_KEY that is not this host's: refused "
+                "(a 404); give every host the same CLUSTER_KEY", asker, f" (as {claimed!r})" if claimed else "")
+
+
+def check_key_at_start(cluster, wait, timeout):
+    """Check this host's CLUSTER_KEY with the others and log what they made of it; the KeyCheck.
+
+    Hosts start together: one that cannot be asked yet is asked again every second for up to wait s.
+    """
+    deadline = time.monotonic() + wait
+    found = cluster.check_key(timeout)
+    while found.unreachable and time.monotonic() < deadline:
+        time.sleep(1)
+        found = cluster.check_key(timeout)
+    if found.problem:
+        log.error("cluster: %s", found.problem)
+    if found.warning:
+        log.warning("cluster: %s", found.warning)
+    if found.took:
+        log.info("cluster: CLUSTER_KEY taken by %s", _listed(found.took))
+    return found
 
 
 def cluster_of(settings):

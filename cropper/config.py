@@ -60,6 +60,10 @@ def _networks(raw):
     return networks
 
 
+def _address(raw):
+    return str(ipaddress.ip_address(raw.strip()))  # ValueError for what is not an IP address
+
+
 def _csv(raw):
     return tuple(part.strip().lower() for part in raw.split(",") if part.strip())
 
@@ -72,14 +76,24 @@ def setting(default, parse, help):
     return field(default=default, metadata={"parse": parse, "help": help})
 
 
+# Folders that, left empty, go under VAR_DIR: one setting keeps the hosts of one machine apart.
+UNDER_VAR_DIR = {"cache_dir": "cache", "metrics_dir": "metrics", "access_log": "log/access.log",
+                 "dataset_queue": "datasets/queue.sqlite3"}
+
+
 @dataclass(frozen=True)
 class Settings:
     """All settings; the environment variable of each is its name in upper case."""
 
     public_url: str = setting(
         "", _str, "Base URL put in front of /crops/... in answers; empty: taken from the request (behind ProxyFix).")
+    var_dir: Path = setting(
+        Path("var"), _path, "Folder for everything this host writes: its cache, metrics, access log and data-set "
+        "queue (below, when left empty) and nginx's config, pid and temp files (run/nginx); hosts on one machine "
+        "each need their own.")
     cache_dir: Path = setting(
-        Path("var/cache"), _path, "Folder of the local cache: crops (which nginx serves), image sources and locks.")
+        None, _path, "Folder of the local cache: crops (which nginx serves), image sources and locks; empty: "
+        "VAR_DIR/cache.")
     fathomnet_api_url: str = setting(
         "https://database.fathomnet.org/api", _str, "FathomNet API base, the variable fathomnet-py reads too.")
     allowed_image_hosts: tuple = setting(
@@ -174,6 +188,10 @@ class Settings:
         "crops (POST /_cluster/make); required with CLUSTER_HOSTS.")
     cluster_timeout: float = setting(
         120.0, _float, "Seconds a host waits for another to make the crops it asked for.")
+    front_source_address: str = setting(
+        "", _address, "The front (serve --front, nginx-config --front): the local address it connects to the "
+        "hosts from, so their NGINX_REAL_IP_FROM can trust it alone (on one machine a loopback address of its "
+        "own, e.g. 127.0.0.2, not every local client's 127.0.0.1); empty: the system's choice.")
 
     # Data-set jobs (docs/datasets.md)
     dataset_max_boxes: int = setting(
@@ -189,10 +207,10 @@ class Settings:
     dataset_max_bytes: int = setting(
         20 * 1024**3, _int, "Space finished data sets may take; over it the oldest finished go first.")
     dataset_queue: str = setting(
-        "var/datasets/queue.sqlite3", _str, "Where data-set jobs wait for the worker: a SQLite file that Gunicorn's "
-        "workers and the data-set worker of this host share (kept out of CACHE_DIR, which may be remounted "
-        "read-only); with CLUSTER_HOSTS, a Redis every host shares (redis://host:6379/0), which also keeps "
-        "the jobs' records.")
+        None, _str, "Where data-set jobs wait for the worker: a SQLite file that Gunicorn's workers and the "
+        "data-set worker of this host share (kept out of CACHE_DIR, which may be remounted read-only); with "
+        "CLUSTER_HOSTS, a Redis every host shares (redis://host:6379/0), which also keeps the jobs' records; "
+        "empty: VAR_DIR/datasets/queue.sqlite3.")
     dataset_worker: bool = setting(
         True, _bool, "Run the data-set worker beside Gunicorn (started by its arbiter, as the pruner is).")
 
@@ -201,7 +219,7 @@ class Settings:
         ("127.0.0.0/8", "::1/128"), _networks, "Networks that may read /metrics (the app's and nginx's), "
         "comma-separated; add the one your Prometheus scrapes from.")
     metrics_dir: Path = setting(
-        Path("var/metrics"), _path, "Folder where Gunicorn's workers keep their metrics (wiped at start).")
+        None, _path, "Folder where Gunicorn's workers keep their metrics (wiped at start); empty: VAR_DIR/metrics.")
 
     # Gunicorn (read by gunicorn.conf.py)
     gunicorn_bind: str = setting("127.0.0.1:8000", _str, "Address Gunicorn listens on; nginx proxies to it.")
@@ -226,7 +244,8 @@ class Settings:
         "client, comma-separated networks; empty: none, the client is the connection's address.")
     nginx_resolver: str = setting(
         "", _str, "DNS server nginx re-resolves NGINX_UPSTREAM's name with (Docker's is 127.0.0.11); empty: none.")
-    access_log: Path = setting(Path("var/log/access.log"), _path, "nginx's JSON access log, the one to monitor.")
+    access_log: Path = setting(
+        None, _path, "nginx's JSON access log, the one to monitor; empty: VAR_DIR/log/access.log.")
     api_rate_limit: str = setting("50r/s", _str, "Per-client request rate for /cropper and /cropper-list.")
     api_burst: int = setting(100, _int, "Requests a client may send above the API rate before getting 429.")
     regen_rate_limit: str = setting(
@@ -245,9 +264,23 @@ class Settings:
     nginx_tls_port: int = setting(
         8443, _int, "docker-compose with docker-compose.tls.yml: host port that publishes nginx's HTTPS.")
 
+    def __post_init__(self):
+        for name in UNDER_VAR_DIR:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, self.under_var_dir(name))  # frozen: set once, as it is made
+
+    def under_var_dir(self, name):
+        """Where a folder setting left empty goes: under VAR_DIR, as its field's type (DATASET_QUEUE's is a str,
+        which may name Redis instead)."""
+        found = self.var_dir / UNDER_VAR_DIR[name]
+        return str(found) if next(f for f in dataclasses.fields(self) if f.name == name).type is str else found
+
     @classmethod
-    def from_env(cls, environ=None, dotenv_path=".env"):
-        """Build settings from a mapping (default: `.env` overlaid by the process environment)."""
+    def from_env(cls, environ=None, dotenv_path=".env", front=False):
+        """Build settings from a mapping (default: `.env` overlaid by the process environment).
+
+        front: for the front of several hosts, which needs none of a host's cluster settings but CLUSTER_HOSTS.
+        """
         if environ is None:
             environ = {**dotenv_values(dotenv_path), **os.environ}
         values = {}
@@ -259,13 +292,16 @@ class Settings:
                 values[f.name] = f.metadata["parse"](raw)
             except ValueError:
                 raise ConfigError(f"{f.name.upper()}={raw!r} is not valid: {f.metadata['help']}") from None
-        return cls(**values).checked()
+        return cls(**values).checked(front)
 
     def replace(self, **changes):
+        if "var_dir" in changes:  # the folders that follow VAR_DIR follow its change
+            changes = {**{name: None for name in UNDER_VAR_DIR if getattr(self, name) == self.under_var_dir(name)},
+                       **changes}
         return dataclasses.replace(self, **changes).checked()
 
-    def checked(self):
-        """Refuse settings that would only fail later, per request."""
+    def checked(self, front=False):
+        """Refuse settings that would only fail later, per request (for the front, only what it uses)."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, bool):  # an int to Python, but no number
@@ -281,9 +317,9 @@ class Settings:
 
         if self.cache_backend not in CROP_STORES:
             raise ConfigError(f"CACHE_BACKEND must be {' or '.join(CROP_STORES)}, not {self.cache_backend!r}")
-        if self.cluster_hosts and (self.cluster_self not in self.cluster_hosts or not self.cluster_key):
+        if self.cluster_hosts and not front and (self.cluster_self not in self.cluster_hosts or not self.cluster_key):
             raise ConfigError("With CLUSTER_HOSTS, CLUSTER_SELF must be one of them and CLUSTER_KEY must be set")
-        if self.cluster_hosts and self.cache_backend != "s3":
+        if self.cluster_hosts and not front and self.cache_backend != "s3":
             raise ConfigError("CLUSTER_HOSTS needs CACHE_BACKEND=s3: the hosts share their crops through the store")
         if not 0 < self.cache_low_water <= 1:
             raise ConfigError(f"CACHE_LOW_WATER must be more than 0 and at most 1, not {self.cache_low_water}")
@@ -312,7 +348,9 @@ def describe():
     """Yield (variable, default, help) for every setting, for docs and .env.example."""
     for f in dataclasses.fields(Settings):
         default = f.default
-        if isinstance(default, tuple):
+        if default is None:  # a folder under VAR_DIR
+            default = ""
+        elif isinstance(default, tuple):
             default = ",".join(default)
         elif isinstance(default, bool):
             default = str(default).lower()

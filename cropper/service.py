@@ -8,6 +8,7 @@ whether there is room) is decided here and below, never in the HTTP layer.
 import functools
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -93,9 +94,15 @@ class CropService:
         resolved = self.resolve(request)
         return Made(resolved, self.get_or_create(resolved.crop).cached)
 
-    def open(self, crop):
+    def open(self, crop, store_failure=None):
         """A crop's file for sending, and whether it was already stored: made first if it is gone (links
-        never break), within the same admission as a POST's crop."""
+        never break), within the same admission as a POST's crop.
+
+        store_failure: why this host's nginx could not read the crop from the shared store just now, if
+        it could not; then the store is not waited on a second time (the breaker opens, the call fails at once).
+        """
+        if store_failure:
+            self.crop_store.unreachable(store_failure)
         result = self.get_or_create(crop)
         opened = self.crop_store.open(crop)
         if opened is None:  # evicted between making and sending: make it once more
@@ -163,12 +170,20 @@ class CropService:
         return CropResult(crop, cached=False)
 
     def readiness(self):
-        """Check what serving needs besides this process: the cache disk, FathomNet, and a shared store."""
-        problems = {
-            "cache": self.sources.store.readiness_problem(self.settings.min_free_bytes),
-            "fathomnet": self.sources.readiness_problem(self.settings.ready_timeout),
-        }
-        if self.crop_store.shared:
-            problems["store"] = self.crop_store.readiness_problem()
-        return {name: {"ok": problem is None, **({"error": problem} if problem else {})}
-                for name, problem in problems.items()}
+        """Check what serving needs besides this process: the cache disk, FathomNet, a shared store, and the
+        other hosts' taking this one's CLUSTER_KEY (one they cannot be asked is no key mismatch)."""
+        with ThreadPoolExecutor(1) as asking:  # the other hosts meanwhile: /readyz stays within 2 READY_TIMEOUTs
+            asked = asking.submit(self.cluster.check_key, self.settings.ready_timeout)
+            problems = {
+                "cache": self.sources.store.readiness_problem(self.settings.min_free_bytes),
+                "fathomnet": self.sources.readiness_problem(self.settings.ready_timeout),
+            }
+            if self.crop_store.shared:
+                problems["store"] = self.crop_store.readiness_problem()
+            keys = asked.result()
+        checks = {name: {"ok": problem is None, **({"error": problem} if problem else {})}
+                  for name, problem in problems.items()}
+        if keys is not None:
+            checks["cluster"] = {"ok": keys.problem is None, **({"error": keys.problem} if keys.problem else {}),
+                                 **({"warning": keys.warning} if keys.warning else {})}
+        return checks

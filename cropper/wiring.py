@@ -17,6 +17,7 @@ from .datasets.queue import DatasetQueue, is_shared, queue_storage
 from .datasets.worker import Worker
 from .service import CropService
 from .sources import ImageSources
+from .storage.breaker import OPEN_FILE
 from .storage.eviction import Pruner
 from .storage.files import FileCropStore, FileDatasetStore, FileJobStore, FileSourceStore
 from .storage.locks import Locks
@@ -27,7 +28,12 @@ def _s3_crop_store(settings, locks):
 
     return S3CropStore(settings.s3_bucket, settings.s3_endpoint_url or None, locks, region=settings.s3_region,
                        connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
-                       ready_timeout=settings.ready_timeout)
+                       ready_timeout=settings.ready_timeout, breaker_file=store_breaker_file(settings))
+
+
+def store_breaker_file(settings):
+    """The file that says, to every process of this host and its nginx, that the shared store is unreachable."""
+    return Path(settings.cache_dir).resolve() / OPEN_FILE
 
 
 # CACHE_BACKEND -> the crop store it names, built from the settings and this host's locks.
@@ -45,9 +51,14 @@ class Stores:
     sources: object  # a storage.SourceStore
 
 
+def host_locks(settings):
+    """The locks every process of this host shares (in CACHE_DIR)."""
+    return Locks(Path(settings.cache_dir).resolve() / "locks", settings.lock_timeout)
+
+
 def stores(settings):
     """The stores the settings name: crops in CACHE_DIR or a shared bucket; image sources always in CACHE_DIR."""
-    locks = Locks(Path(settings.cache_dir).resolve() / "locks", settings.lock_timeout)
+    locks = host_locks(settings)
     return Stores(CROP_STORES[settings.cache_backend](settings, locks), FileSourceStore(settings.cache_dir, locks))
 
 
@@ -78,7 +89,8 @@ def dataset_store(settings):
     if settings.cache_backend == "s3":
         from .storage.s3 import S3DatasetStore
 
-        return S3DatasetStore(_s3_crop_store(settings, None), settings.cache_dir)  # the crops' bucket, and its client
+        # the crops' bucket, and its client (with its breaker, whose prober takes a turn of the host's locks)
+        return S3DatasetStore(_s3_crop_store(settings, host_locks(settings)), settings.cache_dir)
     return FileDatasetStore(settings.cache_dir)
 
 
@@ -89,7 +101,7 @@ def job_store(settings):
 
         return RedisJobStore(settings.dataset_queue, settings.cluster_self or socket.gethostname(),
                              settings.lock_timeout)
-    return FileJobStore(settings.cache_dir, Locks(Path(settings.cache_dir).resolve() / "locks", settings.lock_timeout))
+    return FileJobStore(settings.cache_dir, host_locks(settings))
 
 
 def jobs(settings, enqueue=None):

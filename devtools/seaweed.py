@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from cropper.storage.s3 import S3CropStore
@@ -38,6 +39,14 @@ def free_base_port(tries=50):
         if all(_free(base + i) and _free(base + i + GRPC_OFFSET) for i in range(PORTS)):
             return base
     raise RuntimeError("found no free range of ports for SeaweedFS")
+
+
+def _state(task):
+    """A thread's state letter from /proc (T: stopped); "" once it is gone."""
+    try:
+        return (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def _free(port):
@@ -117,6 +126,20 @@ class SeaweedFS:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    def freeze(self):
+        """SIGSTOP it, as a paused VM: it still takes connections (the kernel does), and answers nothing.
+
+        Returns once every thread of it is stopped: a signal lands a moment after kill() returns, and a
+        request sent in that moment could still be answered.
+        """
+        os.kill(self.process.pid, signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        while not all(_state(task) in ("T", "t") for task in tasks.iterdir()):
+            time.sleep(0.001)
+
+    def thaw(self):
+        os.kill(self.process.pid, signal.SIGCONT)
 
     def kill(self):
         if self.process and self.process.poll() is None:

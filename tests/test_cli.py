@@ -7,6 +7,7 @@ scratch (so no setting of the machine running the tests leaks in).
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -230,3 +231,34 @@ def test_a_store_that_cannot_be_reached_is_a_one_line_error_not_a_traceback(tmp_
     assert result.returncode == 1
     assert "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("cropper: The crop store"), result.stderr
+
+
+def test_cluster_check_says_whether_the_other_hosts_take_this_one_s_key(tmp_path, settings):
+    from werkzeug.serving import make_server
+
+    from cropper import create_app
+
+    server = make_server("127.0.0.1", 0, create_app(settings.replace(cluster_key="key-3f9a1")), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    other = f"127.0.0.1:{server.server_port}"
+    cluster = {"cache_backend": "s3", "cluster_hosts": f"{other},127.0.0.1:1", "cluster_self": "127.0.0.1:1"}
+    try:
+        taken = cropper(tmp_path, "cluster", "check", cluster_key="key-3f9a1", **cluster)
+        refused = cropper(tmp_path, "cluster", "check", cluster_key="key-77c0e", **cluster)
+    finally:
+        server.shutdown()
+    assert taken.returncode == 0 and f"CLUSTER_KEY taken by {other}" in taken.stderr
+    assert refused.returncode == 1 and f"{other} refused it and none took it" in refused.stderr
+    assert "key-" not in taken.stderr + refused.stderr  # no key, in any log
+    alone = cropper(tmp_path, "cluster", "check")
+    assert alone.returncode == 2 and "set CLUSTER_HOSTS" in alone.stderr
+
+
+def test_the_front_s_config_needs_only_the_hosts_and_connects_from_the_address_they_trust(tmp_path):
+    """It demanded CLUSTER_SELF, CLUSTER_KEY and CACHE_BACKEND=s3, which the front does not use."""
+    made = cropper(tmp_path, "nginx-config", "--front", str(tmp_path / "front"),
+                   cluster_hosts="127.0.0.1:8101,127.0.0.1:8102", front_source_address="127.0.0.2")
+    assert made.returncode == 0, made.stderr
+    front = (tmp_path / "front" / "conf.d" / "front.conf").read_text()
+    assert "proxy_bind 127.0.0.2;" in front
+    assert "server 127.0.0.1:8101 max_fails=1 fail_timeout=10s;" in front

@@ -5,15 +5,18 @@ tests/integration/test_cluster.py; the vectors below were taken from nginx 1.22.
 consistent` so the ring stays nginx's even where nginx is not installed.
 """
 
+import logging
+import socket
 import threading
 import uuid as uuidlib
 from collections import Counter
+from contextlib import contextmanager
 
 import pytest
 from werkzeug.serving import make_server
 
 from cropper import create_app
-from cropper.cluster import FAILED_HOST_SECONDS, Cluster, RemoteError, Ring, crops_of_paths
+from cropper.cluster import FAILED_HOST_SECONDS, KEY_HEADER, Cluster, RemoteError, Ring, crops_of_paths
 from cropper.crops import Box, Crop
 from tests.disks import fill, small_disk
 
@@ -170,3 +173,76 @@ def test_more_crops_than_an_owner_takes_in_one_request_are_asked_for_in_turn(set
         assert [m.cached for m in asker.make_elsewhere(wanted[5:] + wanted[:2])] == [True] * 4
     finally:
         server.shutdown()
+
+
+# -- one CLUSTER_KEY for every host
+
+
+@contextmanager
+def peer(settings, key):
+    """Another host's app, answering /_cluster/make to its own key, on a free port: its address."""
+    server = make_server("127.0.0.1", 0, create_app(settings.replace(cluster_key=key)), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+def closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"  # nothing listens there once closed
+
+
+def test_a_host_whose_key_every_other_refuses_is_the_one_to_fix(settings):
+    with peer(settings, "ours") as a, peer(settings, "ours") as b:
+        found = Cluster([a, b, "127.0.0.1:1"], "127.0.0.1:1", "not ours", timeout=5).check_key(2)
+    assert (found.took, found.refused, found.unreachable) == ((), (a, b), ())
+    assert found.problem.startswith(f"This host's CLUSTER_KEY is not the other hosts': {a} and {b} refused it")
+    assert "same CLUSTER_KEY" in found.problem and "ours" not in found.problem
+
+
+def test_a_host_whose_key_the_others_take_is_fine_and_names_the_one_that_refused_it(settings):
+    with peer(settings, "ours") as a, peer(settings, "theirs") as odd:
+        found = Cluster([a, odd, "127.0.0.1:1"], "127.0.0.1:1", "ours", timeout=5).check_key(2)
+    assert (found.took, found.refused, found.problem) == ((a,), (odd,), None)
+    assert found.warning.startswith(f"{odd} refused this host's CLUSTER_KEY, which {a} took: that host has another")
+    assert "ours" not in found.warning and "theirs" not in found.warning
+
+
+def test_a_host_that_cannot_be_asked_is_no_key_mismatch(settings):
+    down = closed_port()
+    with peer(settings, "ours") as a:
+        found = Cluster([a, down, "127.0.0.1:1"], "127.0.0.1:1", "ours", timeout=5).check_key(2)
+    assert (found.took, found.refused, found.problem) == ((a,), (), None)
+    assert [host for host, _ in found.unreachable] == [down] and f"{down} could not be asked" in found.warning
+    nobody = Cluster([down, "127.0.0.1:1"], "127.0.0.1:1", "ours", timeout=5).check_key(2)
+    assert nobody.problem is None and nobody.refused == ()  # every other host down: nothing to say of keys
+
+
+def test_a_refused_key_is_an_answer_that_says_what_to_fix_and_both_hosts_log_it(settings, standin, caplog):
+    """A refusal was "answered HTTP 404 (not_found) when asked to", and no log line said "key"."""
+    with peer(settings, "theirs") as owner:
+        asker = Cluster([owner], "127.0.0.1:2", "ours", timeout=5)
+        with caplog.at_level(logging.WARNING, logger="cropper"):
+            [made] = asker.make_elsewhere([Crop(standin.image("gray").uuid, Box(0, 0, 8, 8), "png")])
+    assert (made.status, made.code) == (503, "cluster_unavailable")
+    assert made.message == (f"The hosts of this cluster do not share one CLUSTER_KEY: {owner}, which makes this "
+                            "image's crops, refused the key of 127.0.0.1:2, which took this request. The operator "
+                            "must give every host the same CLUSTER_KEY.")
+    said = [record.getMessage() for record in caplog.records]
+    assert any(f"cluster host {owner} refused this host's CLUSTER_KEY" in line for line in said)  # the asker's
+    assert any("asked this one to make crops with a CLUSTER_KEY that is not this host's" in line
+               and "(as '127.0.0.1:2')" in line for line in said)  # the owner's
+    assert not any("ours" in line or "theirs" in line for line in said)
+
+
+def test_a_refused_key_is_logged_once_a_minute_per_asker_and_a_request_without_one_not_at_all(settings, caplog):
+    app = create_app(settings.replace(cluster_key="ours"))
+    with caplog.at_level(logging.WARNING, logger="cropper"), app.test_client() as peer_client:
+        for headers in ({KEY_HEADER: "theirs"}, {KEY_HEADER: "theirs"}, {}, {KEY_HEADER: ""}):
+            refused = peer_client.post("/_cluster/make", json={"paths": []}, headers=headers,
+                                       environ_base={"REMOTE_ADDR": "192.0.2.77"})
+            assert refused.status_code == 404 and refused.json["error"]["code"] == "not_found"
+    assert sum("192.0.2.77" in record.getMessage() for record in caplog.records) == 1

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cropper.config import MAY_BE_ZERO, ConfigError, Settings, describe, env_example
+from cropper.config import MAY_BE_ZERO, UNDER_VAR_DIR, ConfigError, Settings, describe, env_example
 
 VARIABLES = [f.name.upper() for f in dataclasses.fields(Settings)]
 NUMBERS = [f.name.upper() for f in dataclasses.fields(Settings) if f.type in (int, float)]
@@ -150,6 +150,35 @@ def test_cluster_self_is_read_as_the_hosts_are_whatever_its_case():
     assert settings.cluster_self == "host1:8080" and settings.cluster_self in settings.cluster_hosts
 
 
+def test_one_setting_keeps_the_hosts_of_one_machine_apart():
+    """Each host's cache, metrics, access log (and nginx's run files, serve.run_dir) were fixed relative to
+    the working folder: hosts on one machine each needed a folder of their own to start from."""
+    assert (Settings().cache_dir, Settings().metrics_dir, Settings().access_log) == \
+        (Path("var/cache"), Path("var/metrics"), Path("var/log/access.log"))  # as they were
+    assert Settings().dataset_queue == "var/datasets/queue.sqlite3"
+    host = Settings.from_env({"VAR_DIR": "/srv/h"})
+    assert (host.cache_dir, host.metrics_dir, host.access_log, host.dataset_queue) == \
+        (Path("/srv/h/cache"), Path("/srv/h/metrics"), Path("/srv/h/log/access.log"), "/srv/h/datasets/queue.sqlite3")
+    shared = Settings.from_env({"VAR_DIR": "/srv/h", "DATASET_QUEUE": "redis://127.0.0.1:6379/0"})
+    assert shared.dataset_queue == "redis://127.0.0.1:6379/0"  # a queue every host shares stays as it is
+    chosen = Settings.from_env({"VAR_DIR": "/srv/h", "CACHE_DIR": "/data/cache", "ACCESS_LOG": "/var/log/c.log"})
+    assert (chosen.cache_dir, chosen.metrics_dir, chosen.access_log) == \
+        (Path("/data/cache"), Path("/srv/h/metrics"), Path("/var/log/c.log"))  # what is set stays set
+    moved = chosen.replace(var_dir=Path("/srv/g"))
+    assert (moved.cache_dir, moved.metrics_dir) == (Path("/data/cache"), Path("/srv/g/metrics"))
+
+
+def test_the_front_needs_only_the_hosts_of_the_cluster_settings():
+    """Rendering the front demanded CLUSTER_SELF, CLUSTER_KEY and CACHE_BACKEND=s3, which it does not use."""
+    front = Settings.from_env({"CLUSTER_HOSTS": "127.0.0.1:8101,127.0.0.1:8102", "FRONT_SOURCE_ADDRESS": "127.0.0.2"},
+                              front=True)
+    assert front.cluster_hosts == ("127.0.0.1:8101", "127.0.0.1:8102") and front.front_source_address == "127.0.0.2"
+    with pytest.raises(ConfigError, match="CLUSTER_SELF must be one of them"):
+        Settings.from_env({"CLUSTER_HOSTS": "127.0.0.1:8101", "CACHE_BACKEND": "s3"})  # a host still needs them
+    with pytest.raises(ConfigError, match="FRONT_SOURCE_ADDRESS"):
+        Settings.from_env({"FRONT_SOURCE_ADDRESS": "localhost"}, front=True)
+
+
 def test_settings_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Settings().quality = 5
@@ -199,7 +228,10 @@ def test_describe_yields_every_field_with_its_default_and_help():
         default, help = described[field.name.upper()]
         assert help and help == field.metadata["help"]
         expected = getattr(defaults, field.name)
-        if isinstance(expected, tuple):
+        if field.name in UNDER_VAR_DIR:
+            expected = ""  # left empty: under VAR_DIR
+            assert help.endswith(f"empty: VAR_DIR/{UNDER_VAR_DIR[field.name]}.")
+        elif isinstance(expected, tuple):
             expected = ",".join(expected)
         elif isinstance(expected, bool):
             expected = str(expected).lower()  # as an .env file spells it

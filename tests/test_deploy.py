@@ -283,7 +283,11 @@ def test_the_cluster_renderings_are_the_tested_ones_with_dockers_values(cluster_
         assert re.findall(r"set_real_ip_from ([^;]+);", http) == [f"{front_address}/32"]
         assert "real_ip_header X-Forwarded-For;" in http
         files = (out / "conf.d" / "snippets" / "cropper-files.conf").read_text()
-        assert "proxy_pass http://cropper_store/cropper-crops$uri;" in files  # store mode, the bucket's path
+        assert "proxy_pass http://$cropper_store/cropper-crops$uri;" in files  # store mode, the bucket's path
+        # the app's breaker, which its nginx must see: the app's cache volume, mounted where the config names it
+        assert 'if (-f "/var/cache/cropper/store-unreachable")' in (
+            out / "conf.d" / "snippets" / "cropper-store.conf").read_text()
+        assert f"sources-{n}:/var/cache/cropper:ro" in services[f"nginx-{n}"]["volumes"]
         assert "user www-data;" in (out / "nginx.conf").read_text()
     out = tmp_path / "front"
     result = render_with(services["front-config"]["environment"], out, "--front")

@@ -227,13 +227,31 @@ def crop_for_path(relpath):
     return crop
 
 
+# What this host's nginx found when it read the shared store before handing a crop's GET over
+# (cropper-proxy.conf): the status it got, by nginx's own numbers.
+STORE_STATUS_HEADER = "X-Cropper-Store-Status"
+STORE_FAILURES = {"504": "this host's nginx got no answer from it in time",
+                  "502": "this host's nginx could not connect to it"}
+
+
+def store_failure():
+    """Why this host's nginx could not read the shared store just before, or None.
+
+    nginx always sets the header (empty unless it tried the store), so a client's own never gets
+    here through it; believed only behind nginx (TRUSTED_PROXIES), as X-Forwarded-For is.
+    """
+    if not settings().trusted_proxies:
+        return None
+    return STORE_FAILURES.get(request.headers.get(STORE_STATUS_HEADER, "").rpartition(" ")[2])
+
+
 @bp.get("/crops/<path:relpath>")
 @answers_crops
 def get_crop(relpath):
     """Serve a crop, making it again first if it is gone (links never break)."""
     crop = crop_for_path(relpath)
     try:
-        opened, cached = crop_service().open(crop)
+        opened, cached = crop_service().open(crop, store_failure())
     except BoxOutsideImageError:
         raise CropNotFoundError("There is no crop at this path.") from None
     return send_crop(opened, crop.media_type, "hit" if cached else "regenerated")
@@ -271,6 +289,8 @@ def make_for_another_host():
     """
     if not settings().cluster_key or not hmac.compare_digest(
             request.headers.get(cluster.KEY_HEADER, "").encode(), settings().cluster_key.encode()):
+        if settings().cluster_key and request.headers.get(cluster.KEY_HEADER):  # a host of another key, or a guess
+            cluster.log_refused_key(request.remote_addr, request.headers.get(cluster.FROM_HEADER, ""))
         raise NotFoundError("The requested URL was not found on the server.")  # as if it were not there
     body = request.json_body()
     paths = body.get("paths") if isinstance(body, dict) else None
@@ -314,8 +334,8 @@ NOT_GATING = ("datasets",)
 
 @bp.get("/readyz")
 def readyz():
-    """Readiness: the cache folder is writable with space to spare, and FathomNet answers (and how the
-    data-set worker does)."""
+    """Readiness: the cache folder is writable with space to spare, FathomNet answers, (several hosts) the
+    shared store answers and the other hosts take this one's CLUSTER_KEY (and how the data-set worker does)."""
     checks = crop_service().readiness()
     if settings().dataset_worker:
         problem = current_app.extensions["cropper.datasets"].readiness_problem(3 * DATASET_HEARTBEAT)

@@ -16,7 +16,7 @@ from ..crops import Crop
 from ..errors import ImageNotFoundError, InvalidRequestError
 from ..iiif import image as iiif
 from ..iiif import presentation
-from .crops import base_url, crop_service, path_uuid, schema, send_crop, settings
+from .crops import base_url, crop_service, path_uuid, schema, send_crop, settings, store_failure
 from .hooks import answers_crops
 
 bp = Blueprint("iiif", __name__, url_prefix=iiif.PATH)
@@ -75,7 +75,7 @@ def image(identifier, region, size, rotation, quality_format):
                                      **limits())
     crop = Crop(uuid, asked.region, asked.format, asked.size, mirror=asked.mirror, rotation=asked.rotation,
                 colour=asked.colour, family="iiif")
-    opened, cached = crop_service().open(crop)
+    opened, cached = crop_service().open(crop, store_failure())
     response = send_crop(opened, crop.media_type, "hit" if cached else "miss")
     response.headers["Link"] = f'<{base_uri(uuid)}/{asked.canonical}>;rel="canonical", {PROFILE_LINK}'
     return response

@@ -147,12 +147,16 @@ class HealthSchema(Schema):
 class CheckSchema(Schema):
     ok = fields.Boolean(required=True)
     error = fields.String(metadata={"description": "Why not, when not ok."})
+    warning = fields.String(metadata={"description": "What is wrong elsewhere but does not stop this host "
+                                                     "(another host with another CLUSTER_KEY, or one that "
+                                                     "could not be asked)."})
 
 
 class ReadinessSchema(Schema):
     status = fields.String(required=True, validate=OneOf(["ready", "not_ready"]))
     checks = fields.Dict(keys=fields.String(), values=fields.Nested(CheckSchema), required=True,
-                         metadata={"description": "Each check (`cache`, `fathomnet`) and its outcome."})
+                         metadata={"description": "Each check (`cache`, `fathomnet`; with CACHE_BACKEND=s3 `store`; "
+                                                  "with CLUSTER_HOSTS `cluster`, the CLUSTER_KEY) and its outcome."})
 
 
 class IIIFInfoSchema(Schema):

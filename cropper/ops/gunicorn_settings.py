@@ -7,6 +7,7 @@ service, Gunicorn's included, is documented in one place: `.env.example`.
 
 import os
 import shutil
+import subprocess
 import sys
 
 from cropper.config import ConfigError, Settings
@@ -105,10 +106,22 @@ def helpers():
     return commands
 
 
+KEY_CHECK_WAIT = 60  # seconds the start's key check asks again hosts that do not answer yet
+
+
 def when_ready(server):
     server.cropper_helpers = [KeptProcess(name, command).start() for name, command in helpers().items()]
+    # Several hosts: this one's CLUSTER_KEY checked with the others once, in the log (they may be starting
+    # too: those not answering yet are asked again for a minute). Once, not kept: /readyz checks it each time.
+    if settings.cluster_hosts:
+        server.cropper_key_check = subprocess.Popen([
+            sys.executable, "-m", "cropper", "cluster", "check", "--wait", str(KEY_CHECK_WAIT)])
 
 
 def on_exit(server):
     for helper in getattr(server, "cropper_helpers", []):
         helper.stop()
+    key_check = getattr(server, "cropper_key_check", None)
+    if key_check is not None and key_check.poll() is None:
+        key_check.terminate()
+        key_check.wait(timeout=10)

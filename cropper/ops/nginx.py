@@ -18,6 +18,7 @@ from .. import crops, errors, formats, pages
 from ..cluster import FAILED_HOST_SECONDS
 from ..config import Settings
 from ..iiif import image as iiif
+from ..storage import breaker
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "nginx_templates"
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"  # the web page: copied beside nginx's config
@@ -135,7 +136,7 @@ def store_url(settings):
 def store_values(site, process):
     """The http-level part of reading crops from the store (its upstream, nginx's cache of it), its host, its path."""
     if not site.store_url:
-        return {"CROPPER_STORE_HTTP": "", "CROPPER_STORE_HOST": "", "CROPPER_STORE_PATH": ""}
+        return {f"CROPPER_STORE_{name}": "" for name in ("HTTP", "HOST", "PATH", "OUTAGE")}
     url = urlsplit(site.store_url)
     if url.scheme != "http" or not url.hostname:
         raise ValueError(f"nginx reads the store over plain http://host:port (S3_PUBLIC_URL), not {site.store_url}")
@@ -146,12 +147,15 @@ def store_values(site, process):
         upstream_servers(site.resolver, [host], "max_fails=0"))
     http = "\n".join([
         f"upstream cropper_store {{ {server} keepalive 16; }}",
+        # While the app's breaker is open: no server to wait on (nginx logs "no live upstreams" for each read).
+        "upstream cropper_store_unreachable { server 127.0.0.1:9 down; }",
         f"proxy_cache_path \"{process.temp_dir / 'store-cache'}\" levels=1:2 keys_zone=cropper_store:16m "
         f"max_size={site.store_cache_max} inactive=7d use_temp_path=off;",
         "map $upstream_cache_status $cropper_store_cache { HIT hit; STALE hit; UPDATING hit; REVALIDATED hit; "
         "default store; }",
     ])
-    return {"CROPPER_STORE_HTTP": http, "CROPPER_STORE_HOST": host, "CROPPER_STORE_PATH": url.path.rstrip("/")}
+    return {"CROPPER_STORE_HTTP": http, "CROPPER_STORE_HOST": host, "CROPPER_STORE_PATH": url.path.rstrip("/"),
+            "CROPPER_STORE_OUTAGE": str(site.cache_dir / breaker.OPEN_FILE)}
 
 
 def upstream_servers(resolver, hosts, params):
@@ -262,12 +266,13 @@ class FrontSite:
     cors_origins: tuple = ("*",)
     max_body: str = str(DEFAULTS.max_body_bytes)
     resolver: str = ""  # a DNS server to look the hosts' names up again with (Docker's: a host restarted moves)
+    source_address: str = ""  # the address it connects to the hosts from (their NGINX_REAL_IP_FROM), or the system's
 
     @classmethod
     def from_settings(cls, settings):
         return cls(listen=settings.nginx_listen, hosts=settings.cluster_hosts, access_log=settings.access_log.resolve(),
                    cors_origins=settings.cors_origins, max_body=str(settings.max_body_bytes),
-                   resolver=settings.nginx_resolver)
+                   resolver=settings.nginx_resolver, source_address=settings.front_source_address)
 
 
 def render_front(front, process):
@@ -281,6 +286,7 @@ def render_front(front, process):
         "CROPPER_FRONT_SERVERS": "\n    ".join(upstream_servers(
             front.resolver, front.hosts, f"max_fails=1 fail_timeout={FAILED_HOST_SECONDS}s")),
         "CROPPER_UUID": crops.UUID,
+        "CROPPER_FRONT_BIND": f"proxy_bind {front.source_address};" if front.source_address else "",
         "CROPPER_ERROR_PAGES": values["CROPPER_ERROR_PAGES"].replace("\n", "\n    "),
     })
     conf_d = process.conf_dir / "conf.d"

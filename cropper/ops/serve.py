@@ -172,9 +172,9 @@ def can_reach(user, folder):
 
 
 DEFAULT_CACHE_DIR = DEFAULTS.cache_dir
-RUN_DIR = Path("var/run/nginx")
 # Where a service started as root keeps what nginx's unprivileged workers must reach, when the
-# working folder is private (as root's home is): the usual places for a system service.
+# working folder is private (as root's home is) and VAR_DIR is left as it is: the usual places for
+# a system service. Hosts on one machine each set a VAR_DIR of their own, and never fall back.
 SYSTEM_CACHE_DIR, SYSTEM_RUN_DIR = Path("/var/cache/cropper"), Path("/run/cropper/nginx")
 
 
@@ -184,11 +184,22 @@ def for_workers(settings, user):
         return settings
     if settings.cache_dir != DEFAULT_CACHE_DIR:
         raise StartError(f"nginx's workers run as {user}, who cannot read the cache folder "
-                         f"{settings.cache_dir.resolve()}: set CACHE_DIR to a folder {user} can reach "
+                         f"{settings.cache_dir.resolve()}: set VAR_DIR (or CACHE_DIR) to a folder {user} can reach "
                          f"(e.g. {SYSTEM_CACHE_DIR}), or NGINX_USER to a user who can")
     print(f"Started as root: nginx's workers run as {user}, who cannot reach {DEFAULT_CACHE_DIR.resolve()}; "
-          f"the cache is in {SYSTEM_CACHE_DIR} (set CACHE_DIR to choose).", flush=True)
+          f"the cache is in {SYSTEM_CACHE_DIR} (set VAR_DIR or CACHE_DIR to choose).", flush=True)
     return settings.replace(cache_dir=SYSTEM_CACHE_DIR)
+
+
+def run_dir(settings, user):
+    """Where nginx's config, pid and temp files go: VAR_DIR/run/nginx, which its workers (user) must reach."""
+    folder = settings.var_dir / "run" / "nginx"
+    if not user or can_reach(user, folder.resolve()):
+        return folder
+    if settings.var_dir != DEFAULTS.var_dir:
+        raise StartError(f"nginx's workers run as {user}, who cannot reach {folder.resolve()}: set VAR_DIR to a "
+                         f"folder {user} can reach, or NGINX_USER to a user who can")
+    return SYSTEM_RUN_DIR
 
 
 def nearest_existing(folder):
@@ -197,36 +208,47 @@ def nearest_existing(folder):
     return folder
 
 
-def prepared_nginx(settings):
-    """(nginx rendered for this machine and checked with `nginx -t`, or None to run Gunicorn alone; settings)."""
+def nginx_binary(settings):
+    """The nginx to run (NGINX), or None for none."""
     binary = {"auto": find_nginx(), "off": None}.get(settings.nginx, settings.nginx)
-    if binary is None:
-        return None, settings
-    if not shutil.which(binary):
+    if binary is not None and not shutil.which(binary):
         raise StartError(f"NGINX={settings.nginx} is not an nginx binary that can be run: set NGINX to auto, off, "
                          f"or the path of nginx")
+    return binary
+
+
+def checked_nginx(site, settings, binary):
+    """nginx rendered for site in VAR_DIR/run/nginx and checked with `nginx -t`, its workers as NGINX_USER."""
     user = worker_user(settings)
-    settings = for_workers(settings, user)
-    run_dir = RUN_DIR if not user or can_reach(user, RUN_DIR.resolve()) else SYSTEM_RUN_DIR
     try:
-        nginx = Nginx(NginxSite.from_settings(settings), run_dir, binary, user=user)
-    except ValueError as error:  # settings nginx cannot be given (a store it cannot read over plain http)
+        nginx = Nginx(site, run_dir(settings, user), binary, user=user)
+    except ValueError as error:  # settings nginx cannot be given (a store it cannot read over plain http, no hosts)
         raise StartError(str(error)) from None
     try:
         nginx.test_config()
     except RuntimeError as error:
         raise StartError(str(error).replace("\n", " ").strip()) from None
-    return nginx, settings
+    return nginx
 
 
-def serve(settings):
-    """Run until Ctrl-C (or SIGTERM): nginx + Gunicorn, or Gunicorn alone without nginx.
+def prepared_nginx(settings):
+    """(nginx rendered for this machine and checked with `nginx -t`, or None to run Gunicorn alone; settings)."""
+    binary = nginx_binary(settings)
+    if binary is None:
+        return None, settings
+    settings = for_workers(settings, worker_user(settings))
+    return checked_nginx(NginxSite.from_settings(settings), settings, binary), settings
+
+
+def serve(settings, front=False):
+    """Run until Ctrl-C (or SIGTERM): nginx + Gunicorn, or Gunicorn alone without nginx; with front, the
+    front nginx of several hosts (CLUSTER_HOSTS) alone.
 
     Everything is checked before anything starts (TLS files, nginx's config, free ports), and what
     did start is stopped when the rest cannot: a failed start is one line and a non-zero exit.
     """
     try:
-        return _serve(settings)
+        return _serve_front(settings) if front else _serve(settings)
     except StartError as error:
         print(f"Cannot start: {error}", file=sys.stderr, flush=True)
         return 1
@@ -261,26 +283,56 @@ def _serve(settings):
             print(f"Warning: Gunicorn alone listens on {settings.gunicorn_bind}, beyond this machine. It has no "
                   f"deadline for slow clients, which can stall it: every deployment puts nginx in front.",
                   file=sys.stderr, flush=True)
-    processes = []
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwinds to the finally below
-    try:
+
+    def start(processes):
         # Gunicorn reads its settings from the environment: pass on what serve decided (the cache folder).
         environment = {**os.environ, "CACHE_DIR": str(settings.cache_dir)}
         processes.append(subprocess.Popen(gunicorn_command(), env=environment))
         if not wait_for_port(settings.gunicorn_bind, processes[0]):
             raise StartError(f"Gunicorn did not start listening on {settings.gunicorn_bind} (its log is above)")
         if nginx:
-            nginx.start()
-            processes.append(nginx.process)
-            if not wait_for_port(settings.nginx_listen, nginx.process, seconds=10):
-                raise StartError(f"nginx did not start listening on {settings.nginx_listen} (its log is above)")
+            start_nginx(nginx, settings, processes)
             urls = [f"http://{reachable_address(settings.nginx_listen)}"] + (
                 [f"https://{reachable_address(settings.tls_listen)}"] if settings.tls_cert_file else [])
             print(f"Serving on {' and '.join(urls)} (nginx), Gunicorn on {settings.gunicorn_bind}; "
                   f"access log: {settings.access_log}. Ctrl-C stops both.", flush=True)
+
+    return run(start, nginx)
+
+
+def _serve_front(settings):
+    binary = nginx_binary(settings)
+    if binary is None:
+        raise StartError("the front is nginx, which is not installed (apt-get install nginx-light), or NGINX=off")
+    nginx = checked_nginx(FrontSite.from_settings(settings), settings, binary)
+    check_free(settings.nginx_listen, "NGINX_LISTEN")
+
+    def start(processes):
+        start_nginx(nginx, settings, processes)
+        print(f"Serving the front of {', '.join(settings.cluster_hosts)} on "
+              f"http://{reachable_address(settings.nginx_listen)} (nginx); access log: {settings.access_log}. "
+              "Ctrl-C stops it.", flush=True)
+
+    return run(start, nginx)
+
+
+def start_nginx(nginx, settings, processes):
+    nginx.start()
+    processes.append(nginx.process)
+    if not wait_for_port(settings.nginx_listen, nginx.process, seconds=10):
+        raise StartError(f"nginx did not start listening on {settings.nginx_listen} (its log is above)")
+
+
+def run(start, nginx):
+    """start(processes), appending each server as it starts; then keep them until Ctrl-C or SIGTERM (0), or
+    until one stops on its own (a StartError); stop every one that runs, nginx first."""
+    processes = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwinds to the finally below
+    try:
+        start(processes)
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)
-        raise StartError("a server stopped on its own (its log is above); stopped the other")
+        raise StartError("a server stopped on its own (its log is above); stopped the others")
     except KeyboardInterrupt:
         return 0
     finally:

@@ -112,6 +112,10 @@ class CropStore(Evictable, Protocol):
     def readiness_problem(self) -> str | None:
         """None if the store can be used now, else why not (for /readyz), within READY_TIMEOUT."""
 
+    def unreachable(self, why: str) -> None:
+        """This host's nginx could not reach the store (why): fail at once from now on, as a call that
+        timed out here would have made it. A store on this host's own disk has nothing to do."""
+
 
 class SourceStore(Evictable, Protocol):
     """Per image: FathomNet's metadata and the decoded pixels; per annotation: its box. This host's only."""

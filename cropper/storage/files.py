@@ -13,6 +13,7 @@ Layout under the cache folder:
     sources/3c/3c0e9d2a-....box                   a FathomNet annotation (JSON), by the box's uuid
     locks/3a/3a5f....lock                         one lock file per key being made, removed after
     usage/crops, usage/sources                    what each store counts it holds
+    store-unreachable                             CACHE_BACKEND=s3: the shared store's breaker, when open (breaker.py)
 
 Every file is written whole or not at all (disk.atomic_writer).
 """
@@ -147,6 +148,9 @@ class FileCropStore(_FileStore):
 
     def readiness_problem(self):
         return None  # the cache folder's disk is checked as the source store's (the same folder)
+
+    def unreachable(self, why):
+        pass  # nginx reads this folder itself: nothing of it lies beyond reach
 
     def listing(self):
         """Every stored crop, left-over temp file and crop an earlier version named otherwise, measured."""

@@ -57,6 +57,19 @@ class Locks:
             finally:
                 os.close(fd)  # whatever unlink met (EIO, EROFS): the lock is never kept by a leaked descriptor
 
+    @contextmanager
+    def turn(self, name):
+        """Hold the lock of name, waiting as long as it takes: a background thread's turn, never a request's.
+
+        The file stays (one per name); a holder that dies lets the next waiter in.
+        """
+        fd = self._open(self.path(name))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def _open(self, path):
         # Read-only: flock needs no more. A descriptor open for writing in the cache folder (the
         # pruner holds its lock for as long as it runs) makes the kernel refuse to remount it read-only.

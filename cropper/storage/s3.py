@@ -8,24 +8,34 @@ bucket is touched: a key that is not a crop's is never listed or removed. Finish
 objects under datasets/ (`S3DatasetStore`), readable alike.
 
 A store that cannot be reached or answers with an error is a StoreUnavailableError (503): the
-client hears that in words, the log gets botocore's own text.
+client hears that in words, the log gets botocore's own text. Once a call has found it unreachable
+(a timeout, or no connection), the host's breaker (breaker.py) opens: every later call, a retry of
+that one included, fails at once until a probe reaches the store again.
 """
 
 import io
 import json
 import logging
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from .. import crops
 from ..errors import BusyError, StoreUnavailableError
 from . import Listing, NewFile, OpenedCrop
+from .breaker import StoreBreaker
 from .disk import scratch, storing
 from .files import size_and_sha256
 from .locks import crop_lock, eviction_lock
@@ -33,6 +43,9 @@ from .locks import crop_lock, eviction_lock
 log = logging.getLogger(__name__)
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"  # a crop's key names its bytes, which never change
+TIMEOUTS = (ConnectTimeoutError, ReadTimeoutError)
+# What says the store cannot be reached at all (a connection closed or reset is tried again, as usual).
+UNREACHABLE = (*TIMEOUTS, EndpointConnectionError)
 
 
 class S3CropStore:
@@ -42,7 +55,7 @@ class S3CropStore:
     shared = True  # by every host: only the designated pruner evicts from it
 
     def __init__(self, bucket, endpoint_url, locks, prefix="", connect_timeout=3.05, read_timeout=10.0,
-                 region="us-east-1", access_key=None, secret_key=None, ready_timeout=2.0):
+                 region="us-east-1", access_key=None, secret_key=None, ready_timeout=2.0, breaker_file=None):
         self.bucket = bucket
         self.prefix = prefix
         # Work on one image stays on one host, so this host's lock files are enough to make each
@@ -58,10 +71,18 @@ class S3CropStore:
 
         # One retry: a request waits on this while the client waits on us.
         self.client = client(connect_timeout, read_timeout, 2)
-        # /readyz's: one try within ready_timeout, made at its first use (not at every worker's start)
+        # /readyz's and the breaker's: one try within ready_timeout, made at its first use (not at every
+        # worker's start)
         self._probe_client = lambda: client(ready_timeout, ready_timeout, 1)
         self._probe, self._probe_lock = None, threading.Lock()
         self.endpoint_url = self.client.meta.endpoint_url
+        # breaker_file: shared by every process of this host (in its cache folder); None: no breaker
+        self.breaker = StoreBreaker(breaker_file, self._unreachable_now, locks) if breaker_file else None
+        if self.breaker:
+            # Checked before each try (the retry of a call that timed out included), opened by any try
+            # that found the store unreachable: a request waits one timeout at most, and the next none.
+            self.client.meta.events.register("before-send.s3", self._refuse_while_unreachable)
+            self.client.meta.events.register("needs-retry.s3", self._open_if_unreachable)
 
     def key(self, crop):
         return f"{self.prefix}{crop.store_path}"
@@ -154,23 +175,71 @@ class S3CropStore:
         """None if the bucket answers within ready_timeout (one try), else what is wrong (for /readyz).
 
         /readyz answers within READY_TIMEOUT: a store that hangs must not hold it for the crops'
-        timeouts (a connect and two reads of READ_TIMEOUT).
+        timeouts (a connect and two reads of READ_TIMEOUT); one known to be unreachable, at once.
         """
+        outage = self.breaker.outage() if self.breaker else None
+        if outage:
+            return self._unavailable(outage).message
+        error = self._ask_bucket()
+        if error is None:
+            return None
+        log.warning("crop store %s at %s failed to answer /readyz: %r", self.bucket, self.endpoint_url, error)
+        if self.breaker and isinstance(error, UNREACHABLE):
+            self.breaker.trip(_reason(error))
+        return self._cannot_reach(_reason(error)).message
+
+    def unreachable(self, why):
+        """This host's nginx could not reach the store either: fail at once from now on, as if we had not."""
+        if self.breaker:
+            self.breaker.trip(why)
+
+    def _ask_bucket(self):
+        """Ask the bucket once, within ready_timeout: None if it answered, else botocore's error."""
         with self._probe_lock:  # a boto3 session is not safe to make clients from in several threads at once
             if self._probe is None:
                 self._probe = self._probe_client()
         try:
-            with self._reaching("reach the bucket"):
-                self._probe.head_bucket(Bucket=self.bucket)
-        except StoreUnavailableError as error:
-            return error.message
+            self._probe.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as error:
+            return error
         return None
+
+    def _unreachable_now(self):
+        """The breaker's probe: None if the store answers at all (an error is an answer), else why not."""
+        error = self._ask_bucket()
+        return _reason(error) if isinstance(error, UNREACHABLE) else None
+
+    def _refuse_while_unreachable(self, **_):
+        outage = self.breaker.outage()
+        if outage:
+            raise self._unavailable(outage)
+
+    def _open_if_unreachable(self, caught_exception=None, **_):
+        if isinstance(caught_exception, UNREACHABLE):
+            self.breaker.trip(_reason(caught_exception))
+
+    def _cannot_reach(self, reason):
+        return StoreUnavailableError(
+            f"The crop store (S3 bucket {self.bucket} at {self.endpoint_url}) cannot be reached: {reason}. "
+            "Try again shortly.", store=self.name)
+
+    def _unavailable(self, outage):
+        """The error of a call refused at once: the store was found unreachable and has not answered since."""
+        return StoreUnavailableError(
+            f"The crop store (S3 bucket {self.bucket} at {self.endpoint_url}) cannot be reached: {outage.why} "
+            f"({time.time() - outage.since:.0f} s ago; this host tries it again every {self.breaker.every} s). "
+            "Try again shortly.", store=self.name)
 
     def ensure_bucket(self):
         """Create the bucket if missing, and let anyone read (only) the crops in it. Safe to repeat.
 
         The bucket's policy becomes this one, replacing any other: give the store a bucket of its own.
+        An operator's command: it tries the store itself, whatever the breaker last found.
         """
+        if self.breaker and self.breaker.recorded():
+            problem = self.breaker.probe_now()
+            if problem:
+                raise self._cannot_reach(problem)
         with self._reaching("create the bucket"):
             try:
                 self.client.head_bucket(Bucket=self.bucket)
@@ -198,19 +267,19 @@ class S3CropStore:
         try:
             yield
         except (BotoCoreError, ClientError) as error:
-            if isinstance(error, ClientError):
-                reason = f"it answered HTTP {_status(error)}"
-            elif isinstance(error, (ConnectTimeoutError, ReadTimeoutError)):
-                reason = "it did not answer in time"
-            else:
-                reason = "it could not be connected to or broke off"
+            reason = _reason(error)
             log.warning("crop store %s at %s failed to %s %s: %r", self.bucket, self.endpoint_url, doing,
                         crop.store_path if crop else "", error)
-            raise StoreUnavailableError(
-                f"The crop store (S3 bucket {self.bucket} at {self.endpoint_url}) cannot be reached: {reason}. "
-                "Try again shortly.",
-                store=self.name,
-            ) from None
+            raise self._cannot_reach(reason) from None
+
+
+def _reason(error):
+    """What a failure of botocore's says of the store, in words."""
+    if isinstance(error, ClientError):
+        return f"it answered HTTP {_status(error)}"
+    if isinstance(error, TIMEOUTS):
+        return "it did not answer in time"
+    return "it could not be connected to or broke off"
 
 
 def _status(error):

@@ -2,6 +2,7 @@
 
 import pytest
 
+from devtools.seaweed import SeaweedFS
 from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip, service_env
 
 
@@ -23,3 +24,19 @@ def nginx(gunicorn, tmp_path_factory):
     find_nginx_or_skip()
     with NginxServer(gunicorn, gunicorn.cache_dir, tmp_path_factory.mktemp("nginx")) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A real SeaweedFS for the module's hosts (with their nginx, which reads it), on loopback."""
+    find_nginx_or_skip()
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweed"))
+    try:
+        server.start()
+    except RuntimeError as error:
+        server.close()
+        pytest.skip(f"SeaweedFS cannot start here, so hosts sharing a store cannot run: {error}")
+    try:
+        yield server
+    finally:
+        server.close()

@@ -20,27 +20,11 @@ import requests
 
 from cropper.cluster import KEY_HEADER, Ring
 from devtools.cluster import LocalCluster
-from devtools.seaweed import SeaweedFS
-from devtools.servers import _listening, find_nginx_or_skip, read_log, wait_until
+from devtools.servers import _listening, read_log, wait_until
 from devtools.standin import uuid_for
 from tests.integration.test_forwarded import SPOOFED, url_answers, urls_in
 
 TIMEOUT = 30
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    find_nginx_or_skip()
-    server = SeaweedFS(tmp_path_factory.mktemp("seaweed"))
-    try:
-        server.start()
-    except RuntimeError as error:
-        server.close()
-        pytest.skip(f"SeaweedFS cannot start here, so the cluster cannot run: {error}")
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="module")
@@ -289,6 +273,10 @@ def test_the_store_going_away_and_coming_back(cluster, store, standin, handed_ou
         assert ready.status_code == 503 and ready.json()["checks"]["store"]["ok"] is False
     finally:
         store.start()
+    # Each host finds the store back by its own breaker's probe (every 0.5 s): until then it answers at
+    # once that the store cannot be reached, and /readyz says so. Once every host is ready, all is as before.
+    assert wait_until(lambda: all(requests.get(f"{host.url}/readyz", timeout=TIMEOUT).status_code == 200
+                                  for host in cluster.hosts), timeout=20)
     assert wait_until(lambda: post(cluster.front_url, record, (0, 0, 201, 100), format="png").status_code == 200,
                       timeout=20)
     handed_out.append(post(cluster.front_url, record, (0, 0, 201, 100), format="png").json()["url"])

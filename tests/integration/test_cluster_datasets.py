@@ -24,7 +24,6 @@ from devtools.cluster import LocalCluster
 from devtools.redis import RedisServer, find_redis
 from devtools.servers import wait_until
 from devtools.standin import BENCH_DATASET_CONCEPT, DATASET_GENUS, DATASET_OUTSIDE_BOXES, find_boxes
-from tests.integration.test_cluster import store  # noqa: F401  (the module's SeaweedFS)
 
 TIMEOUT = 30
 

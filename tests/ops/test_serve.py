@@ -6,7 +6,16 @@ from pathlib import Path
 import pytest
 
 from cropper.config import Settings
-from cropper.ops.serve import DEFAULT_CACHE_DIR, SYSTEM_CACHE_DIR, StartError, can_reach, for_workers, is_loopback
+from cropper.ops.serve import (
+    DEFAULT_CACHE_DIR,
+    SYSTEM_CACHE_DIR,
+    SYSTEM_RUN_DIR,
+    StartError,
+    can_reach,
+    for_workers,
+    is_loopback,
+    run_dir,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make folders private to another user")
 
@@ -36,6 +45,17 @@ def test_a_private_cache_that_was_asked_for_is_refused(private):
 def test_a_reachable_cache_stays_where_it_is(tmp_path):
     open_folder = Path("/tmp")
     assert for_workers(Settings(cache_dir=open_folder / "c"), "nobody").cache_dir == open_folder / "c"
+
+
+def test_nginx_s_run_folder_is_the_host_s_own_and_never_shared_by_hosts_that_chose_theirs(private, monkeypatch):
+    """As root, every host fell back to the same /run/cropper/nginx: their configs and pids overwrote each other."""
+    open_folder = Path("/tmp")
+    assert run_dir(Settings(var_dir=open_folder / "host1"), "nobody") == open_folder / "host1" / "run" / "nginx"
+    with pytest.raises(StartError, match="set VAR_DIR to a folder nobody can reach"):
+        run_dir(Settings(var_dir=private / "host1"), "nobody")
+    monkeypatch.chdir(private)  # VAR_DIR left as it is, in a private working folder: the system's, as before
+    assert run_dir(Settings(), "nobody") == SYSTEM_RUN_DIR
+    assert run_dir(Settings(), "") == Path("var/run/nginx")  # not root: nginx's workers are whoever starts it
 
 
 def test_loopback_addresses():

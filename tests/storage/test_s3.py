@@ -4,8 +4,6 @@ One SeaweedFS serves the whole module; each test uses crops of its own uuid. The
 or freeze it and always bring it back. Tests that fork leave the child only through os._exit.
 """
 
-import os
-import signal
 import time
 import uuid
 from contextlib import contextmanager
@@ -17,6 +15,7 @@ from cropper import batch
 from cropper.config import Settings
 from cropper.crops import Box, Crop
 from cropper.errors import StoreUnavailableError
+from cropper.storage.breaker import OPEN_FILE, StoreBreaker
 from cropper.storage.eviction import Pruner
 from cropper.storage.files import FileSourceStore
 from cropper.storage.locks import Locks
@@ -144,11 +143,11 @@ def assert_unavailable(call, seconds):
 def test_a_frozen_store_is_unavailable_after_the_read_timeout(store, seaweed):
     crop = new_crop()
     store.put(crop, b"x")
-    os.kill(seaweed.process.pid, signal.SIGSTOP)  # it still accepts connections, and answers nothing
+    seaweed.freeze()  # it still accepts connections, and answers nothing
     try:
         error = assert_unavailable(lambda: store.find(crop), seconds=4)  # two tries of 0.5 s, and a backoff
     finally:
-        os.kill(seaweed.process.pid, signal.SIGCONT)
+        seaweed.thaw()
     assert "in time" in error.message
     assert store.find(crop)
 
@@ -196,13 +195,13 @@ def test_readiness_of_a_frozen_store_answers_within_the_ready_timeout(seaweed, l
     store = seaweed.store(locks, connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
                           ready_timeout=settings.ready_timeout)
     assert store.readiness_problem() is None
-    os.kill(seaweed.process.pid, signal.SIGSTOP)
+    seaweed.freeze()
     try:
         started = time.monotonic()
         problem = store.readiness_problem()
         waited = time.monotonic() - started
     finally:
-        os.kill(seaweed.process.pid, signal.SIGCONT)
+        seaweed.thaw()
     assert problem and "in time" in problem
     assert waited < settings.ready_timeout + 1
     assert wait_until(lambda: store.readiness_problem() is None, timeout=10)
@@ -227,7 +226,7 @@ def test_a_batch_meeting_a_frozen_store_fails_its_items_at_once_not_each_after_i
     frozen = []
 
     def freeze_store():
-        os.kill(seaweed.process.pid, signal.SIGSTOP)
+        seaweed.freeze()
         frozen.append(True)
 
     if freeze == "before":
@@ -248,7 +247,55 @@ def test_a_batch_meeting_a_frozen_store_fails_its_items_at_once_not_each_after_i
         took = time.monotonic() - started
     finally:
         if frozen:
-            os.kill(seaweed.process.pid, signal.SIGCONT)
+            seaweed.thaw()
     assert frozen
     assert [(r.error.status, r.error.code) for r in results] == [(503, "store_unavailable")] * len(wanted)
     assert took < 3, took  # one lookup's two tries of 0.5 s, not one per item (16 at once): 48 crops took 3 to 30 s
+
+
+def test_a_frozen_store_costs_one_timeout_then_every_worker_of_the_host_fails_at_once_until_it_thaws(
+        seaweed, locks, tmp_path):
+    """Frozen for 30 s, every call waited two tries of READ_TIMEOUT (20 s), however often the host had
+    seen it fail; the retry of a call that timed out waited as long again."""
+    breaker_file = tmp_path / OPEN_FILE
+    worker, other_worker = (seaweed.store(locks, connect_timeout=1, read_timeout=2, breaker_file=breaker_file)
+                            for _ in range(2))
+    crop = new_crop()
+    worker.put(crop, b"x")
+    assert worker.find(crop) and not breaker_file.exists()
+    seaweed.freeze()
+    try:
+        first = assert_unavailable(lambda: worker.find(crop), seconds=3.5)  # one read timeout, not two and a backoff
+        assert "in time" in first.message
+        for call in (lambda: other_worker.find(crop), lambda: other_worker.open(crop),
+                     lambda: other_worker.put(new_crop(), b"x"), other_worker.listing, lambda: worker.find(crop)):
+            refused = assert_unavailable(call, seconds=0.3)
+            assert "in time" in refused.message and "tries it again" in refused.message
+        started = time.monotonic()
+        assert "in time" in other_worker.readiness_problem()
+        assert time.monotonic() - started < 0.3
+    finally:
+        seaweed.thaw()
+    thawed = time.monotonic()
+    assert wait_until(lambda: readable(other_worker, crop), timeout=10)
+    assert time.monotonic() - thawed < 3  # a probe every 0.5 s found it back
+    assert not breaker_file.exists() and worker.find(crop) and other_worker.readiness_problem() is None
+
+
+def test_nginx_finding_the_store_unreachable_opens_the_breaker_and_a_probe_closes_it_if_wrong(
+        seaweed, locks, tmp_path):
+    store = seaweed.store(locks, connect_timeout=1, read_timeout=2, breaker_file=tmp_path / OPEN_FILE)
+    crop = new_crop()
+    store.put(crop, b"x")
+    store.unreachable("this host's nginx got no answer from it in time")
+    assert (tmp_path / OPEN_FILE).exists()  # what nginx checks before it reads the store
+    assert wait_until(lambda: readable(store, crop), timeout=5)  # the store answers the probe: closed again
+    assert not (tmp_path / OPEN_FILE).exists()
+
+
+def test_an_operator_s_store_init_tries_the_store_whatever_the_breaker_last_found(seaweed, locks, tmp_path):
+    """serve runs it at every start: a breaker left open by a host killed during an outage must not stop it."""
+    StoreBreaker(tmp_path / OPEN_FILE, lambda: "it did not answer in time", locks).trip("it did not answer in time")
+    store = seaweed.store(locks, breaker_file=tmp_path / OPEN_FILE)
+    store.ensure_bucket()
+    assert not (tmp_path / OPEN_FILE).exists()
