@@ -106,9 +106,19 @@ class Engine:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and self.process.poll() is None:
             if run([DOCKER, "version"], env=self.env, check=False, timeout=10).returncode == 0:
+                self.clear_what_a_killed_run_left()
                 return True
             time.sleep(0.5)
         return False
+
+    def clear_what_a_killed_run_left(self):
+        """A run killed before stop() leaves its containers and networks in the data root, and dockerd brings them
+        back: their fixed subnets (172.30.99.0/24, ...) would then overlap the next stack's. Images stay (the cache)."""
+        left = self.docker("ps", "-aq", check=False).stdout.split()
+        if left:
+            self.docker("rm", "-f", "-v", *left, check=False, timeout=120)
+        self.docker("network", "prune", "-f", check=False, timeout=60)
+        self.docker("volume", "prune", "-f", check=False, timeout=60)
 
     def last_words(self):
         lines = (self.exec_root / "dockerd.log").read_text(errors="replace").strip().splitlines()
