@@ -69,7 +69,7 @@ def _csv(raw):
 
 
 MAY_BE_ZERO = ("upstream_retries", "trusted_proxies", "gunicorn_workers", "cache_prune_interval", "temp_grace",
-               "miss_queue", "webp_method", "png_compress_level", "dataset_queue_max")
+               "miss_queue", "webp_method", "png_compress_level", "dataset_queue_max", "metadata_ttl")
 
 
 def setting(default, parse, help):
@@ -159,6 +159,11 @@ class Settings:
     min_free_bytes: int = setting(
         512 * 1024 * 1024, _int, "Free space the cache's disk needs for /readyz to say ready.")
     ready_timeout: float = setting(2.0, _float, "Seconds /readyz waits for FathomNet (and the S3 bucket) to answer.")
+
+    # Freshness (docs/freshness.md)
+    metadata_ttl: float = setting(
+        3600.0, _float, "Seconds FathomNet's answers about an image's boxes and about a box are used before the next "
+        "request that needs them asks again (a crop named by its pixel region never asks); 0: every time.")
 
     # The crop store: this host's folder, or an S3 bucket every host shares (README, "Several hosts")
     cache_backend: str = setting(

@@ -45,6 +45,13 @@ class ImageNotFoundError(CropperError):
     code = "image_not_found"
 
 
+class ImageWithdrawnError(CropperError):
+    """FathomNet no longer has an image it had: what was made of it is purged, and its URLs are gone."""
+
+    status = 410
+    code = "image_withdrawn"
+
+
 class NotFoundError(CropperError):
     status = 404
     code = "not_found"

@@ -79,7 +79,8 @@ def crop_service(settings, source=None, built=None):
     """The crop service over the stores, the image source (default: FathomNet), the evictor and the cluster."""
     built = built or stores(settings)
     evictor = pruner(settings, built)
-    sources = ImageSources(source or image_source(settings), built.sources, evictor, settings.max_image_pixels)
+    sources = ImageSources(source or image_source(settings), built.sources, evictor, settings.max_image_pixels,
+                           settings.metadata_ttl)
     return CropService(settings, built.crops, sources, evictor, cluster_of(settings))
 
 

@@ -11,7 +11,7 @@ from ..schemas import BatchSchema, ConceptCollectionSchema, ConceptSchema, CropS
 from . import crops, datasets, iiif, metrics, openapi
 from .bodies import JSONRequest, parse_json
 from .errors import register_error_handlers
-from .hooks import register_cors, register_headers, register_metrics
+from .hooks import register_cors, register_headers, register_metrics, register_staleness
 
 
 def create_app(settings=None, source=None, service=None):
@@ -30,6 +30,7 @@ def create_app(settings=None, source=None, service=None):
     register_error_handlers(app)
     register_metrics(app)
     register_headers(app, settings)
+    register_staleness(app)
     for blueprint in (crops.bp, iiif.bp, iiif.presentation_bp, openapi.bp, metrics.bp, datasets.bp):
         app.register_blueprint(blueprint)
     return app

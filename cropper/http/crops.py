@@ -189,7 +189,7 @@ def image_boxes(uuid):
     info = crop_service().sources.info_with_boxes(uuid)
     default, base = schema("crop").options({}), base_url()
     listed = []
-    for box in info.boxes:
+    for box in info.boxes or ():  # None: a record kept before boxes were, which FathomNet could not confirm now
         try:
             resolved = crop_service().resolve(CropRequest(box_uuid=box.uuid, **default), info, box)
         except CropperError:  # a box entirely outside its image: listed, with nothing to crop
@@ -208,7 +208,8 @@ def box_crop(box_uuid, extension):
     query = {**request.args.to_dict(), "box_uuid": box_uuid, "format": extension}
     resolved = crop_service().resolve(schema("crop").load(query))
     response = redirect(public_url(resolved.crop), 302)
-    response.cache_control.max_age = 3600  # an annotation may be edited in FathomNet; its crop's URL then changes
+    # An annotation may be edited in FathomNet, and its crop's URL then changes: kept no longer than we keep it.
+    response.cache_control.max_age = int(settings().metadata_ttl)
     return response
 
 
