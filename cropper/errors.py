@@ -20,6 +20,7 @@ class CropperError(Exception):
     status = 500
     code = "internal_error"
     retry_after = None  # seconds, for a Retry-After header, when trying again later may work
+    challenge = None  # a WWW-Authenticate value, for a 401
 
     def __init__(self, message, **details):
         super().__init__(message)
@@ -55,6 +56,14 @@ class ImageWithdrawnError(CropperError):
 class NotFoundError(CropperError):
     status = 404
     code = "not_found"
+
+
+class UnauthorizedError(CropperError):
+    """An operator endpoint asked without ADMIN_TOKEN (or with another)."""
+
+    status = 401
+    code = "unauthorized"
+    challenge = "Bearer"
 
 
 class ForbiddenError(CropperError):

@@ -86,8 +86,8 @@ class ImageSources:
         self.max_image_pixels = max_image_pixels
         self.metadata_ttl = metadata_ttl
         self.clock = clock  # wall time: fetch times are compared across processes and restarts
-        # Called (in the background) with the uuid of an image FathomNet no longer has, to purge it.
-        # None: what this host remembers of it is removed.
+        # Called (in the background) with the uuid of an image FathomNet no longer has; the wiring makes it a
+        # purge on every host (purges.Purges.withdrawn). None: what this host remembers of it is removed.
         self.on_withdrawn = None
         self._fresh = {}  # uuid -> MemorySource: pixels just decoded, cropped from while they are stored
         self._fresh_lock = threading.Lock()
@@ -325,7 +325,7 @@ class ImageSources:
         box = _read_back(BoxInfo.from_dict, data)
         return None if box is None else Remembered(box, _fetched_at(data))
 
-    # -- purges
+    # -- purges (cropper/purges.py runs them on every host)
 
     def forget_image(self, uuid, withdrawn=False):
         """Remove what this host remembers of an image: its record, its boxes' records and its pixels; withdrawn:
@@ -342,6 +342,22 @@ class ImageSources:
         if withdrawn and self.store.read_withdrawn(uuid) is None:  # since when it is known: kept
             self.store.write_withdrawn(uuid, self.clock())
         return removed
+
+    def forget_boxes(self, matches):
+        """Remove the records of the boxes matches(box) picks, and have the records of images listing one asked
+        for again at their next use. Returns (what was removed, how many image records will be asked for)."""
+        removed = Removed()
+        for box_uuid, data in self.store.records("box"):
+            box = _read_back(BoxInfo.from_dict, data)
+            if box is not None and matches(box):
+                removed += self.store.forget_box(box_uuid)
+        asked_again = 0
+        for uuid, data in self.store.records("info"):
+            info = _read_back(ImageInfo.from_dict, data)
+            if info is not None and any(matches(box) for box in info.boxes or ()):
+                self.store.write_info(uuid, {**data, FETCHED: 0})
+                asked_again += 1
+        return removed, asked_again
 
     def readiness_problem(self, timeout):
         """None if the image source answers within timeout, else why not."""

@@ -188,3 +188,22 @@ def test_an_image_never_seen_that_fathomnet_lacks_is_not_found_not_withdrawn(sou
         sources.info_with_boxes(unknown)
     assert sources.store.read_withdrawn(unknown) is None
 
+
+def test_forgetting_boxes_removes_exactly_those_picked_and_has_their_images_asked_again(sources, standin, clock):
+    record = standin.image("framegrab-1")
+    listed = sources.info_with_boxes(record.uuid).boxes
+    other = standin.image("framegrab-2")
+    others = sources.info_with_boxes(other.uuid).boxes
+    for box in (*listed, *others):
+        sources.box(box.uuid)
+    picked = listed[0]
+
+    removed, asked_again = sources.forget_boxes(lambda box: box.uuid == picked.uuid)
+
+    assert (removed.files, asked_again) == (1, 1)
+    assert sources.store.read_box(picked.uuid) is None
+    assert all(sources.store.read_box(box.uuid) for box in (*listed[1:], *others))
+    standin.reset()
+    sources.info_with_boxes(record.uuid)  # its list is asked for again at once; the other image's is not
+    sources.info_with_boxes(other.uuid)
+    assert image_queries(standin) == 1 and standin.count(f"/api/images/{record.uuid}") == 1

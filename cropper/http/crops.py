@@ -1,5 +1,5 @@
 """The crop API's routes (blueprint "cropper"): crops, batches, concept pages, annotations, crop files,
-the cluster's internal call, the pages (the web page and its Mirador viewer), and health. Each reads
+the cluster's internal calls, the pages (the web page and its Mirador viewer), and health. Each reads
 the request, makes one call to the service, and writes the answer.
 """
 
@@ -26,6 +26,7 @@ from ..errors import (
     NotFoundError,
     body_of,
 )
+from ..purges import Purge
 from ..schemas import batch_items
 from .hooks import answers_crops
 
@@ -282,17 +283,22 @@ def send_crop(opened, media_type, cache_status):
     return response
 
 
+def from_the_cluster():
+    """Refuse a cluster-internal call that does not carry CLUSTER_KEY, as a URL that is not there."""
+    if not settings().cluster_key or not hmac.compare_digest(
+            request.headers.get(cluster.KEY_HEADER, "").encode(), settings().cluster_key.encode()):
+        if settings().cluster_key and request.headers.get(cluster.KEY_HEADER):  # a host of another key, or a guess
+            cluster.log_refused_key(request.remote_addr, request.headers.get(cluster.FROM_HEADER, ""))
+        raise NotFoundError("The requested URL was not found on the server.")  # as if it were not there
+
+
 @bp.post("/_cluster/make")
 def make_for_another_host():
     """Another host of the cluster asks this one, its images' owner, to make crops: {"paths": [store paths]}.
 
     Answers one {"cached"} or error object per path, in order; a path no request would make is a 404 item.
     """
-    if not settings().cluster_key or not hmac.compare_digest(
-            request.headers.get(cluster.KEY_HEADER, "").encode(), settings().cluster_key.encode()):
-        if settings().cluster_key and request.headers.get(cluster.KEY_HEADER):  # a host of another key, or a guess
-            cluster.log_refused_key(request.remote_addr, request.headers.get(cluster.FROM_HEADER, ""))
-        raise NotFoundError("The requested URL was not found on the server.")  # as if it were not there
+    from_the_cluster()
     body = request.json_body()
     paths = body.get("paths") if isinstance(body, dict) else None
     if not isinstance(paths, list) or len(paths) > settings().batch_max_crops:
@@ -309,6 +315,17 @@ def make_for_another_host():
         else:
             replies.append({"cached": result.cached})
     return jsonify(replies)
+
+
+@bp.post("/_cluster/purge")
+def purge_for_another_host():
+    """Another host of the cluster made a purge (a purges.Purge as JSON): apply it here, answer what went."""
+    from_the_cluster()
+    try:
+        purge = Purge.of(request.json_body())
+    except ValueError as error:
+        raise InvalidRequestError(f"This is not a purge: {error}.") from None
+    return current_app.extensions["cropper.purges"].apply(purge)
 
 
 @bp.get("/")
