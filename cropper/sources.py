@@ -45,22 +45,21 @@ FETCHED = "fetched_at"  # the key a record's fetch time (seconds since the epoch
 # METADATA_TTL) before asking again: an outage must not cost every request FathomNet's timeouts.
 ASK_AGAIN_AFTER = 30.0
 
-_stale_notes = ContextVar("cropper_stale_notes", default=())  # this thread's, for the answer it makes now
+_stale = ContextVar("cropper_stale", default=False)  # this thread's, for the answer it makes now
 
 
 def stale_noted():
     """Whether the answer this thread is making used remembered metadata FathomNet could not confirm; noting
     starts afresh for its next answer."""
-    if not _stale_notes.get():
+    if not _stale.get():
         return False
-    _stale_notes.set(())
+    _stale.set(False)
     return True
 
 
-def _note_stale(uuid):
+def _note_stale():
     metrics.revalidated("stale")
-    notes = _stale_notes.get()
-    _stale_notes.set((*notes, uuid))
+    _stale.set(True)
 
 
 class Remembered(NamedTuple):
@@ -154,7 +153,7 @@ class ImageSources:
         if self.clock() < self._ask_again_at:  # a pause after a failure: remembered records are not asked about
             answers = {uuid: remembered[uuid].unconfirmed() for uuid in uuids if remembered.get(uuid)}
             for uuid in answers:
-                _note_stale(uuid)
+                _note_stale()
         asking = [uuid for uuid in uuids if uuid not in answers]
         for start in range(0, len(asking), QUERY_CHUNK):
             chunk = asking[start:start + QUERY_CHUNK]
@@ -187,7 +186,8 @@ class ImageSources:
         if answer is None:
             if remembered is None:
                 return ImageNotFoundError(f"FathomNet has no image with uuid {uuid}.", uuid=uuid)
-            self._forget_records(uuid, remembered, withdrawn=True)  # from now on its URLs answer 410, here at once
+            self._forget_records(uuid, remembered, withdrawn=False)
+            self.store.write_withdrawn(uuid, now)  # from now on its URLs answer 410, here at once, until asked again
             self.store.forget_info(uuid)
             if remembered.value is not None:
                 metrics.revalidated("withdrawn")
@@ -195,7 +195,7 @@ class ImageSources:
             return Remembered(None, now)
         if remembered is None:
             return answer
-        _note_stale(uuid)
+        _note_stale()
         log.warning("serving what is remembered of image %s: FathomNet could not confirm it (%s)", uuid, answer.message)
         return remembered.unconfirmed()
 
@@ -249,7 +249,7 @@ class ImageSources:
             elif self._usable(remembered, self.metadata_ttl):
                 answers[box_uuid] = remembered.value
             elif self.clock() < self._ask_again_at:  # FathomNet failed moments ago: not asked again yet
-                _note_stale(box_uuid)
+                _note_stale()
                 answers[box_uuid] = remembered.value
             else:
                 older[box_uuid] = remembered
@@ -274,7 +274,7 @@ class ImageSources:
                 self.remember_box(current, image.fetched_at)
                 return current
         elif not (isinstance(image, ImageNotFoundError) or (isinstance(image, Remembered) and image.value is None)):
-            _note_stale(box_uuid)  # its image's record could not be confirmed (and may be older than the box)
+            _note_stale()  # its image's record could not be confirmed (and may be older than the box)
             return remembered.value
         self.store.forget_box(box_uuid)  # no longer in its image's boxes, or its image is gone
         return BoxNotFoundError(f"FathomNet has no bounding box with uuid {box_uuid}.", box_uuid=box_uuid)

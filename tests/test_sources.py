@@ -173,6 +173,12 @@ def test_a_withdrawn_image_is_asked_about_again_after_the_ttl_and_served_if_it_c
     clock.turn(TTL + 1)
     with pytest.raises(ImageWithdrawnError):
         sources.info_with_boxes(record.uuid)
+    for turn, asked in ((0, 0), (TTL / 2 + 1, 0), (TTL / 2 + 1, 1)):  # still withdrawn: asked again once per TTL
+        clock.turn(turn)
+        calls = image_queries(standin)
+        with pytest.raises(ImageWithdrawnError):
+            sources.info(record.uuid)
+        assert image_queries(standin) == calls + asked
     standin.reset()  # FathomNet has it again
     clock.turn(TTL - 1)
     with pytest.raises(ImageWithdrawnError):
