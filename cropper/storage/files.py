@@ -108,10 +108,15 @@ class _FileStore:
         unlink(temp.path)
 
     def _write(self, path, data):
-        """Write a file atomically, and count it against the store's budget."""
+        """Write a file atomically, and count it against the store's budget (less the file it replaces: records
+        are written again as FathomNet is asked again)."""
+        try:
+            replaced = _disk_size(os.stat(path))
+        except FileNotFoundError:
+            replaced = 0
         with storing(self.name):
             write_bytes(path, data)
-        self.count(blocks(len(data)))
+        self.count(blocks(len(data)) - replaced)
 
     def _remove(self, path):
         """Remove a file if it is there, and count it off the store's budget: what was removed."""

@@ -115,6 +115,16 @@ def test_a_local_store_counts_what_it_holds_and_a_shared_one_leaves_it_to_its_pr
         assert crop_store.count(0) == before + 8192  # two blocks on disk
 
 
+def test_a_record_written_again_is_counted_once(source_store):
+    """FathomNet is asked again every METADATA_TTL, and each answer is written over the last."""
+    image = str(uuid.uuid4())
+    before = source_store.count(0)
+    for _ in range(3):
+        source_store.write_info(image, {"uuid": image, "fetched_at": time.time()})
+        source_store.write_box(image, {"uuid": image})
+    assert source_store.count(0) == before + 2 * 4096
+
+
 def test_a_reachable_store_is_ready(crop_store, source_store):
     assert crop_store.readiness_problem() is None
     assert source_store.readiness_problem(1) is None
