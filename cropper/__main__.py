@@ -145,9 +145,9 @@ def cache_command(args, settings):
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or a stop: end after the current pass, quietly
             signal.signal(signum, lambda *_: stop.set())
-        # Each pass also applies the purges this host missed, where a store shares them (one host down, or cut off).
-        missed = wiring.purges(settings, wiring.crop_service(settings, built=built)).catch_up \
-            if crop_store.shared else None
+        # Each pass also applies the purges this host missed: made while it was down or cut off, or that it
+        # could not apply when they were made.
+        missed = wiring.purges(settings, wiring.crop_service(settings, built=built)).catch_up
         run_pruner(pruner, args.every, stop,
                    parent_pid=os.getppid() if args.exit_with_parent else None, after_each=missed)
         return 0

@@ -8,8 +8,8 @@
   are crops of their images' regions and stay (purge the image for those).
 
 A purge is first added to the crop store's purge list, then made in the store, on this host and
-(CLUSTER_HOSTS) on every other, each asked with the cluster's key. A host that cannot be reached
-applies it from the list when it starts (and at its pruner's next pass). Purges are idempotent:
+(CLUSTER_HOSTS) on every other, each asked with the cluster's key. A host that cannot be reached, or
+cannot apply it now, applies it from the list when it starts and at its pruner's next pass. Purges are idempotent:
 made again, they remove nothing more. Each answers what it removed, per host.
 """
 
@@ -19,6 +19,7 @@ import uuid as uuidlib
 from dataclasses import asdict, dataclass, field
 
 from . import metrics
+from .errors import CropperError
 from .storage import PURGE_ID, Removed
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class Purges:
         """Make a purge everywhere and answer what it removed: in the store, and on each host."""
         self.crop_store.record_purge(purge.to_dict())  # first: a host that misses the rest finds it there
         store = self.crop_store.remove_image(purge.target) if purge.kind == "image" else Removed()
-        hosts = [self.apply(purge), *self.cluster.purge_elsewhere(purge.to_dict())]
+        hosts = [self._applied_here(purge), *self.cluster.purge_elsewhere(purge.to_dict())]
         if purge.kind == "image":  # crops that cuts under way when their host purged stored since the first pass
             store += self.crop_store.remove_image(purge.target)
         metrics.purged_from_store(purge.kind, store.bytes)
@@ -111,6 +112,14 @@ class Purges:
                  store.files, ", ".join(f"{host['host']} {host.get('files', 'not reached: applies it when it starts')}"
                                         for host in hosts))
         return report
+
+    def _applied_here(self, purge):
+        """apply(purge), or why not: then this host's pruner applies it at its next pass (it is in the list)."""
+        try:
+            return self.apply(purge)
+        except CropperError as error:  # busy (an image fetched for longer than LOCK_TIMEOUT), a disk that refuses
+            log.warning("could not apply purge %s here now (%s): it is applied later", purge.id, error.message)
+            return {"host": self.host, "error": error.message, "pending": True}
 
     def apply(self, purge):
         """Apply a purge to what this host keeps, and note it applied: what was removed here."""

@@ -130,3 +130,23 @@ def test_a_purge_reads_back_as_it_was_made():
     made = Purge("image", "00000000-0000-4000-8000-000000000000", withdrawn=True)
     assert Purge.of(made.to_dict()) == made
     assert Purge.of({**made.to_dict(), "target": made.target.upper()}) == made  # one spelling
+
+
+def test_a_purge_this_host_cannot_apply_now_is_made_elsewhere_and_applied_here_later(settings, standin):
+    from cropper import create_app
+    from tests.processes import HeldInChild
+
+    app = create_app(settings.replace(lock_timeout=0.2))
+    client, purges = app.test_client(), app.extensions["cropper.purges"]
+    record = standin.image("framegrab-7")
+    make_everything_of(client, record)
+    assert wait_until(lambda: any(name.endswith(".pix") for name in files_of(settings.cache_dir, record.uuid)))
+
+    with HeldInChild(lambda: purges.sources.store.lock(record.uuid)):  # an image fetched for longer than LOCK_TIMEOUT
+        report = purges.image(record.uuid)
+    (here,) = report["hosts"]
+    assert here["pending"] is True and "error" in here
+    assert report["store"]["files"] > 0 and all(not name.startswith(("crops/", "iiif/"))
+                                                for name in files_of(settings.cache_dir, record.uuid))
+    assert [purge.id for purge in purges.catch_up()] == [report["purge"]["id"]]  # the pruner's next pass
+    assert files_of(settings.cache_dir, record.uuid) == []
