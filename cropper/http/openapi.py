@@ -717,11 +717,11 @@ def paths(settings, options):
             "tags": ["iiif"], "summary": "An image's IIIF Presentation 3.0 manifest, its boxes as annotations",
             "description": "One canvas at FathomNet's size, deep-zoomed from this service's Image API, with each of "
                            "FathomNet's boxes a tagging annotation of its region (clamped to the image; a box wholly "
-                           "outside it is left out). Built from the image's remembered record: one FathomNet "
-                           "lookup the first time. For Mirador, Tify, Annona and other IIIF viewers.",
+                           "outside it is left out). Built from the image's remembered record, asked of FathomNet "
+                           "again once `METADATA_TTL` has passed. For Mirador, Tify, Annona and other IIIF viewers.",
             "parameters": [uuid_param("uuid", "A FathomNet image's uuid.", FRAMEGRAB)],
             "responses": answers({200: presentation_ok("The manifest.", "IIIFManifest")},
-                                 404, 429, 502, 503, 504, 507, e404="`image_not_found`.")}},
+                                 404, 410, 429, 502, 503, 504, 507, e404="`image_not_found`.")}},
         presentation.CONCEPT_COLLECTION: {"get": {
             "tags": ["iiif"], "summary": "A concept's images, a page at a time, as an IIIF collection",
             "description": f"The manifests of the images of a page of FathomNet's boxes of the concept (at most "
