@@ -71,17 +71,6 @@ def admin_delete(host, path):
     return requests.delete(f"{host.url}{path}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
 
 
-def owned_by(cluster, host, used=()):
-    """A survey image whose crops this host makes."""
-    return next(record for record in (cluster.standin.image(name) for name in SURVEY_NAMES)
-                if cluster.owner_of(record.uuid) is host and record.uuid not in used)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def standin_of(cluster, standin):
-    cluster.standin = standin
-
-
 def test_a_withdrawn_image_is_gone_from_the_store_every_hosts_nginx_and_folder_and_answers_410(cluster, store,
                                                                                               standin):
     record, other = standin.image(SURVEY_NAMES[0]), standin.image(SURVEY_NAMES[1])
@@ -137,8 +126,9 @@ def test_a_purge_made_on_any_host_reaches_every_host_and_says_what_each_removed(
 
 
 def test_a_host_that_was_down_during_a_purge_applies_it_when_it_starts(cluster, store, standin):
-    down = cluster.hosts[2]
-    record = owned_by(cluster, down, used={standin.image(name).uuid for name in SURVEY_NAMES[:3]})
+    record = standin.image(SURVEY_NAMES[3])
+    down = cluster.owner_of(record.uuid)  # it makes the image's crops: it has its pixels
+    asked = next(host for host in cluster.hosts if host is not down)
     path = urlsplit(requests.post(f"{cluster.front_url}/cropper/", json={"uuid": record.uuid, "x1": 0, "y1": 0,
                                                                           "x2": 40, "y2": 40},
                                   timeout=TIMEOUT).json()["url"]).path
@@ -149,7 +139,7 @@ def test_a_host_that_was_down_during_a_purge_applies_it_when_it_starts(cluster, 
 
     down.stop()
     try:
-        answer = admin_delete(cluster.hosts[0], f"/admin/images/{record.uuid}")
+        answer = admin_delete(asked, f"/admin/images/{record.uuid}")
         assert answer.status_code == 200, answer.text
         missed = next(entry for entry in answer.json()["hosts"] if entry["host"] == down.address)
         assert missed["pending"] is True and "error" in missed
