@@ -171,6 +171,7 @@ class FileCropStore(_FileStore):
 
     def unreachable(self, why):
         pass  # nginx reads this folder itself: nothing of it lies beyond reach
+
     def remove_image(self, uuid):
         """Remove every crop of an image; not a temp file being written (its writer's rename would fail)."""
         check_uuid(uuid)
