@@ -1,7 +1,9 @@
 """Operator commands: `cropper serve [--front] | env-example | nginx-config [--front] DIR | cache stats | cache
-prune [--every N] | store init | datasets worker | cluster check [--wait N]`."""
+prune [--every N] | cache purge --image UUID | --box UUID | --concept NAME | --missed | store init | datasets
+worker | cluster check [--wait N]`."""
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -17,6 +19,7 @@ from .datasets.worker import run_worker
 from .errors import CropperError
 from .ops.nginx import FrontSite, NginxProcess, NginxSite, render_front, render_nginx
 from .ops.serve import StartError, prepare_store, serve
+from .purges import MAX_CONCEPT, canonical_uuid
 from .storage.eviction import run_pruner
 
 
@@ -36,16 +39,27 @@ def main(argv=None):
     cluster.add_argument("action", choices=["check"], help="check: do the other hosts take this one's CLUSTER_KEY?")
     cluster.add_argument("--wait", type=interval, default=0, metavar="SECONDS",
                          help="ask hosts that cannot be reached again, every second, for up to SECONDS")
-    cache = commands.add_parser("cache", help="inspect or prune the cache folder (CACHE_DIR)")
-    cache.add_argument("action", choices=["stats", "prune"])
+    cache = commands.add_parser("cache", help="inspect, prune or purge the cache folder (CACHE_DIR) and the store")
+    cache.add_argument("action", choices=["stats", "prune", "purge"])
     cache.add_argument("--every", type=interval, metavar="SECONDS",
                        help="with prune: keep pruning at this interval, as the cache folder's one pruner")
+    what = cache.add_mutually_exclusive_group()
+    what.add_argument("--image", type=uuid_text, metavar="UUID",
+                      help="with purge: every crop, tile, pixel and record of an image")
+    what.add_argument("--box", type=uuid_text, metavar="UUID", help="with purge: what is remembered of a box")
+    what.add_argument("--concept", type=concept_name, metavar="NAME",
+                      help="with purge: what is remembered of a concept's boxes")
+    what.add_argument("--missed", action="store_true",
+                      help="with purge: apply the purges other hosts made while this one was down")
     cache.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     datasets = commands.add_parser("datasets", help="data-set jobs")
     datasets.add_argument("action", choices=["worker"], help="worker: run queued jobs until stopped "
                           "(Gunicorn's arbiter starts one beside its workers when DATASET_WORKER is on)")
     datasets.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.command == "cache" and args.action == "purge" and not (args.image or args.box or args.concept or
+                                                                   args.missed):
+        parser.error("cache purge needs --image UUID, --box UUID, --concept NAME or --missed")
     if args.command == "env-example":
         print(env_example(), end="")
         return 0
@@ -100,6 +114,19 @@ def log_lines():
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
 
 
+def uuid_text(raw):
+    try:
+        return canonical_uuid(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a uuid") from None
+
+
+def concept_name(raw):
+    if not 0 < len(raw) <= MAX_CONCEPT:
+        raise argparse.ArgumentTypeError(f"a concept is a name of 1 to {MAX_CONCEPT} characters")
+    return raw
+
+
 def interval(raw):
     seconds = float(raw)
     if not seconds >= 0:  # a negative or NaN interval would prune again and again without a pause
@@ -111,13 +138,18 @@ def cache_command(args, settings):
     built = wiring.stores(settings)
     crop_store, source_store = built.crops, built.sources
     pruner = wiring.pruner(settings, built)
+    if args.action == "purge":
+        return purge_command(args, settings, built)
     if args.action == "prune" and args.every:
         log_lines()
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or a stop: end after the current pass, quietly
             signal.signal(signum, lambda *_: stop.set())
+        # Each pass also applies the purges this host missed: made while it was down or cut off, or that it
+        # could not apply when they were made.
+        missed = wiring.purges(settings, wiring.crop_service(settings, built=built)).catch_up
         run_pruner(pruner, args.every, stop,
-                   parent_pid=os.getppid() if args.exit_with_parent else None)
+                   parent_pid=os.getppid() if args.exit_with_parent else None, after_each=missed)
         return 0
     if args.action == "prune":
         report = pruner.prune()
@@ -126,6 +158,22 @@ def cache_command(args, settings):
               f"{report.temp_files_removed} temp files, {report.superseded_removed} under names of earlier versions; "
               f"{report.skipped_in_use} in use were kept")
     print_stats(settings, crop_store, source_store)
+    return 0
+
+
+def purge_command(args, settings, built):
+    """Purge on this host (running or not), in the store and on every other host; print what went, as JSON."""
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    if settings.metrics_dir.is_dir():  # counted with the service's workers (Gunicorn empties it at each start)
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(settings.metrics_dir.resolve()))
+    purges = wiring.purges(settings, wiring.crop_service(settings, built=built))
+    if args.missed:
+        report = {"applied": [purge.to_dict() for purge in purges.catch_up()]}
+    elif args.concept:
+        report = purges.concept(args.concept)
+    else:
+        report = purges.image(args.image) if args.image else purges.box(args.box)
+    print(json.dumps(report, indent=2))
     return 0
 
 

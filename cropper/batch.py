@@ -93,14 +93,13 @@ class CropFailure:
 def resolve_many(service, requests, concurrency, annotations=None):
     """Each CropRequest resolved, in order: a Resolved, or the CropperError that item meets.
 
-    Annotations not known yet are looked up `concurrency` at a time; the images whose size is
-    needed come from one metadata query; then each request is resolved on its own.
+    Annotations not known yet are looked up `concurrency` at a time, those remembered past
+    METADATA_TTL asked again in one query; the images whose size is needed come from one metadata
+    query; then each request is resolved on its own.
     """
     annotations = dict(annotations or {})
     wanted = sorted({r.box_uuid for r in requests if r.box_uuid is not None} - set(annotations))
-    with ThreadPoolExecutor(max(1, min(concurrency, len(wanted)))) as pool:
-        for box_uuid, found in zip(wanted, pool.map(lambda uuid: _or_error(service.sources.box, uuid), wanted)):
-            annotations[box_uuid] = found
+    annotations.update(service.sources.boxes(wanted, concurrency))
     image_of = {}
     for request in requests:
         found = annotations.get(request.box_uuid)

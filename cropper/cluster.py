@@ -194,6 +194,27 @@ class Cluster:
             answers += answer
         return answers
 
+    def purge_elsewhere(self, purge):
+        """Have every other host apply a purge (a Purge's dict): each one's answer, or why it was not reached (then
+        it applies the purge from the store's list when it starts)."""
+        others = [host for host in self.hosts if host != self.me]
+        with ThreadPoolExecutor(max(1, len(others))) as pool:
+            return list(pool.map(lambda host: self._purge_at(host, purge), others))
+
+    def _purge_at(self, host, purge):
+        try:
+            answer = self.session.post(f"http://{host}/_cluster/purge", json=purge, headers={KEY_HEADER: self.key},
+                                       timeout=(min(CONNECT_SECONDS, self.timeout), self.timeout))
+            body = answer.json()
+        except (requests.RequestException, ValueError) as error:
+            return {"host": host, "error": f"not reached ({type(error).__name__})", "pending": True}
+        if answer.status_code != 200 or not isinstance(body, dict) or \
+                not all(type(body.get(count)) is int for count in ("files", "bytes")):
+            log.warning("cluster host %s answered HTTP %s when asked to apply purge %s", host, answer.status_code,
+                        purge.get("id"))
+            return {"host": host, "error": f"answered HTTP {answer.status_code}", "pending": True}
+        return {**body, "host": host}
+
     def _ask(self, host, crops_wanted):
         """One Made or CropperError per crop from host; None if host is down (then it is passed over a while)."""
         for attempt in range(2):
@@ -291,6 +312,9 @@ class SingleHost:
 
     def make_elsewhere(self, crops_wanted):
         return [None] * len(crops_wanted)
+
+    def purge_elsewhere(self, purge):
+        return []
 
 
 _refusals_logged = {}  # (address, claimed) -> when its refused key was last logged, in this process

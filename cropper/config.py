@@ -69,7 +69,7 @@ def _csv(raw):
 
 
 MAY_BE_ZERO = ("upstream_retries", "trusted_proxies", "gunicorn_workers", "cache_prune_interval", "temp_grace",
-               "miss_queue", "webp_method", "png_compress_level", "dataset_queue_max")
+               "miss_queue", "webp_method", "png_compress_level", "dataset_queue_max", "metadata_ttl")
 
 
 def setting(default, parse, help):
@@ -160,6 +160,17 @@ class Settings:
         512 * 1024 * 1024, _int, "Free space the cache's disk needs for /readyz to say ready.")
     ready_timeout: float = setting(2.0, _float, "Seconds /readyz waits for FathomNet (and the S3 bucket) to answer.")
 
+    # Freshness and purges (docs/freshness.md)
+    metadata_ttl: float = setting(
+        3600.0, _float, "Seconds FathomNet's answers about an image's boxes and about a box are used before the next "
+        "request that needs them asks again (a crop named by its pixel region never asks); 0: every time.")
+    admin_token: str = setting(
+        "", _str, "Bearer token of the operator endpoints (DELETE /admin/images/<uuid>, /admin/boxes/<uuid>, "
+        "/admin/concepts?name=...): a long random secret; empty: they do not exist (404).")
+    admin_allow: tuple = setting(
+        ("127.0.0.0/8", "::1/128"), _networks, "Networks that may reach /admin/ (others: 403, from nginx and "
+        "the app), comma-separated.")
+
     # The crop store: this host's folder, or an S3 bucket every host shares (README, "Several hosts")
     cache_backend: str = setting(
         "file", _str, "Where crops are kept: file (CACHE_DIR, served by this nginx from disk) or s3 (S3_BUCKET, "
@@ -179,6 +190,12 @@ class Settings:
     store_cache_max_bytes: int = setting(
         1024 * 1024 * 1024, _int, "With CACHE_BACKEND=s3: most bytes nginx's local cache of crops read from the "
         "store may hold.")
+    store_cache_dir: str = setting(
+        "", _str, "With CACHE_BACKEND=s3: the folder of that cache; empty: store-cache in CACHE_DIR. A purge "
+        "clears an image's entries there when this host's app can reach it.")
+    store_cache_valid: int = setting(
+        600, _int, "With CACHE_BACKEND=s3: seconds nginx serves a crop from that cache before asking the store "
+        "again (a conditional GET): how long a purge takes where the app cannot clear the cache.")
     cluster_hosts: tuple = setting(
         (), _csv, "Several hosts: every host's nginx as host:port, in the front nginx's order, the same on "
         "every host; empty: one host.")
@@ -293,6 +310,11 @@ class Settings:
             except ValueError:
                 raise ConfigError(f"{f.name.upper()}={raw!r} is not valid: {f.metadata['help']}") from None
         return cls(**values).checked(front)
+
+    @property
+    def store_cache_folder(self):
+        """Where nginx keeps the crops it read from the store: STORE_CACHE_DIR, else in CACHE_DIR."""
+        return Path(self.store_cache_dir).expanduser() if self.store_cache_dir else self.cache_dir / "store-cache"
 
     def replace(self, **changes):
         if "var_dir" in changes:  # the folders that follow VAR_DIR follow its change

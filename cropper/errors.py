@@ -20,6 +20,7 @@ class CropperError(Exception):
     status = 500
     code = "internal_error"
     retry_after = None  # seconds, for a Retry-After header, when trying again later may work
+    challenge = None  # a WWW-Authenticate value, for a 401
 
     def __init__(self, message, **details):
         super().__init__(message)
@@ -45,9 +46,24 @@ class ImageNotFoundError(CropperError):
     code = "image_not_found"
 
 
+class ImageWithdrawnError(CropperError):
+    """FathomNet no longer has an image it had: what was made of it is purged, and its URLs are gone."""
+
+    status = 410
+    code = "image_withdrawn"
+
+
 class NotFoundError(CropperError):
     status = 404
     code = "not_found"
+
+
+class UnauthorizedError(CropperError):
+    """An operator endpoint asked without ADMIN_TOKEN (or with another)."""
+
+    status = 401
+    code = "unauthorized"
+    challenge = "Bearer"
 
 
 class ForbiddenError(CropperError):

@@ -70,6 +70,13 @@ def _make_metrics():
                               "(or found), failed.", ["outcome"]),
         dataset_seconds=Histogram("cropper_dataset_job_seconds", "Time a data-set job ran, start to end.",
                                   buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200)),
+        revalidations=Counter("cropper_revalidations_total", "Remembered FathomNet records asked about again, by "
+                              "outcome: confirmed, changed, withdrawn, stale (FathomNet could not be asked: the "
+                              "remembered one was served).", ["outcome"]),
+        purges=Counter("cropper_purges_total", "Purges applied on this host (an operator's, or of an image "
+                       "FathomNet withdrew), by kind: image, box, concept.", ["kind"]),
+        purged_bytes=Counter("cropper_purged_bytes_total", "Bytes purges removed on this host (and from the crop "
+                             "store, by the host that ran the purge), by kind.", ["kind"]),
         cache_files=Gauge("cropper_cache_files", "Entries each store holds, as last measured.", ["store"],
                           multiprocess_mode="mostrecent"),
         # Set by the pruner process itself, and kept after it dies: older than twice the interval, no
@@ -180,6 +187,19 @@ def pruned(interval):
     """A pass of the pruner that runs every interval seconds is done."""
     metrics().prune_interval.set(interval)
     metrics().pruned.set(time.time())
+
+
+def revalidated(outcome):
+    metrics().revalidations.labels(outcome).inc()
+
+
+def purge_applied(kind, nbytes):
+    metrics().purges.labels(kind).inc()
+    metrics().purged_bytes.labels(kind).inc(nbytes)
+
+
+def purged_from_store(kind, nbytes):
+    metrics().purged_bytes.labels(kind).inc(nbytes)
 
 
 def measured(store, files, nbytes):

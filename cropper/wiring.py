@@ -15,12 +15,14 @@ from .datasets import Datasets
 from .datasets.jobs import Jobs
 from .datasets.queue import DatasetQueue, is_shared, queue_storage
 from .datasets.worker import Worker
+from .purges import Purges
 from .service import CropService
 from .sources import ImageSources
 from .storage.breaker import OPEN_FILE
 from .storage.eviction import Pruner
 from .storage.files import FileCropStore, FileDatasetStore, FileJobStore, FileSourceStore
 from .storage.locks import Locks
+from .storage.nginx_cache import NginxCache
 
 
 def _s3_crop_store(settings, locks):
@@ -79,8 +81,19 @@ def crop_service(settings, source=None, built=None):
     """The crop service over the stores, the image source (default: FathomNet), the evictor and the cluster."""
     built = built or stores(settings)
     evictor = pruner(settings, built)
-    sources = ImageSources(source or image_source(settings), built.sources, evictor, settings.max_image_pixels)
+    sources = ImageSources(source or image_source(settings), built.sources, evictor, settings.max_image_pixels,
+                           settings.metadata_ttl)
     return CropService(settings, built.crops, sources, evictor, cluster_of(settings))
+
+
+def purges(settings, service):
+    """Purges over the service's stores, this host's nginx cache (CACHE_BACKEND=s3) and the cluster; an image
+    FathomNet withdraws is purged through them."""
+    nginx_cache = NginxCache(settings.store_cache_folder) if settings.cache_backend == "s3" else None
+    made = Purges(service.sources, service.crop_store, nginx_cache, service.cluster,
+                  settings.cluster_self or socket.gethostname())
+    service.sources.on_withdrawn = made.withdrawn
+    return made
 
 
 def dataset_store(settings):

@@ -68,7 +68,9 @@ class Host:
         settings = {"CACHE_BACKEND": "s3", **SLOWER, **store.env(), **env}  # env may set what SLOWER does
         self.gunicorn = Gunicorn(service_env(standin, self.cache_dir, **settings), cwd=self.folder, workers=workers)
         self.nginx = NginxServer(self.gunicorn, self.cache_dir, self.folder / "nginx",
-                                 store_url=f"{store.endpoint_url}/{store.bucket}", **site_options)
+                                 store_url=f"{store.endpoint_url}/{store.bucket}",
+                                 store_cache=self.cache_dir / "store-cache",  # where its app clears a purge's
+                                 **site_options)
         self.address = f"127.0.0.1:{self.nginx.port}"  # its entry in CLUSTER_HOSTS and in the front's upstream
         self.url = self.nginx.url
         self.killed = self.app_killed = False

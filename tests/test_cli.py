@@ -17,6 +17,7 @@ from PIL import Image
 from cropper.crops import Box, Crop
 from cropper.imaging import write_raw
 from cropper.storage.disk import TEMP_SUFFIX, atomic_writer, write_bytes
+from devtools.servers import wait_until
 from tests.cachefolder import CacheFolder
 from tests.processes import HeldInChild
 
@@ -156,6 +157,51 @@ def test_prune_keeps_a_crop_being_made(tmp_path, cache):
                                     "earlier versions; 1 in use were kept")
 
 
+# -- cache purge
+
+
+def test_purge_works_with_the_service_stopped_and_says_what_it_removed(tmp_path, standin):
+    """Crops, a tile and an image's records made by an app that is gone; the command removes that image's alone."""
+    import json
+
+    from cropper import create_app
+    from cropper.config import Settings
+
+    settings = Settings(cache_dir=tmp_path / "cache", fathomnet_api_url=standin.api_url,
+                        allowed_image_hosts=(f"127.0.0.1:{standin.port}",), cache_prune_interval=0)
+    client = create_app(settings).test_client()
+    purged, kept = standin.image("framegrab-1"), standin.image("framegrab-2")
+    for record in (purged, kept):
+        assert client.post("/cropper/", json={"uuid": record.uuid, "x1": 0, "y1": 0, "x2": 32, "y2": 32}).status_code \
+            == 200
+        assert client.get(f"/iiif/3/{record.uuid}/0,0,64,64/64,/0/default.png").status_code == 200
+    cached = tmp_path / "cache"
+    assert wait_until(lambda: all(list(cached.rglob(f"{record.uuid}.pix")) for record in (purged, kept)))
+    kept_files = sorted(path for path in cached.rglob("*") if kept.uuid in str(path) and path.is_file())
+    del client  # the service is stopped: nothing of it runs
+
+    result = cropper(tmp_path, "cache", "purge", "--image", purged.uuid.upper(), fathomnet_api_url=standin.api_url)
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["purge"]["target"] == purged.uuid and report["store"]["files"] == 2
+    assert report["hosts"][0]["files"] >= 1 and report["files"] == report["store"]["files"] + \
+        report["hosts"][0]["files"]
+    assert not [path for path in cached.rglob("*") if purged.uuid in str(path) and path.is_file()]
+    assert sorted(path for path in cached.rglob("*") if kept.uuid in str(path) and path.is_file()) == kept_files
+    again = json.loads(cropper(tmp_path, "cache", "purge", "--image", purged.uuid).stdout)
+    assert (again["files"], again["bytes"]) == (0, 0)
+
+
+@pytest.mark.parametrize("args, says", [
+    ((), "needs --image UUID"), (("--image", "not-a-uuid"), "is not a uuid"), (("--box", "1234"), "is not a uuid"),
+    (("--concept", ""), "1 to 256"), (("--image", UUID, "--box", UUID), "not allowed with"),
+])
+def test_a_purge_that_names_nothing_is_a_usage_error(tmp_path, args, says):
+    result = cropper(tmp_path, "cache", "purge", *args)
+    assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
+
+
 # -- bad settings
 
 
@@ -176,7 +222,7 @@ def test_a_bad_setting_is_a_one_line_error_not_a_traceback(tmp_path, cache, acti
 
 
 def test_an_unknown_cache_action_is_refused(tmp_path):
-    result = cropper(tmp_path, "cache", "purge")
+    result = cropper(tmp_path, "cache", "wipe")
 
     assert result.returncode == 2
     assert "invalid choice" in result.stderr

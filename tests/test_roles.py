@@ -77,6 +77,6 @@ def test_every_module_of_the_package_lives_in_a_role_folder_or_is_a_documented_t
     top_level = {path.name for path in PACKAGE.glob("*.py")}
     assert top_level == {"__init__.py", "__main__.py", "batch.py", "cluster.py", "config.py", "crops.py",
                          "errors.py", "formats.py", "imaging.py", "logstats.py", "metrics.py", "pages.py",
-                         "schemas.py", "service.py", "sources.py", "spreadsheets.py", "wiring.py"}
+                         "purges.py", "schemas.py", "service.py", "sources.py", "spreadsheets.py", "wiring.py"}
     assert {path.name for path in PACKAGE.iterdir() if path.is_dir() and (path / "__init__.py").exists()} == {
         "datasets", "http", "iiif", "ops", "storage", "upstream"}

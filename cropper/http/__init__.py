@@ -8,10 +8,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from .. import wiring
 from ..config import Settings
 from ..schemas import BatchSchema, ConceptCollectionSchema, ConceptSchema, CropSchema, OptionsSchema
-from . import crops, datasets, iiif, metrics, openapi
+from . import admin, crops, datasets, iiif, metrics, openapi
 from .bodies import JSONRequest, parse_json
 from .errors import register_error_handlers
-from .hooks import register_cors, register_headers, register_metrics
+from .hooks import register_cors, register_headers, register_metrics, register_staleness
 
 
 def create_app(settings=None, source=None, service=None):
@@ -30,8 +30,11 @@ def create_app(settings=None, source=None, service=None):
     register_error_handlers(app)
     register_metrics(app)
     register_headers(app, settings)
+    register_staleness(app)
     for blueprint in (crops.bp, iiif.bp, iiif.presentation_bp, openapi.bp, metrics.bp, datasets.bp):
         app.register_blueprint(blueprint)
+    if settings.admin_token:  # without it the operator endpoints do not exist: 404, whatever the method
+        app.register_blueprint(admin.bp)
     return app
 
 
@@ -47,8 +50,9 @@ def register_proxy_fix(app, settings):
 
 
 def register_services(app, settings, service):
-    """The crop service, data-set jobs, and the schemas requests are read with."""
+    """The crop service, its purges, data-set jobs, and the schemas requests are read with."""
     app.extensions["cropper"] = service
+    app.extensions["cropper.purges"] = wiring.purges(settings, service)
     app.extensions["cropper.datasets"] = wiring.datasets(settings, service.sources)
     limits = {"max_side": settings.max_crop_side, "max_pixels": settings.max_crop_pixels,
               "default_format": settings.default_format}

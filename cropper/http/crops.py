@@ -1,5 +1,5 @@
 """The crop API's routes (blueprint "cropper"): crops, batches, concept pages, annotations, crop files,
-the cluster's internal call, the pages (the web page and its Mirador viewer), and health. Each reads
+the cluster's internal calls, the pages (the web page and its Mirador viewer), and health. Each reads
 the request, makes one call to the service, and writes the answer.
 """
 
@@ -26,6 +26,7 @@ from ..errors import (
     NotFoundError,
     body_of,
 )
+from ..purges import Purge
 from ..schemas import batch_items
 from .hooks import answers_crops
 
@@ -189,7 +190,7 @@ def image_boxes(uuid):
     info = crop_service().sources.info_with_boxes(uuid)
     default, base = schema("crop").options({}), base_url()
     listed = []
-    for box in info.boxes:
+    for box in info.boxes or ():  # None: a record kept before boxes were, which FathomNet could not confirm now
         try:
             resolved = crop_service().resolve(CropRequest(box_uuid=box.uuid, **default), info, box)
         except CropperError:  # a box entirely outside its image: listed, with nothing to crop
@@ -208,7 +209,8 @@ def box_crop(box_uuid, extension):
     query = {**request.args.to_dict(), "box_uuid": box_uuid, "format": extension}
     resolved = crop_service().resolve(schema("crop").load(query))
     response = redirect(public_url(resolved.crop), 302)
-    response.cache_control.max_age = 3600  # an annotation may be edited in FathomNet; its crop's URL then changes
+    # An annotation may be edited in FathomNet, and its crop's URL then changes: kept no longer than we keep it.
+    response.cache_control.max_age = int(settings().metadata_ttl)
     return response
 
 
@@ -281,17 +283,22 @@ def send_crop(opened, media_type, cache_status):
     return response
 
 
+def from_the_cluster():
+    """Refuse a cluster-internal call that does not carry CLUSTER_KEY, as a URL that is not there."""
+    if not settings().cluster_key or not hmac.compare_digest(
+            request.headers.get(cluster.KEY_HEADER, "").encode(), settings().cluster_key.encode()):
+        if settings().cluster_key and request.headers.get(cluster.KEY_HEADER):  # a host of another key, or a guess
+            cluster.log_refused_key(request.remote_addr, request.headers.get(cluster.FROM_HEADER, ""))
+        raise NotFoundError("The requested URL was not found on the server.")  # as if it were not there
+
+
 @bp.post("/_cluster/make")
 def make_for_another_host():
     """Another host of the cluster asks this one, its images' owner, to make crops: {"paths": [store paths]}.
 
     Answers one {"cached"} or error object per path, in order; a path no request would make is a 404 item.
     """
-    if not settings().cluster_key or not hmac.compare_digest(
-            request.headers.get(cluster.KEY_HEADER, "").encode(), settings().cluster_key.encode()):
-        if settings().cluster_key and request.headers.get(cluster.KEY_HEADER):  # a host of another key, or a guess
-            cluster.log_refused_key(request.remote_addr, request.headers.get(cluster.FROM_HEADER, ""))
-        raise NotFoundError("The requested URL was not found on the server.")  # as if it were not there
+    from_the_cluster()
     body = request.json_body()
     paths = body.get("paths") if isinstance(body, dict) else None
     if not isinstance(paths, list) or len(paths) > settings().batch_max_crops:
@@ -308,6 +315,17 @@ def make_for_another_host():
         else:
             replies.append({"cached": result.cached})
     return jsonify(replies)
+
+
+@bp.post("/_cluster/purge")
+def purge_for_another_host():
+    """Another host of the cluster made a purge (a purges.Purge as JSON): apply it here, answer what went."""
+    from_the_cluster()
+    try:
+        purge = Purge.of(request.json_body())
+    except ValueError as error:
+        raise InvalidRequestError(f"This is not a purge: {error}.") from None
+    return current_app.extensions["cropper.purges"].apply(purge)
 
 
 @bp.get("/")

@@ -25,6 +25,8 @@ def register_error_handlers(app):
         response = error_response(error.status, error.code, error.message, error.details)
         if error.retry_after is not None:
             response.headers["Retry-After"] = str(error.retry_after)
+        if error.challenge:
+            response.headers["WWW-Authenticate"] = error.challenge
         return response
 
     @app.errorhandler(HTTPException)

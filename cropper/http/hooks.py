@@ -5,7 +5,7 @@ import time
 from flask import current_app, g, request
 from flask_cors import CORS
 
-from .. import metrics, pages
+from .. import metrics, pages, sources
 
 
 def answers_crops(view):
@@ -42,7 +42,8 @@ def register_cors(app, settings):
                         r"/concepts": {},
                         r"/iiif/*": {"origins": "*", "send_wildcard": True}},  # IIIF: every viewer, as "*"
         origins=list(settings.cors_origins),
-        methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"], expose_headers=["X-Cropper-Cache"], max_age=86400,
+        methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"], expose_headers=["X-Cropper-Cache", "X-Cropper-Stale"],
+        max_age=86400,
     )
     # A POST without an Origin is no browser's cross-origin call, and its answer is never cached for
     # one: skip flask-cors's work there (a tenth of a cache hit's time). GETs keep it, as caches may
@@ -69,4 +70,14 @@ def register_headers(app, settings):
         policy = policies.get(request.endpoint)
         if policy:
             response.headers["Content-Security-Policy"] = policy
+        return response
+
+
+def register_staleness(app):
+    """An answer that used metadata remembered from FathomNet while it could not be asked says so."""
+
+    @app.after_request
+    def say_stale(response):
+        if sources.stale_noted():
+            response.headers["X-Cropper-Stale"] = "1"
         return response

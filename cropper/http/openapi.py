@@ -39,6 +39,7 @@ ERROR_CODES = {
          "is malformed, or the request is not valid HTTP (nginx, Gunicorn).",
     403: "`forbidden`: the client is not on the monitoring networks (`METRICS_ALLOW`).",
     413: "`request_entity_too_large`: the body is over `MAX_BODY_BYTES` (app, nginx).",
+    410: "`image_withdrawn`: FathomNet no longer has the image; what was made of it is purged, and its URLs are gone.",
     415: "`unsupported_media_type`: the body is not sent as `application/json`.",
     429: "`too_many_requests` (nginx): past the per-client rate limit and burst; `Retry-After` says when to retry.",
     501: "`not_implemented`: a rotation by other than a multiple of 90 degrees (IIIF 7.3).",
@@ -587,7 +588,7 @@ def refine_dataset(request, crop_options, settings):
 
 
 def paths(settings, options):
-    crop_errors = (400, 404, 413, 415, 422, 429, 502, 503, 504, 507)
+    crop_errors = (400, 404, 410, 413, 415, 422, 429, 502, 503, 504, 507)
     crop_422 = f"{VALIDATION} Or {BOX_OUTSIDE} Or {TOO_LARGE}"
     body = {"required": True, "content": {"application/json": {"schema": ref("CropRequest")}}}
     crop_ok = {200: json_ok("The crop's URL and what was cut.", ref("CropAnswer"),
@@ -646,7 +647,7 @@ def paths(settings, options):
             "description": "Each of the image's FathomNet annotations, with the request and the URL of its crop.",
             "parameters": [uuid_param("uuid", "A FathomNet image's uuid.", FRAMEGRAB)],
             "responses": answers({200: json_ok("The image's size and its annotations.", ref("ImageBoxes"))},
-                                 404, 429, 502, 503, 504, 507, e404="`image_not_found`.")}},
+                                 404, 410, 429, 502, 503, 504, 507, e404="`image_not_found`.")}},
         "/boxes/{box_uuid}.{format}": {"get": {
             "tags": ["annotations"], "summary": "Redirect to an annotation's crop",
             "description": "So an `<img>` can show an annotation by its uuid; the options are query parameters.",
@@ -654,9 +655,9 @@ def paths(settings, options):
                            path_param("format", FIELD_TEXT["format"], {"type": "string", "pattern": format_pattern()},
                                       formats.names()[0]),
                            *option_params],
-            "responses": answers({302: redirect("To the crop's URL (cacheable for an hour: an annotation may be "
-                                                "edited).", "The crop's URL.")},
-                                 404, 422, 429, 502, 503, 504, 507,
+            "responses": answers({302: redirect("To the crop's URL (cacheable for `METADATA_TTL` seconds: an "
+                                                "annotation may be edited).", "The crop's URL.")},
+                                 404, 410, 422, 429, 502, 503, 504, 507,
                                  e404="`box_not_found`, or `image_not_found` for its image.",
                                  e422=f"{VALIDATION} Or {TOO_LARGE}")}},
         "/crops/{shard}/{uuid}/{name}": {"get": {
@@ -673,7 +674,7 @@ def paths(settings, options):
                                       {"type": "string", "pattern": f"^{name_pattern}$"},
                                       f"100_100_405_400.{formats.names()[0]}")],
             "responses": answers({200: image_ok("The crop.", ("hit", "regenerated"))},
-                                 404, 422, 429, 502, 503, 504, 507,
+                                 404, 410, 422, 429, 502, 503, 504, 507,
                                  e404="`crop_not_found`: not a path the service would make; or `image_not_found`.",
                                  e422=TOO_LARGE,
                                  e429=ERROR_CODES[429] + " (only files made again count)")}},
@@ -681,7 +682,7 @@ def paths(settings, options):
             "tags": ["iiif"], "summary": "An image's IIIF base URI",
             "parameters": [uuid_param("identifier", "A FathomNet image's uuid.", FRAMEGRAB)],
             "responses": answers({303: redirect("To the image's info.json.", "The info.json's URL.")},
-                                 404, 429, *PROXIED, e404="`image_not_found`.")}},
+                                 404, 410, 429, *PROXIED, e404="`image_not_found`.")}},
         "/iiif/3/{identifier}/info.json": {"get": {
             "tags": ["iiif"], "summary": "An image's IIIF image information",
             "description": "Size, limits, sizes and tiles for deep zoom. JSON-LD unless plain JSON is preferred.",
@@ -691,7 +692,7 @@ def paths(settings, options):
                                                              "schema": {"type": "string"}}},
                                         "content": {"application/ld+json": {"schema": ref("IIIFInfo")},
                                                     "application/json": {"schema": ref("IIIFInfo")}}}},
-                                 404, 429, 502, 503, 504, 507, e404="`image_not_found`.")}},
+                                 404, 410, 429, 502, 503, 504, 507, e404="`image_not_found`.")}},
         "/iiif/3/{identifier}/{region}/{size}/{rotation}/{quality}.{format}": {"get": {
             "tags": ["iiif"], "summary": "An IIIF image request",
             "description": "Made like a crop, stored under its canonical name (which nginx serves next time).",
@@ -708,7 +709,7 @@ def paths(settings, options):
                 path_param("format", "The image format.", {"type": "string", "enum": iiif_extensions},
                            iiif_extensions[0])],
             "responses": answers({200: iiif_image_ok()},
-                                 400, 404, 422, 429, 501, 502, 503, 504, 507,
+                                 400, 404, 410, 422, 429, 501, 502, 503, 504, 507,
                                  e400="`bad_request`: the IIIF syntax, or a request this image refuses (a region "
                                       "outside it, a size over the limits or scaling up without ^).",
                                  e404="`image_not_found`.", e422=TOO_LARGE)}},
@@ -716,11 +717,11 @@ def paths(settings, options):
             "tags": ["iiif"], "summary": "An image's IIIF Presentation 3.0 manifest, its boxes as annotations",
             "description": "One canvas at FathomNet's size, deep-zoomed from this service's Image API, with each of "
                            "FathomNet's boxes a tagging annotation of its region (clamped to the image; a box wholly "
-                           "outside it is left out). Built from the image's remembered record: one FathomNet "
-                           "lookup the first time. For Mirador, Tify, Annona and other IIIF viewers.",
+                           "outside it is left out). Built from the image's remembered record, asked of FathomNet "
+                           "again once `METADATA_TTL` has passed. For Mirador, Tify, Annona and other IIIF viewers.",
             "parameters": [uuid_param("uuid", "A FathomNet image's uuid.", FRAMEGRAB)],
             "responses": answers({200: presentation_ok("The manifest.", "IIIFManifest")},
-                                 404, 429, 502, 503, 504, 507, e404="`image_not_found`.")}},
+                                 404, 410, 429, 502, 503, 504, 507, e404="`image_not_found`.")}},
         presentation.CONCEPT_COLLECTION: {"get": {
             "tags": ["iiif"], "summary": "A concept's images, a page at a time, as an IIIF collection",
             "description": f"The manifests of the images of a page of FathomNet's boxes of the concept (at most "
@@ -850,6 +851,10 @@ output alike; a batch has at most {batch} crops.
 Every error, the app's, nginx's and Gunicorn's alike, is JSON in one shape:
 `{{"error": {{"code", "message", "details"}}}}`. The API's endpoints are rate limited per client by nginx
 (429 with `Retry-After`).
+
+What FathomNet says of annotations is asked again after `METADATA_TTL`; an answer that used what was
+remembered while FathomNet could not be asked carries `X-Cropper-Stale: 1`. An image FathomNet withdrew
+answers 410 (`image_withdrawn`).
 """
 
 

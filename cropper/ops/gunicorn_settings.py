@@ -106,10 +106,24 @@ def helpers():
     return commands
 
 
+# Before the workers start: purges other hosts made while this one was down, from the store's purge list
+# (its pruner's passes then apply any it misses later). Bounded: a store that hangs costs at most this.
+MISSED_PURGES_SECONDS = 60
 KEY_CHECK_WAIT = 60  # seconds the start's key check asks again hosts that do not answer yet
 
 
+def apply_missed_purges(server):
+    try:
+        subprocess.run([sys.executable, "-m", "cropper", "cache", "purge", "--missed"],
+                       timeout=MISSED_PURGES_SECONDS, stdout=subprocess.DEVNULL, check=True)
+    except (subprocess.SubprocessError, OSError) as error:
+        server.log.warning("could not apply the purges missed while this host was down (its pruner tries again): "
+                           "%s", error)
+
+
 def when_ready(server):
+    if settings.cache_backend == "s3":
+        apply_missed_purges(server)
     server.cropper_helpers = [KeptProcess(name, command).start() for name, command in helpers().items()]
     # Several hosts: this one's CLUSTER_KEY checked with the others once, in the log (they may be starting
     # too: those not answering yet are asked again for a minute). Once, not kept: /readyz checks it each time.

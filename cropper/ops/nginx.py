@@ -50,6 +50,9 @@ class NginxSite:
     store_url: str = ""  # CACHE_BACKEND=s3: http://host:port/bucket nginx reads crops from; "": from cache_dir
     store_cache_max: int = DEFAULTS.store_cache_max_bytes  # bytes of nginx's local cache of crops read from the store
     public_url: str = ""  # PUBLIC_URL: the page's policy lets it show crops from there
+    store_cache: Path | None = None  # that cache's folder (a purge clears an image's entries there); None: nginx's own
+    store_cache_valid: int = DEFAULTS.store_cache_valid  # seconds before nginx asks the store again about a crop
+    admin_allow: tuple = DEFAULTS.admin_allow  # who may reach the operator endpoints (/admin/)
 
     @classmethod
     def from_settings(cls, settings):
@@ -64,6 +67,8 @@ class NginxSite:
             metrics_allow=settings.metrics_allow, real_ip_from=settings.nginx_real_ip_from,
             store_url=store_url(settings) if settings.cache_backend == "s3" else "",
             store_cache_max=settings.store_cache_max_bytes, public_url=settings.public_url,
+            store_cache=settings.store_cache_folder.resolve(), store_cache_valid=settings.store_cache_valid,
+            admin_allow=settings.admin_allow,
         )
 
 
@@ -136,7 +141,7 @@ def store_url(settings):
 def store_values(site, process):
     """The http-level part of reading crops from the store (its upstream, nginx's cache of it), its host, its path."""
     if not site.store_url:
-        return {f"CROPPER_STORE_{name}": "" for name in ("HTTP", "HOST", "PATH", "OUTAGE")}
+        return {f"CROPPER_STORE_{name}": "" for name in ("HTTP", "HOST", "PATH", "OUTAGE", "CACHE_VALID")}
     url = urlsplit(site.store_url)
     if url.scheme != "http" or not url.hostname:
         raise ValueError(f"nginx reads the store over plain http://host:port (S3_PUBLIC_URL), not {site.store_url}")
@@ -149,13 +154,15 @@ def store_values(site, process):
         f"upstream cropper_store {{ {server} keepalive 16; }}",
         # While the app's breaker is open: no server to wait on (nginx logs "no live upstreams" for each read).
         "upstream cropper_store_unreachable { server 127.0.0.1:9 down; }",
-        f"proxy_cache_path \"{process.temp_dir / 'store-cache'}\" levels=1:2 keys_zone=cropper_store:16m "
+        f"proxy_cache_path \"{site.store_cache or process.temp_dir / 'store-cache'}\" levels=1:2 "
+        f"keys_zone=cropper_store:16m "
         f"max_size={site.store_cache_max} inactive=7d use_temp_path=off;",
         "map $upstream_cache_status $cropper_store_cache { HIT hit; STALE hit; UPDATING hit; REVALIDATED hit; "
         "default store; }",
     ])
     return {"CROPPER_STORE_HTTP": http, "CROPPER_STORE_HOST": host, "CROPPER_STORE_PATH": url.path.rstrip("/"),
-            "CROPPER_STORE_OUTAGE": str(site.cache_dir / breaker.OPEN_FILE)}
+            "CROPPER_STORE_OUTAGE": str(site.cache_dir / breaker.OPEN_FILE),
+            "CROPPER_STORE_CACHE_VALID": f"{site.store_cache_valid}s"}
 
 
 def upstream_servers(resolver, hosts, params):
@@ -209,6 +216,7 @@ def template_values(site, process):
         "CROPPER_METRICS_ALLOW": " ".join(f"allow {network};" for network in site.metrics_allow),
         "CROPPER_PAGE_POLICY": nginx_string(pages.page_policy(site.public_url)),
         "CROPPER_MIRADOR_POLICY": nginx_string(pages.mirador_policy(site.public_url)),
+        "CROPPER_ADMIN_ALLOW": " ".join(f"allow {network};" for network in site.admin_allow),
         "CROPPER_REAL_IP": real_ip(site.real_ip_from),
         **store_values(site, process),
     }

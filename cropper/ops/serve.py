@@ -58,6 +58,8 @@ class Nginx:
         render = render_front if isinstance(site, FrontSite) else render_nginx
         self.conf = render(site, NginxProcess.local(self.run_dir, user))
         site.access_log.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(site, NginxSite) and site.store_url and site.store_cache:
+            site.store_cache.parent.mkdir(parents=True, exist_ok=True)  # nginx makes only its cache's last folder
         self.process = None
 
     def test_config(self):

@@ -7,18 +7,30 @@
 - A `DatasetStore` keeps the files of finished data sets (zips, shards), served as crops are:
   `FileDatasetStore` (this host's folder, which nginx serves).
 
+Both also purge what they hold of one image (or box) at an operator's word or FathomNet's
+(cropper/purges.py), and the crop store keeps the list of purges every host applies.
+
 Both are `Evictable`: eviction (eviction.py) keeps either within its budget through the same few
 methods, and the contract tests (tests/storage/test_contract.py) run every implementation through
 the same expectations. A new backend is a module in this folder implementing the interface, and
 one line in `cropper/wiring.py`'s table of backends.
 """
 
+import re
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
 from .. import crops
-from ..crops import Crop
+from ..crops import UUID, Crop
+
+PURGE_ID = re.compile(r"[0-9a-z-]{1,64}")  # what a purge's id may be: it names a file or an object
+
+
+def check_uuid(uuid):
+    """Refuse anything but an image's canonical uuid where it names what to remove (a path, a key prefix)."""
+    if not isinstance(uuid, str) or not re.fullmatch(UUID, uuid):
+        raise ValueError(f"not an image's uuid: {uuid!r}")
 
 
 @dataclass
@@ -57,6 +69,20 @@ class Listing:
             self.entries.append(Entry(crop, paths, size, last_used))
         elif crop := crops.superseded_store_path(store_path):
             self.superseded.append(Entry(crop, paths, size, last_used))
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What a purge removed from one place: files (or objects) and their bytes."""
+
+    files: int = 0
+    bytes: int = 0
+
+    def __add__(self, other):
+        return Removed(self.files + other.files, self.bytes + other.bytes)
+
+    def to_dict(self):
+        return {"files": self.files, "bytes": self.bytes}
 
 
 @dataclass(frozen=True)
@@ -115,6 +141,14 @@ class CropStore(Evictable, Protocol):
     def unreachable(self, why: str) -> None:
         """This host's nginx could not reach the store (why): fail at once from now on, as a call that
         timed out here would have made it. A store on this host's own disk has nothing to do."""
+    def remove_image(self, uuid: str) -> Removed:
+        """Remove every crop of an image, in every family, size and format; nothing stored is no error."""
+
+    def record_purge(self, purge: dict) -> None:
+        """Add a purge to the list every host applies (purge["id"] orders and names it)."""
+
+    def purges(self, known: frozenset = frozenset()) -> list:
+        """Every purge recorded but those whose id is in known, oldest first (an unreadable one is left out)."""
 
 
 class SourceStore(Evictable, Protocol):
@@ -130,6 +164,26 @@ class SourceStore(Evictable, Protocol):
 
     def forget_info(self, uuid: str) -> None:
         """Drop the image's metadata, so the next use asks FathomNet again."""
+
+    def records(self, kind: str):
+        """(uuid, dict) of every stored record of a kind: "info" (images) or "box" (annotations)."""
+
+    def remove_image(self, uuid: str) -> Removed:
+        """Remove the image's metadata and pixels, after a while for readers of its pixels to finish."""
+
+    def forget_box(self, box_uuid: str) -> Removed: ...
+
+    def read_withdrawn(self, uuid: str) -> float | None:
+        """When FathomNet was last found not to have the image any more, or None. Never evicted."""
+
+    def write_withdrawn(self, uuid: str, when: float) -> None: ...
+
+    def forget_withdrawn(self, uuid: str) -> None: ...
+
+    def purges_applied(self) -> set:
+        """The ids of the purges this host has applied."""
+
+    def note_purge_applied(self, purge_id: str) -> None: ...
 
     def read_box(self, box_uuid: str) -> dict | None: ...
 

@@ -152,10 +152,11 @@ class Pruner:
         return removed, freed
 
 
-def run_pruner(pruner, interval, stop=None, parent_pid=None):
+def run_pruner(pruner, interval, stop=None, parent_pid=None, after_each=None):
     """Prune every interval seconds as this cache folder's one pruner, until stop is set or the parent dies.
 
     While another process holds the pruner lock this one waits, and takes over if that one goes.
+    after_each: what else this folder's one pruner does each pass (apply the purges it missed).
     """
     stop = stop or threading.Event()
 
@@ -175,6 +176,8 @@ def run_pruner(pruner, interval, stop=None, parent_pid=None):
                 while not stopping():
                     if _prune_once(pruner):
                         metrics.pruned(interval)
+                    if after_each is not None:
+                        _each_pass(after_each)
                     pause()
         except BusyError:
             if not announced_waiting:
@@ -184,6 +187,13 @@ def run_pruner(pruner, interval, stop=None, parent_pid=None):
         except CropperError as error:  # a read-only or full cache: say so, try again later
             log.warning("cannot prune the cache: %s", error.message)
             pause()
+
+
+def _each_pass(task):
+    try:
+        task()
+    except Exception as error:  # the store may be down: the next pass tries again
+        log.warning("%s failed this pass: %r", getattr(task, "__name__", task), error)
 
 
 def _prune_once(pruner):

@@ -11,6 +11,9 @@ Layout under the cache folder:
     sources/f1/f11816b8-....json                  the image's FathomNet metadata
     sources/f1/f11816b8-....pix                   its decoded pixels (see imaging.RawImage)
     sources/3c/3c0e9d2a-....box                   a FathomNet annotation (JSON), by the box's uuid
+    sources/f1/f11816b8-....gone                  FathomNet no longer has the image (JSON: since when)
+    purges/<id>.json                              the purges made here (the crop store's purge list)
+    purges-applied/<id>                           the purges this host has applied
     locks/3a/3a5f....lock                         one lock file per key being made, removed after
     usage/crops, usage/sources                    what each store counts it holds
     store-unreachable                             CACHE_BACKEND=s3: the shared store's breaker, when open (breaker.py)
@@ -32,7 +35,7 @@ from pathlib import Path
 
 from .. import crops, imaging
 from ..errors import BusyError
-from . import Entry, Listing, NewFile, OpenedCrop, TempFile
+from . import PURGE_ID, Entry, Listing, NewFile, OpenedCrop, Removed, TempFile, check_uuid
 from .disk import atomic_writer, is_temp, scratch, storing, unlink, write_bytes
 from .locks import Locks, crop_lock, eviction_lock
 
@@ -40,7 +43,9 @@ log = logging.getLogger(__name__)
 
 BLOCK = 4096  # what a file of n bytes takes on disk is counted in blocks of this
 SPOOL_BYTES = 16 * 1024 * 1024  # downloads up to this stay in memory: no write and read back of a framegrab
-SOURCE_NAME = re.compile(rf"([0-9a-f]{{2}})/({crops.UUID})\.(json|pix|box)")
+SOURCE_NAME = re.compile(rf"([0-9a-f]{{2}})/({crops.UUID})\.(json|pix|box)")  # what eviction may remove
+RECORDS = {"info": ".json", "box": ".box"}
+PURGE_BYTES = 64 * 1024  # a recorded purge is far smaller: more is not one of ours
 # Refreshing atime at most this often keeps a hit to one stat in the common case. nginx's reads
 # refresh it too, under the usual relatime mount option, once a day at most.
 MARK_USED_EVERY = 3600
@@ -103,10 +108,25 @@ class _FileStore:
         unlink(temp.path)
 
     def _write(self, path, data):
-        """Write a file atomically, and count it against the store's budget."""
+        """Write a file atomically, and count it against the store's budget (less the file it replaces: records
+        are written again as FathomNet is asked again)."""
+        try:
+            replaced = _disk_size(os.stat(path))
+        except FileNotFoundError:
+            replaced = 0
         with storing(self.name):
             write_bytes(path, data)
-        self.count(blocks(len(data)))
+        self.count(blocks(len(data)) - replaced)
+
+    def _remove(self, path):
+        """Remove a file if it is there, and count it off the store's budget: what was removed."""
+        try:
+            size = _disk_size(os.stat(path))
+            os.unlink(path)
+        except FileNotFoundError:
+            return Removed()
+        self.count(-size)
+        return Removed(1, size)
 
 
 class FileCropStore(_FileStore):
@@ -151,6 +171,37 @@ class FileCropStore(_FileStore):
 
     def unreachable(self, why):
         pass  # nginx reads this folder itself: nothing of it lies beyond reach
+
+    def remove_image(self, uuid):
+        """Remove every crop of an image; not a temp file being written (its writer's rename would fail)."""
+        check_uuid(uuid)
+        removed = Removed()
+        for family in crops.FAMILIES:
+            folder = self.root / family / uuid[:2] / uuid
+            for path, _ in _files(folder):
+                if not is_temp(path):
+                    removed += self._remove(path)
+            for dirpath, _, _ in os.walk(folder, topdown=False):  # the emptied folders (the shards stay)
+                try:
+                    os.rmdir(dirpath)
+                except OSError:
+                    pass
+        return removed
+
+    def record_purge(self, purge):
+        """Keep a purge made here (this folder is this host's: every purge in it is made, and applied, here)."""
+        with storing(self.name):
+            write_bytes(self.root / "purges" / f"{_purge_id(purge)}.json", json.dumps(purge).encode())
+
+    def purges(self, known=frozenset()):
+        """Every purge recorded here but those known, oldest first."""
+        found = []
+        for path in sorted((self.root / "purges").glob("*.json")):
+            if path.stem not in known:
+                data = _read_small_json(path, PURGE_BYTES)
+                if isinstance(data, dict):
+                    found.append(data)
+        return found
 
     def listing(self):
         """Every stored crop, left-over temp file and crop an earlier version named otherwise, measured."""
@@ -235,6 +286,66 @@ class FileSourceStore(_FileStore):
     def forget_info(self, uuid):
         """Drop the image's metadata, so the next crop asks FathomNet again (it led to no usable image)."""
         unlink(self._path(uuid, ".json"))
+
+    def records(self, kind):
+        """(uuid, dict) of every stored record of a kind: "info" (images) or "box" (annotations)."""
+        suffix = RECORDS[kind]
+        for path, _ in _files(self.folder):
+            match = SOURCE_NAME.fullmatch(os.path.relpath(path, self.folder))
+            if match and f".{match[3]}" == suffix:
+                data = self._read_json(match[2], suffix)
+                if isinstance(data, dict):
+                    yield match[2], data
+
+    def remove_image(self, uuid):
+        """Remove the image's metadata and pixels (under its lock). Readers of its pixels (crops being cut) get
+        LOCK_TIMEOUT to finish, so what they make lands before the purge is done; then they go anyway."""
+        check_uuid(uuid)
+        removed = self._remove(self._path(uuid, ".json"))
+        pixels = self._path(uuid, ".pix")
+        try:
+            file = open(pixels, "rb")
+        except FileNotFoundError:
+            return removed
+        with file:
+            deadline = time.monotonic() + self.locks.timeout
+            while True:
+                try:
+                    fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        log.warning("removing the pixels of image %s while they are still being read", uuid)
+                        break
+                    time.sleep(0.02)
+            return removed + self._remove(pixels)  # while held: no new reader opens them meanwhile
+
+    def forget_box(self, box_uuid):
+        return self._remove(self._path(box_uuid, ".box"))
+
+    def read_withdrawn(self, uuid):
+        """When FathomNet was last found not to have the image (its .gone file, which eviction never lists)."""
+        data = self._read_json(uuid, ".gone")
+        when = data.get("withdrawn_at") if isinstance(data, dict) else None
+        return when if type(when) in (int, float) else None
+
+    def write_withdrawn(self, uuid, when):
+        with storing(self.name):
+            write_bytes(self._path(uuid, ".gone"), json.dumps({"withdrawn_at": when}).encode())
+
+    def forget_withdrawn(self, uuid):
+        unlink(self._path(uuid, ".gone"))
+
+    def purges_applied(self):
+        """The ids of the purges this host has applied: a file each."""
+        try:
+            return set(os.listdir(self.root / "purges-applied"))
+        except FileNotFoundError:
+            return set()
+
+    def note_purge_applied(self, purge_id):
+        with storing(self.name):
+            write_bytes(self.root / "purges-applied" / _purge_id({"id": purge_id}), b"")
 
     def open_pixels(self, uuid):
         """The image's raw pixels, memory-mapped, or None when not stored (or damaged).
@@ -439,6 +550,22 @@ def file_stores(cache_dir, lock_timeout):
     root = Path(cache_dir).resolve()
     locks = Locks(root / "locks", lock_timeout)
     return FileCropStore(root, locks), FileSourceStore(root, locks)
+
+
+def _purge_id(purge):
+    if not PURGE_ID.fullmatch(str(purge.get("id", ""))):
+        raise ValueError(f"not a purge's id: {purge.get('id')!r}")
+    return purge["id"]
+
+
+def _read_small_json(path, limit):
+    """The JSON in a file of at most limit bytes, or None (missing, larger, or not JSON)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(limit + 1)
+        return json.loads(data) if len(data) <= limit else None
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def _mark_used(path, stat):

@@ -4,8 +4,9 @@ A crop is the object <prefix><Crop.store_path> (crops/... or iiif/..., the paths
 uses and nginx is asked for), written once with its content type and a one-year immutable
 Cache-Control, and readable without credentials through a bucket policy on those keys (so nginx,
 a CDN or the client can fetch `public_url(crop)` straight from the bucket). Nothing else in the
-bucket is touched: a key that is not a crop's is never listed or removed. Finished data sets' files are
-objects under datasets/ (`S3DatasetStore`), readable alike.
+bucket is touched: a key that is not a crop's is never listed or removed, but the purge list
+(<prefix>purges/<id>, JSON: the purges every host applies, kept private by the bucket's policy). Finished
+data sets' files are objects under datasets/ (`S3DatasetStore`), readable alike.
 
 A store that cannot be reached or answers with an error is a StoreUnavailableError (503): the
 client hears that in words, the log gets botocore's own text. Once a call has found it unreachable
@@ -34,7 +35,7 @@ from botocore.exceptions import (
 
 from .. import crops
 from ..errors import BusyError, StoreUnavailableError
-from . import Listing, NewFile, OpenedCrop
+from . import PURGE_ID, Listing, NewFile, OpenedCrop, Removed, check_uuid
 from .breaker import StoreBreaker
 from .disk import scratch, storing
 from .files import size_and_sha256
@@ -46,6 +47,8 @@ CACHE_CONTROL = "public, max-age=31536000, immutable"  # a crop's key names its 
 TIMEOUTS = (ConnectTimeoutError, ReadTimeoutError)
 # What says the store cannot be reached at all (a connection closed or reset is tried again, as usual).
 UNREACHABLE = (*TIMEOUTS, EndpointConnectionError)
+PURGE_BYTES = 64 * 1024  # a recorded purge is far smaller: more is not one of ours
+DELETE_BATCH = 1000  # S3's most keys per DeleteObjects
 
 
 class S3CropStore:
@@ -170,6 +173,61 @@ class S3CropStore:
         except BusyError:
             return False
         return True
+
+    def remove_image(self, uuid):
+        """Remove every crop of an image (both families), whoever made them; what was removed."""
+        check_uuid(uuid)
+        found = {}
+        with self._reaching("remove the crops of an image from"):
+            for family in crops.FAMILIES:
+                pages = self.client.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=f"{self.prefix}{family}/{uuid[:2]}/{uuid}/")
+                for page in pages:
+                    found.update((item["Key"], item["Size"]) for item in page.get("Contents", []))
+            keys = sorted(found)
+            for start in range(0, len(keys), DELETE_BATCH):
+                batch = keys[start:start + DELETE_BATCH]
+                answer = self.client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": key} for key in batch], "Quiet": True})
+                for error in answer.get("Errors", []):  # kept: not counted as removed
+                    log.warning("crop store %s did not remove %s: %s", self.bucket, error.get("Key"), error.get("Code"))
+                    found.pop(error.get("Key"), None)
+        return Removed(len(found), sum(found.values()))
+
+    def record_purge(self, purge):
+        """Add a purge to the list in the bucket, where every host (one down now, when it starts) finds it."""
+        if not PURGE_ID.fullmatch(str(purge.get("id", ""))):
+            raise ValueError(f"not a purge's id: {purge.get('id')!r}")
+        with self._reaching("record a purge in"):
+            self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}purges/{purge['id']}",
+                                   Body=json.dumps(purge).encode(), ContentType="application/json")
+
+    def purges(self, known=frozenset()):
+        """Every purge in the bucket's list but those known, oldest first (their ids sort by time)."""
+        found = []
+        with self._reaching("read the purge list in"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"{self.prefix}purges/")
+            keys = sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+            for key in keys:
+                name = key[len(self.prefix) + len("purges/"):]
+                if name in known or not PURGE_ID.fullmatch(name):
+                    continue
+                try:
+                    answer = self.client.get_object(Bucket=self.bucket, Key=key)
+                except ClientError as error:
+                    if _status(error) == 404:  # removed meanwhile
+                        continue
+                    raise
+                with answer["Body"] as body:
+                    data = body.read(PURGE_BYTES + 1)
+                try:
+                    purge = json.loads(data) if len(data) <= PURGE_BYTES else None
+                except ValueError:
+                    purge = None
+                if isinstance(purge, dict):
+                    found.append(purge)
+        return found
 
     def readiness_problem(self):
         """None if the bucket answers within ready_timeout (one try), else what is wrong (for /readyz).

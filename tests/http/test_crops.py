@@ -5,6 +5,7 @@ import shutil
 import pytest
 
 from cropper import create_app
+from devtools.standin import boxes
 from tests.images import assert_image_equal, expected_crop, open_bytes
 
 
@@ -262,3 +263,16 @@ def test_a_get_that_makes_a_crop_again_takes_a_slot_as_a_post_does(settings, sta
         assert busy.headers["Retry-After"] == "1"
         assert client.get(made.replace("http://crops.test", "")).status_code == 200
     assert client.get(gone.replace("http://crops.test", "")).status_code == 200
+
+
+def test_an_answer_that_used_what_fathomnet_could_not_confirm_says_so(settings, standin):
+    client = create_app(settings.replace(metadata_ttl=0.0)).test_client()  # always asked again
+    box = boxes("framegrab-3")[0]
+    fresh = client.post("/cropper/", json={"box_uuid": box["uuid"]})
+    assert fresh.status_code == 200 and "X-Cropper-Stale" not in fresh.headers
+    standin.set_fault("503", target="api")
+    for answer in (client.post("/cropper/", json={"box_uuid": box["uuid"]}),
+                   client.get(f"/boxes/{box['uuid']}.webp"), client.get(f"/images/{box['imageUuid']}/boxes")):
+        assert answer.status_code in (200, 302) and answer.headers["X-Cropper-Stale"] == "1"
+    plain = client.post("/cropper/", json={"uuid": box["imageUuid"], "x1": 0, "y1": 0, "x2": 8, "y2": 8})
+    assert plain.status_code == 200 and "X-Cropper-Stale" not in plain.headers  # a pixel region asks nothing

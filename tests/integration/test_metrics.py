@@ -141,7 +141,8 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(prometheus, s
     """Traffic that touches every metric, scraped by Prometheus, then each of the dashboard's queries."""
     find_nginx_or_skip()
     env = service_env(standin, tmp_path / "cache", CACHE_MAX_BYTES=str(64 * 1024), CACHE_PRUNE_INTERVAL="0.5",
-                      MISS_SLOTS="1", MISS_QUEUE="0", GUNICORN_THREADS="4", LOCK_TIMEOUT="1")
+                      MISS_SLOTS="1", MISS_QUEUE="0", GUNICORN_THREADS="4", LOCK_TIMEOUT="1",
+                      METADATA_TTL="0", ADMIN_TOKEN="token")  # every box asked again; purges
     with Gunicorn(env, cwd=tmp_path, workers=2) as app:
         url = prometheus([app.url.removeprefix("http://")])
         assert wait_until(lambda: _has_data(url, "up == 1"), 30)  # scraping: rates see the traffic's slope
@@ -162,6 +163,12 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(prometheus, s
                 assert 503 in [future.result().status_code for future in held]
             for i in range(20):  # over the 64 KiB crop budget: evictions
                 crop(app.url, records[1], (i, i, i + 200, i + 200), format="png")
+            box_uuid = standin.image_json(names[1])["boundingBoxes"][0]["uuid"]
+            for _ in range(2):  # looked up, then asked again (METADATA_TTL=0)
+                requests.post(f"{app.url}/cropper/", json={"box_uuid": box_uuid}, timeout=60)
+            purged = requests.delete(f"{app.url}/admin/images/{records[1].uuid}",
+                                     headers={"Authorization": "Bearer token"}, timeout=60)
+            assert purged.status_code == 200 and purged.json()["bytes"] > 0
             time.sleep(2.5)  # a few scrapes between the rounds
         missing = []
         deadline = time.monotonic() + 45

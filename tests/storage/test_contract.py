@@ -115,6 +115,16 @@ def test_a_local_store_counts_what_it_holds_and_a_shared_one_leaves_it_to_its_pr
         assert crop_store.count(0) == before + 8192  # two blocks on disk
 
 
+def test_a_record_written_again_is_counted_once(source_store):
+    """FathomNet is asked again every METADATA_TTL, and each answer is written over the last."""
+    image = str(uuid.uuid4())
+    before = source_store.count(0)
+    for _ in range(3):
+        source_store.write_info(image, {"uuid": image, "fetched_at": time.time()})
+        source_store.write_box(image, {"uuid": image})
+    assert source_store.count(0) == before + 2 * 4096
+
+
 def test_a_reachable_store_is_ready(crop_store, source_store):
     assert crop_store.readiness_problem() is None
     assert source_store.readiness_problem(1) is None
@@ -224,3 +234,86 @@ def test_a_data_set_file_whose_writing_fails_is_never_stored(dataset_store):
             new.file.write(b"half")
             raise RuntimeError("the writer died")
     assert dataset_store.open_file(job, "train-000000.tar") is None
+
+
+# -- purges
+
+
+def test_removing_an_image_removes_every_crop_of_it_in_both_families_and_nothing_else(crop_store):
+    image, other = str(uuid.uuid4()), str(uuid.uuid4())
+    made = [new_crop(0, "webp", image), new_crop(10, "png", image),
+            Crop(image, Box(0, 0, 10, 10), "jpeg", (10, 10), family="iiif")]
+    kept = new_crop(0, "webp", other)
+    for crop in (*made, kept):
+        crop_store.put(crop, b"x" * 100)
+
+    removed = crop_store.remove_image(image)
+
+    assert (removed.files, removed.bytes >= 300) == (3, True)
+    assert not any(crop_store.find(crop) for crop in made) and crop_store.find(kept)
+    assert crop_store.remove_image(image).files == 0  # nothing more: no error
+    with pytest.raises(ValueError):
+        crop_store.remove_image("../" + image)  # only an image's uuid names what goes
+
+
+def test_the_purge_list_reads_back_what_was_recorded_oldest_first_but_the_known(crop_store):
+    run = uuid.uuid4().hex[:8]
+    purges = [{"id": f"{n:020d}-{run}", "kind": "image", "target": str(uuid.uuid4())} for n in (3, 1, 2)]
+    for purge in purges:
+        crop_store.record_purge(purge)
+    mine = [purge for purge in crop_store.purges() if purge["id"].endswith(run)]
+    assert mine == sorted(purges, key=lambda purge: purge["id"])
+    assert [purge["id"] for purge in crop_store.purges(known=frozenset({purges[1]["id"]}))
+            if purge["id"].endswith(run)] == [purges[2]["id"], purges[0]["id"]]
+    with pytest.raises(ValueError):
+        crop_store.record_purge({"id": "../escape", "kind": "image"})
+
+
+def test_the_source_store_forgets_an_image_and_a_box_and_keeps_withdrawals_out_of_eviction(source_store):
+    from PIL import Image
+
+    from cropper import imaging
+
+    image, box, other_box = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    source_store.write_info(image, {"uuid": image})
+    source_store.write_box(box, {"uuid": box, "concept": "a"})
+    source_store.write_box(other_box, {"uuid": other_box, "concept": "b"})
+    with source_store.new_pixels(image) as out:
+        imaging.write_raw(Image.new("RGB", (4, 3)), out)
+    assert dict(source_store.records("info")) == {image: {"uuid": image}}
+    assert dict(source_store.records("box")) == {box: {"uuid": box, "concept": "a"},
+                                                 other_box: {"uuid": other_box, "concept": "b"}}
+    counted = source_store.count(0)
+
+    removed = source_store.remove_image(image)
+    assert removed.files == 2 and source_store.count(0) == counted - removed.bytes
+    assert source_store.read_info(image) is None and source_store.open_pixels(image) is None
+    assert source_store.forget_box(box).files == 1 and source_store.forget_box(box).files == 0
+    assert source_store.read_box(other_box) is not None
+
+    assert source_store.read_withdrawn(image) is None
+    source_store.write_withdrawn(image, 1234.5)
+    assert source_store.read_withdrawn(image) == 1234.5
+    assert image not in [entry.key for entry in source_store.listing().entries]  # never evicted
+    source_store.forget_withdrawn(image)
+    assert source_store.read_withdrawn(image) is None
+
+    assert source_store.purges_applied() == set()
+    source_store.note_purge_applied("0001-ab")
+    assert source_store.purges_applied() == {"0001-ab"}
+
+
+def test_removing_an_images_pixels_waits_a_while_for_their_readers(source_store):
+    from PIL import Image
+
+    from cropper import imaging
+
+    image = str(uuid.uuid4())
+    with source_store.new_pixels(image) as out:
+        imaging.write_raw(Image.new("RGB", (4, 3)), out)
+    reader = source_store.open_pixels(image)
+    started = time.monotonic()
+    with reader:
+        assert source_store.remove_image(image).files == 1  # after LOCK_TIMEOUT (0.3 s here), read or not
+        assert reader.crop(Box(0, 0, 2, 2)).size == (2, 2)  # the reader keeps what it opened
+    assert time.monotonic() - started >= 0.3
