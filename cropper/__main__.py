@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sqlite3
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from .config import ConfigError, Settings, env_example
 from .datasets.worker import run_worker
 from .errors import CropperError
 from .ops.nginx import FrontSite, NginxProcess, NginxSite, render_front, render_nginx
-from .ops.serve import StartError, prepare_store, serve
+from .ops.serve import StartError, prepare_store, serve, served_cache_dir
 from .storage.eviction import run_pruner
 
 
@@ -108,6 +109,16 @@ def interval(raw):
 
 
 def cache_command(args, settings):
+    where, missing = "", False
+    if not args.every:  # an operator's look: at the folder `serve` uses (the pruner --every is given Gunicorn's)
+        folder = served_cache_dir(settings)
+        if folder != settings.cache_dir:
+            where = f" (where `cropper serve` keeps it as root: nginx's workers cannot reach {settings.cache_dir})"
+            settings = settings.replace(cache_dir=folder)
+        missing = not settings.cache_dir.is_dir()
+        if missing:  # a mistyped CACHE_DIR, or the demo's folder: said, not "0 files" alone, and not made by a prune
+            print(f"cropper: warning: the cache folder {settings.cache_dir.resolve()} does not exist: set CACHE_DIR "
+                  f"to the service's (the demo prints its own)", file=sys.stderr, flush=True)
     built = wiring.stores(settings)
     crop_store, source_store = built.crops, built.sources
     pruner = wiring.pruner(settings, built)
@@ -119,18 +130,18 @@ def cache_command(args, settings):
         run_pruner(pruner, args.every, stop,
                    parent_pid=os.getppid() if args.exit_with_parent else None)
         return 0
-    if args.action == "prune":
+    if args.action == "prune" and not missing:
         report = pruner.prune()
         print(f"removed {report.crops_removed} crops ({mib(report.crop_bytes_removed)}), "
               f"{report.sources_removed} sources ({mib(report.source_bytes_removed)}), "
               f"{report.temp_files_removed} temp files, {report.superseded_removed} under names of earlier versions; "
               f"{report.skipped_in_use} in use were kept")
-    print_stats(settings, crop_store, source_store)
+    print_stats(settings, crop_store, source_store, where)
     return 0
 
 
-def print_stats(settings, crop_store, source_store):
-    print(f"cache folder: {settings.cache_dir.resolve()}")
+def print_stats(settings, crop_store, source_store, where=""):
+    print(f"cache folder: {settings.cache_dir.resolve()}{where}")
     crops, sources = crop_store.listing(), source_store.listing()
     for label, listing, budget in (("crops", crops, settings.cache_max_bytes),
                                    ("sources", sources, settings.source_cache_max_bytes)):

@@ -16,6 +16,7 @@ from PIL import Image
 
 from cropper.crops import Box, Crop
 from cropper.imaging import write_raw
+from cropper.ops.serve import SYSTEM_CACHE_DIR, find_nginx
 from cropper.storage.disk import TEMP_SUFFIX, atomic_writer, write_bytes
 from tests.cachefolder import CacheFolder
 from tests.processes import HeldInChild
@@ -80,6 +81,7 @@ def when(timestamp):
 
 
 def test_stats_of_an_empty_cache(tmp_path):
+    (tmp_path / "cache").mkdir()
     result = cropper(tmp_path, "cache", "stats")
 
     assert result.returncode == 0, result.stderr
@@ -89,6 +91,33 @@ def test_stats_of_an_empty_cache(tmp_path):
     assert lines[2].split() == ["sources:", "0", "images", "0.0", "MiB", "of", "2,048.0", "MiB", "(0%)"]
     assert lines[3] == "temp files: 0"
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize("action", ["stats", "prune"])
+def test_a_cache_folder_that_does_not_exist_is_named_not_reported_empty(tmp_path, action):
+    result = cropper(tmp_path, "cache", action, cache_dir=tmp_path / "mistyped")
+
+    assert result.returncode == 0, result.stderr
+    assert f"the cache folder {tmp_path / 'mistyped'} does not exist" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "CACHE_DIR" in result.stderr
+    assert not (tmp_path / "mistyped").exists()  # not made by looking (nor by a prune of nothing)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or find_nginx() is None,
+                    reason="only `serve` started as root with nginx moves a cache its workers cannot reach")
+def test_as_root_stats_and_prune_look_in_the_folder_serve_uses(tmp_path):
+    """A service started as root from a private folder keeps its cache in /var/cache/cropper: look there."""
+    tmp_path.chmod(0o700)  # private to root, as root's home is: nginx's workers cannot reach var/cache in it
+    existed = SYSTEM_CACHE_DIR.exists()
+    for action in ("stats", "prune"):
+        moved = cropper(tmp_path, "cache", action, cache_dir="")  # CACHE_DIR not set: the default, var/cache
+        assert moved.returncode == 0, moved.stderr
+        assert f"cache folder: {SYSTEM_CACHE_DIR} (where `cropper serve` keeps it as root" in moved.stdout
+    assert SYSTEM_CACHE_DIR.exists() == existed  # looked at, never made
+    kept = cropper(tmp_path, "cache", "stats", cache_dir="", nginx="off")  # serve would run Gunicorn alone here
+    assert f"cache folder: {tmp_path / 'var/cache'}\n" in kept.stdout
+    named = cropper(tmp_path, "cache", "stats")  # a CACHE_DIR of one's own is never moved
+    assert f"cache folder: {tmp_path / 'cache'}\n" in named.stdout
 
 
 def test_stats_of_a_filled_cache(tmp_path, cache):
