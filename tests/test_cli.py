@@ -228,6 +228,16 @@ def test_store_init_without_the_s3_backend_is_a_one_line_error_not_a_traceback(t
     assert "Traceback" not in done.stderr and "CACHE_BACKEND=s3" in done.stderr
 
 
+def test_store_init_without_credentials_says_credentials_not_try_again(tmp_path):
+    done = cropper(tmp_path, "store", "init", cache_backend="s3", s3_endpoint_url="http://127.0.0.1:9",
+                   home=tmp_path, aws_ec2_metadata_disabled="true")  # no AWS_* keys, no ~/.aws, no instance role
+
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "no credentials" in last and "AWS_ACCESS_KEY_ID" in last, done.stderr
+    assert "Try again" not in last and "Traceback" not in done.stderr
+
+
 # -- nginx-config, and settings nginx cannot be given
 
 
