@@ -116,7 +116,7 @@ def wait_for_port(address, process, seconds=30):
     return False
 
 
-def check_free(address, setting):
+def check_free(address, setting, remedy=None):
     """Refuse to start on a port something else already holds (it would answer in our place)."""
     host, _, port = address.rpartition(":")
     if not port.isdigit():
@@ -127,7 +127,7 @@ def check_free(address, setting):
             probe.bind((host.strip("[]") or "0.0.0.0", int(port)))
         except OSError as error:
             raise StartError(f"{address} ({setting}) is not free: {error.strerror}; stop what uses it "
-                             f"or set {setting} to another address") from None
+                             f"or {remedy or f'set {setting} to another address'}") from None
 
 
 def is_loopback(address):
