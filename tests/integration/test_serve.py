@@ -28,7 +28,8 @@ def open_folder():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def start_serve(folder, standin, **env):
+def start_serve(folder, standin, new_session=False, **env):
+    """serve with these settings; in a session of its own (new_session), as from a terminal of its own."""
     env = {
         **os.environ, "CACHE_DIR": str(folder / "cache"), "FATHOMNET_API_URL": standin.api_url,
         "ALLOWED_IMAGE_HOSTS": f"127.0.0.1:{standin.port}", "GUNICORN_BIND": f"127.0.0.1:{free_port()}",
@@ -37,7 +38,8 @@ def start_serve(folder, standin, **env):
     }
     # cwd is a folder without a .env; the command must work from anywhere with the package importable
     process = subprocess.Popen([sys.executable, "-m", "cropper", "serve"], cwd=folder, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=new_session)
     return process, env
 
 
@@ -113,6 +115,22 @@ def test_sigterm_stops_it_too(open_folder, standin):
     process, env = start_serve(open_folder, standin)
     wait_for(f"http://{env['NGINX_LISTEN']}/healthz", process=process)
     stop_and_check(process, signal.SIGTERM)
+
+
+def test_ctrl_c_in_serves_terminal_stops_everything_without_a_traceback_even_at_once(open_folder, standin):
+    """Ctrl-C reaches the terminal's whole process group: the cache pruner Gunicorn starts must not be in it
+    (a Ctrl-C while the pruner was still importing printed its KeyboardInterrupt); Gunicorn stops it itself."""
+    process, env = start_serve(open_folder, standin, new_session=True, NGINX="off")
+    wait_for(f"http://{env['GUNICORN_BIND']}/healthz", process=process)
+    assert wait_until(lambda: any(b"prune" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                                  for pid in descendants(process.pid)), 10)
+    pruner = next(pid for pid in descendants(process.pid) if b"prune" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    assert os.getpgid(pruner) != os.getpgid(process.pid)  # not in the terminal's group: no Ctrl-C of its own
+    started = descendants(process.pid)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in serve's terminal
+    assert process.wait(timeout=45) == 0
+    assert wait_until(lambda: not any(alive(pid) for pid in started), 10)  # the pruner too, stopped by Gunicorn
+    assert "Traceback" not in process.stdout.read()
 
 
 def test_serve_runs_gunicorn_alone_without_nginx(open_folder, standin):
