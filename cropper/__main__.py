@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sqlite3
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from .config import ConfigError, Settings, env_example
 from .datasets.worker import run_worker
 from .errors import CropperError
 from .ops.nginx import FrontSite, NginxProcess, NginxSite, render_front, render_nginx
-from .ops.serve import StartError, prepare_store, serve
+from .ops.serve import StartError, prepare_store, serve, served_cache_dir
 from .purges import MAX_CONCEPT, canonical_uuid
 from .storage.eviction import run_pruner
 
@@ -135,6 +136,16 @@ def interval(raw):
 
 
 def cache_command(args, settings):
+    where, missing = "", False
+    if not args.every:  # an operator's look: at the folder `serve` uses (the pruner --every is given Gunicorn's)
+        folder = served_cache_dir(settings)
+        if folder != settings.cache_dir:
+            where = f" (where `cropper serve` keeps it as root: nginx's workers cannot reach {settings.cache_dir})"
+            settings = settings.replace(cache_dir=folder)
+        missing = not settings.cache_dir.is_dir()
+        if missing:  # a mistyped CACHE_DIR, or the demo's folder: said, not "0 files" alone, and not made by a prune
+            print(f"cropper: warning: the cache folder {settings.cache_dir.resolve()} does not exist: set CACHE_DIR "
+                  f"to the service's (the demo prints its own)", file=sys.stderr, flush=True)
     built = wiring.stores(settings)
     crop_store, source_store = built.crops, built.sources
     pruner = wiring.pruner(settings, built)
@@ -151,19 +162,19 @@ def cache_command(args, settings):
         run_pruner(pruner, args.every, stop,
                    parent_pid=os.getppid() if args.exit_with_parent else None, after_each=missed)
         return 0
-    if args.action == "prune":
+    if args.action == "prune" and not missing:
         report = pruner.prune()
         print(f"removed {report.crops_removed} crops ({mib(report.crop_bytes_removed)}), "
               f"{report.sources_removed} sources ({mib(report.source_bytes_removed)}), "
               f"{report.temp_files_removed} temp files, {report.superseded_removed} under names of earlier versions; "
               f"{report.skipped_in_use} in use were kept")
-    print_stats(settings, crop_store, source_store)
+    print_stats(settings, crop_store, source_store, where)
     return 0
 
 
 def purge_command(args, settings, built):
     """Purge on this host (running or not), in the store and on every other host; print what went, as JSON."""
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    log_lines()
     if settings.metrics_dir.is_dir():  # counted with the service's workers (Gunicorn empties it at each start)
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(settings.metrics_dir.resolve()))
     purges = wiring.purges(settings, wiring.crop_service(settings, built=built))
@@ -177,8 +188,8 @@ def purge_command(args, settings, built):
     return 0
 
 
-def print_stats(settings, crop_store, source_store):
-    print(f"cache folder: {settings.cache_dir.resolve()}")
+def print_stats(settings, crop_store, source_store, where=""):
+    print(f"cache folder: {settings.cache_dir.resolve()}{where}")
     crops, sources = crop_store.listing(), source_store.listing()
     for label, listing, budget in (("crops", crops, settings.cache_max_bytes),
                                    ("sources", sources, settings.source_cache_max_bytes)):

@@ -118,8 +118,8 @@ class Settings:
     default_format: str = setting("webp", _format, "Output format when the request names none (see formats.py).")
     quality: int = setting(90, _int, "Quality (1-100) of crops in the lossy formats (see formats.py).")
     # Encoder effort: a crop is encoded once and served many times. Measured by `python -m bench.encoders`
-    # (README, "Performance"): WebP method 0 is 2.2x faster than Pillow's default 4 for 11 % more bytes,
-    # and faster than methods 1 and 2, whose crops are within 1.5 % of its bytes.
+    # (docs/performance.md, "Encoder settings"): WebP method 0 is 2.2x faster than Pillow's default 4 for
+    # 11 % more bytes, and faster than methods 1 and 2, whose crops are within 1.5 % of its bytes.
     webp_method: int = setting(0, _int, "WebP's effort, 0 (fastest) to 6 (smallest).")
     jpeg_optimize: bool = setting(True, _bool, "JPEG: optimise the Huffman tables (7 % fewer bytes, +1.3 ms).")
     jpeg_progressive: bool = setting(False, _bool, "JPEG: progressive (12 % fewer bytes, +3.8 ms).")
@@ -171,7 +171,7 @@ class Settings:
         ("127.0.0.0/8", "::1/128"), _networks, "Networks that may reach /admin/ (others: 403, from nginx and "
         "the app), comma-separated.")
 
-    # The crop store: this host's folder, or an S3 bucket every host shares (README, "Several hosts")
+    # The crop store: this host's folder, or an S3 bucket every host shares (docs/deployment.md, "Several hosts")
     cache_backend: str = setting(
         "file", _str, "Where crops are kept: file (CACHE_DIR, served by this nginx from disk) or s3 (S3_BUCKET, "
         "shared by every host; nginx reads it through a local cache). Image sources stay in CACHE_DIR.")

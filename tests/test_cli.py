@@ -16,6 +16,7 @@ from PIL import Image
 
 from cropper.crops import Box, Crop
 from cropper.imaging import write_raw
+from cropper.ops.serve import SYSTEM_CACHE_DIR, find_nginx
 from cropper.storage.disk import TEMP_SUFFIX, atomic_writer, write_bytes
 from devtools.servers import wait_until
 from tests.cachefolder import CacheFolder
@@ -81,6 +82,7 @@ def when(timestamp):
 
 
 def test_stats_of_an_empty_cache(tmp_path):
+    (tmp_path / "cache").mkdir()
     result = cropper(tmp_path, "cache", "stats")
 
     assert result.returncode == 0, result.stderr
@@ -90,6 +92,33 @@ def test_stats_of_an_empty_cache(tmp_path):
     assert lines[2].split() == ["sources:", "0", "images", "0.0", "MiB", "of", "2,048.0", "MiB", "(0%)"]
     assert lines[3] == "temp files: 0"
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize("action", ["stats", "prune"])
+def test_a_cache_folder_that_does_not_exist_is_named_not_reported_empty(tmp_path, action):
+    result = cropper(tmp_path, "cache", action, cache_dir=tmp_path / "mistyped")
+
+    assert result.returncode == 0, result.stderr
+    assert f"the cache folder {tmp_path / 'mistyped'} does not exist" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "CACHE_DIR" in result.stderr
+    assert not (tmp_path / "mistyped").exists()  # not made by looking (nor by a prune of nothing)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or find_nginx() is None,
+                    reason="only `serve` started as root with nginx moves a cache its workers cannot reach")
+def test_as_root_stats_and_prune_look_in_the_folder_serve_uses(tmp_path):
+    """A service started as root from a private folder keeps its cache in /var/cache/cropper: look there."""
+    tmp_path.chmod(0o700)  # private to root, as root's home is: nginx's workers cannot reach var/cache in it
+    existed = SYSTEM_CACHE_DIR.exists()
+    for action in ("stats", "prune"):
+        moved = cropper(tmp_path, "cache", action, cache_dir="")  # CACHE_DIR not set: the default, var/cache
+        assert moved.returncode == 0, moved.stderr
+        assert f"cache folder: {SYSTEM_CACHE_DIR} (where `cropper serve` keeps it as root" in moved.stdout
+    assert SYSTEM_CACHE_DIR.exists() == existed  # looked at, never made
+    kept = cropper(tmp_path, "cache", "stats", cache_dir="", nginx="off")  # serve would run Gunicorn alone here
+    assert f"cache folder: {tmp_path / 'var/cache'}\n" in kept.stdout
+    named = cropper(tmp_path, "cache", "stats")  # a CACHE_DIR of one's own is never moved
+    assert f"cache folder: {tmp_path / 'cache'}\n" in named.stdout
 
 
 def test_stats_of_a_filled_cache(tmp_path, cache):
@@ -243,6 +272,16 @@ def test_store_init_without_the_s3_backend_is_a_one_line_error_not_a_traceback(t
     done = cropper(tmp_path, "store", "init")  # CACHE_BACKEND=file, the default: there is no bucket
     assert done.returncode != 0
     assert "Traceback" not in done.stderr and "CACHE_BACKEND=s3" in done.stderr
+
+
+def test_store_init_without_credentials_says_credentials_not_try_again(tmp_path):
+    done = cropper(tmp_path, "store", "init", cache_backend="s3", s3_endpoint_url="http://127.0.0.1:9",
+                   home=tmp_path, aws_ec2_metadata_disabled="true")  # no AWS_* keys, no ~/.aws, no instance role
+
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "no credentials" in last and "AWS_ACCESS_KEY_ID" in last, done.stderr
+    assert "Try again" not in last and "Traceback" not in done.stderr
 
 
 # -- nginx-config, and settings nginx cannot be given

@@ -76,7 +76,8 @@ def parser() -> argparse.ArgumentParser:
     crop_list.set_defaults(run=run_crop_list)
 
     concept = commands.add_parser("crop-concept", parents=[connection, options],
-                                  help="every crop of a concept, up to --limit boxes, into a folder with crops.csv")
+                                  help="every crop of a concept, up to --limit boxes, into a folder with crops.csv "
+                                  "(a progress bar with the [progress] extra)")
     concept.add_argument("concept", metavar="NAME")
     concept.add_argument("--limit", type=int, required=True, metavar="N", help="at most this many boxes")
     concept.add_argument("--offset", type=int, default=0, metavar="M", help="skip the concept's first M boxes")
@@ -107,7 +108,8 @@ def crop_options(image_format: bool) -> argparse.ArgumentParser:
     group.add_argument("--square", action="store_true", default=None, help="widen the region to a square")
     group.add_argument("--width", type=int, help="output width")
     group.add_argument("--height", type=int, help="output height")
-    group.add_argument("--fit", choices=FITS, help="with width and height (default contain)")
+    group.add_argument("--fit", choices=FITS, help="with width and height: contain (the default) keeps the aspect "
+                       "inside them (224x224 of a 305x300 box is 224x220); cover and fill give exactly that size")
     group.add_argument("--no-enlarge", dest="enlarge", action="store_false", default=None,
                        help="never scale up")
     group.add_argument("--background", help="letterbox colour, #rrggbb (default black)")

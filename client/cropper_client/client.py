@@ -19,7 +19,7 @@ from .files import written_aside
 __version__ = "0.1.0"
 DEFAULT_URL = "http://127.0.0.1:8080"
 # 429 (nginx's rate limit) and 503 (busy) say "come back after Retry-After". nginx's 502
-# service_unavailable means Gunicorn dropped the request (a worker died): the README's advice is to
+# service_unavailable means Gunicorn dropped the request (a worker died): docs/operations.md's advice is to
 # retry, which is safe because every call here is idempotent (the same body names the same crop).
 RETRY_STATUSES = frozenset({429, 503})
 RETRY_CODES = frozenset({"service_unavailable"})

@@ -57,9 +57,14 @@ class KeptProcess:
         self._thread = threading.Thread(target=self._keep, name=f"cropper-{name.replace(' ', '-')}", daemon=True)
 
     def start(self):
-        self.process = subprocess.Popen(self.command)
+        self.process = self._popen()
         self._thread.start()
         return self
+
+    def _popen(self):
+        # In a session of its own: a terminal's Ctrl-C reaches its whole process group, and one that
+        # reached a helper still importing printed a KeyboardInterrupt; the arbiter stops it (stop()).
+        return subprocess.Popen(self.command, start_new_session=True)
 
     def stop(self, timeout=10):
         """Stop the process and start it no more."""
@@ -90,5 +95,5 @@ class KeptProcess:
             with self._lock:
                 if self._stopping.is_set():
                     return
-                self.process = subprocess.Popen(self.command)
+                self.process = self._popen()
             log.warning("started the %s again (pid %d)", self.name, self.process.pid)

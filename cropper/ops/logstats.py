@@ -297,23 +297,37 @@ def render_text(summary):
     return "\n".join(lines)
 
 
+def html_cell(value):
+    """A table cell, escaped; a name indented with spaces (a sub-row in the text report) is indented by CSS."""
+    text = str(value)
+    return f'<td class="sub">{html.escape(text.lstrip())}</td>' if text[:1] == " " else f"<td>{html.escape(text)}</td>"
+
+
 def html_table(headers, rows):
-    """An HTML table; every cell is escaped."""
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    """An HTML table, every cell escaped; without headers, no header row (names are in the first column)."""
+    head = f"<tr>{''.join(f'<th>{html.escape(str(h))}</th>' for h in headers)}</tr>" if headers else ""
+    body = "".join("<tr>" + "".join(html_cell(c) for c in row) + "</tr>" for row in rows)
+    return f"<table>{head}{body}</table>"
 
 
-def svg_bars(bars, colors, names, tick_every=1, width=760, height=220):
+# A tick label runs down to the right at TICK_ANGLE degrees from its bar; at font-size 10 a character
+# is at most ~6.5 px wide (DejaVu Sans, Chromium's sans-serif on Debian): room is left for the longest.
+TICK_ANGLE, CHAR_WIDTH, FONT_SIZE = 40, 6.5, 10
+
+
+def svg_bars(bars, colors, names, tick_every=1, plot_w=710, plot_h=140):
     """An inline SVG chart of bars given as (label, [count per series]), the series stacked."""
-    left, bottom, plot_w, plot_h = 40, 60, width - 50, height - 80
+    longest, angle = max((len(label) for label, _ in bars), default=0) * CHAR_WIDTH, math.radians(TICK_ANGLE)
+    left, top, right = 40, 20, max(10, math.ceil(longest * math.cos(angle)))
+    axis = top + plot_h
+    width, height = left + plot_w + right, axis + 6 + math.ceil(longest * math.sin(angle) + FONT_SIZE)
     peak = max((sum(counts) for _, counts in bars), default=0) or 1
     step = plot_w / max(len(bars), 1)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="10">',
-             f'<text x="{left - 4}" y="{height - bottom - plot_h + 4}" text-anchor="end">{peak}</text>',
-             f'<line x1="{left}" y1="{height - bottom}" x2="{left + plot_w}" y2="{height - bottom}" stroke="#555"/>']
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="{FONT_SIZE}">',
+             f'<text x="{left - 4}" y="{top + 4}" text-anchor="end">{peak}</text>',
+             f'<line x1="{left}" y1="{axis}" x2="{left + plot_w}" y2="{axis}" stroke="#555"/>']
     for i, (label, counts) in enumerate(bars):
-        x, y = left + i * step, height - bottom
+        x, y = left + i * step, axis
         tip = html.escape(f"{label}: " + ", ".join(f"{c} {n}" for n, c in zip(names, counts)))
         for count, color in zip(counts, colors):
             h = count / peak * plot_h
@@ -321,7 +335,7 @@ def svg_bars(bars, colors, names, tick_every=1, width=760, height=220):
             parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(step - 1, 0.5):.1f}" height="{h:.1f}"'
                          f' fill="{color}"><title>{tip}</title></rect>')
         if i % tick_every == 0:
-            parts.append(f'<text transform="translate({x + step / 2:.1f},{height - bottom + 6}) rotate(40)">'
+            parts.append(f'<text transform="translate({x + step / 2:.1f},{axis + 6}) rotate({TICK_ANGLE})">'
                          f"{html.escape(label)}</text>")
     return "".join(parts) + "</svg>"
 
@@ -336,7 +350,7 @@ def render_html(summary):
                 ["regenerated crops (distinct)", summary["regenerated"]["distinct_crops"]],
                 ["upstream retried", summary["upstream"]["retried"]]]
     sections = [
-        "<h2>Overview</h2>" + html_table(["", ""], overview),
+        "<h2>Overview</h2>" + html_table([], overview),
         "<h2>Status</h2>" + html_table(["status", "requests"], summary["by_status"].items()),
         "<h2>Latency (ms, nearest-rank percentiles)</h2>"
         + html_table(["requests", "count", "p50", "p95", "p99", "max"], latency_rows(summary)),
@@ -344,8 +358,9 @@ def render_html(summary):
     for kind, buckets in summary["histograms"].items():
         sections.append(f"<h3>Latency histogram: {html.escape(LATENCY_GROUPS[kind])}</h3>"
                         + svg_bars([(label, [count]) for label, count in buckets], ["#3b73b9"], ["requests"]))
-    short = {"second": slice(11, 19), "minute": slice(11, 16), "hour": slice(5, 16), "day": slice(0, 10)}
-    bars = [(row[0][short.get(timeline["unit"], slice(None))], row[1:]) for row in timeline["bars"]]
+    # a label says what the bar's unit needs: its time of day, or its date (for "day" and "N days")
+    short = {"second": slice(11, 19), "minute": slice(11, 16), "hour": slice(5, 16)}
+    bars = [(row[0][short.get(timeline["unit"], slice(0, 10))], row[1:]) for row in timeline["bars"]]
     sections.append(f"<h2>Requests per {html.escape(timeline['unit'] or 'minute')}</h2>"
                     + svg_bars(bars, CLASS_COLORS, timeline["classes"], tick_every=max(len(bars) // 12, 1))
                     + "<p>" + " ".join(f'<span style="color:{c}">&#9632;</span> {n}'
@@ -355,7 +370,8 @@ def render_html(summary):
     sections.append("<h2>Top clients</h2>" + html_table(
         ["requests", "client"], [[c["requests"], c["client"]] for c in summary["top_clients"]]))
     style = ("body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:1em}"
-             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}svg{display:block}")
+             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}td.sub{padding-left:2em}"
+             "svg{display:block}")
     return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Cropper access log report</title>"
             f"<style>{style}</style></head><body><h1>Cropper access log report</h1>"
             + "\n".join(sections) + "</body></html>\n")

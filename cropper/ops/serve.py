@@ -118,7 +118,7 @@ def wait_for_port(address, process, seconds=30):
     return False
 
 
-def check_free(address, setting):
+def check_free(address, setting, remedy=None):
     """Refuse to start on a port something else already holds (it would answer in our place)."""
     host, _, port = address.rpartition(":")
     if not port.isdigit():
@@ -129,7 +129,7 @@ def check_free(address, setting):
             probe.bind((host.strip("[]") or "0.0.0.0", int(port)))
         except OSError as error:
             raise StartError(f"{address} ({setting}) is not free: {error.strerror}; stop what uses it "
-                             f"or set {setting} to another address") from None
+                             f"or {remedy or f'set {setting} to another address'}") from None
 
 
 def is_loopback(address):
@@ -180,17 +180,35 @@ DEFAULT_CACHE_DIR = DEFAULTS.cache_dir
 SYSTEM_CACHE_DIR, SYSTEM_RUN_DIR = Path("/var/cache/cropper"), Path("/run/cropper/nginx")
 
 
-def for_workers(settings, user):
-    """Settings whose cache folder nginx's workers (user) can read: a private default moves to /var/cache."""
+def workers_cache_dir(settings, user):
+    """The cache folder nginx's workers (user) read: CACHE_DIR, or SYSTEM_CACHE_DIR for a private default."""
     if not user or can_reach(user, settings.cache_dir.resolve()):
-        return settings
+        return settings.cache_dir
     if settings.cache_dir != DEFAULT_CACHE_DIR:
         raise StartError(f"nginx's workers run as {user}, who cannot read the cache folder "
                          f"{settings.cache_dir.resolve()}: set VAR_DIR (or CACHE_DIR) to a folder {user} can reach "
                          f"(e.g. {SYSTEM_CACHE_DIR}), or NGINX_USER to a user who can")
+    return SYSTEM_CACHE_DIR
+
+
+def for_workers(settings, user):
+    """Settings whose cache folder nginx's workers (user) can read: a private default moves to /var/cache."""
+    folder = workers_cache_dir(settings, user)
+    if folder == settings.cache_dir:
+        return settings
     print(f"Started as root: nginx's workers run as {user}, who cannot reach {DEFAULT_CACHE_DIR.resolve()}; "
-          f"the cache is in {SYSTEM_CACHE_DIR} (set VAR_DIR or CACHE_DIR to choose).", flush=True)
-    return settings.replace(cache_dir=SYSTEM_CACHE_DIR)
+          f"the cache is in {folder} (set VAR_DIR or CACHE_DIR to choose).", flush=True)
+    return settings.replace(cache_dir=folder)
+
+
+def served_cache_dir(settings):
+    """The cache folder `serve` uses with these settings, for the operator commands to look in the same one."""
+    try:
+        if nginx_binary(settings) is None:
+            return settings.cache_dir
+        return workers_cache_dir(settings, worker_user(settings))
+    except StartError:  # serve would refuse to start: the folder CACHE_DIR names is the one meant
+        return settings.cache_dir
 
 
 def run_dir(settings, user):

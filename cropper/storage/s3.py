@@ -30,6 +30,8 @@ from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
     ReadTimeoutError,
 )
 
@@ -244,7 +246,7 @@ class S3CropStore:
         log.warning("crop store %s at %s failed to answer /readyz: %r", self.bucket, self.endpoint_url, error)
         if self.breaker and isinstance(error, UNREACHABLE):
             self.breaker.trip(_reason(error))
-        return self._cannot_reach(_reason(error)).message
+        return self._failed(error).message
 
     def unreachable(self, why):
         """This host's nginx could not reach the store either: fail at once from now on, as if we had not."""
@@ -275,6 +277,16 @@ class S3CropStore:
     def _open_if_unreachable(self, caught_exception=None, **_):
         if isinstance(caught_exception, UNREACHABLE):
             self.breaker.trip(_reason(caught_exception))
+
+    def _failed(self, error):
+        """A failure of botocore's as the client hears it: no credentials (ours to fix: waiting won't), else
+        the store out of reach."""
+        if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
+            return StoreUnavailableError(
+                f"The crop store (S3 bucket {self.bucket} at {self.endpoint_url}) cannot be used: this host has no "
+                "credentials for it. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or another source boto3 "
+                "reads).", store=self.name)
+        return self._cannot_reach(_reason(error))
 
     def _cannot_reach(self, reason):
         return StoreUnavailableError(
@@ -325,10 +337,9 @@ class S3CropStore:
         try:
             yield
         except (BotoCoreError, ClientError) as error:
-            reason = _reason(error)
             log.warning("crop store %s at %s failed to %s %s: %r", self.bucket, self.endpoint_url, doing,
                         crop.store_path if crop else "", error)
-            raise self._cannot_reach(reason) from None
+            raise self._failed(error) from None
 
 
 def _reason(error):

@@ -28,7 +28,8 @@ def open_folder():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def start_serve(folder, standin, **env):
+def start_serve(folder, standin, new_session=False, **env):
+    """serve with these settings; in a session of its own (new_session), as from a terminal of its own."""
     env = {
         **os.environ, "CACHE_DIR": str(folder / "cache"), "FATHOMNET_API_URL": standin.api_url,
         "ALLOWED_IMAGE_HOSTS": f"127.0.0.1:{standin.port}", "GUNICORN_BIND": f"127.0.0.1:{free_port()}",
@@ -37,7 +38,8 @@ def start_serve(folder, standin, **env):
     }
     # cwd is a folder without a .env; the command must work from anywhere with the package importable
     process = subprocess.Popen([sys.executable, "-m", "cropper", "serve"], cwd=folder, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=new_session)
     return process, env
 
 
@@ -115,6 +117,22 @@ def test_sigterm_stops_it_too(open_folder, standin):
     stop_and_check(process, signal.SIGTERM)
 
 
+def test_ctrl_c_in_serves_terminal_stops_everything_without_a_traceback_even_at_once(open_folder, standin):
+    """Ctrl-C reaches the terminal's whole process group: the cache pruner Gunicorn starts must not be in it
+    (a Ctrl-C while the pruner was still importing printed its KeyboardInterrupt); Gunicorn stops it itself."""
+    process, env = start_serve(open_folder, standin, new_session=True, NGINX="off")
+    wait_for(f"http://{env['GUNICORN_BIND']}/healthz", process=process)
+    assert wait_until(lambda: any(b"prune" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                                  for pid in descendants(process.pid)), 10)
+    pruner = next(pid for pid in descendants(process.pid) if b"prune" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    assert os.getpgid(pruner) != os.getpgid(process.pid)  # not in the terminal's group: no Ctrl-C of its own
+    started = descendants(process.pid)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in serve's terminal
+    assert process.wait(timeout=45) == 0
+    assert wait_until(lambda: not any(alive(pid) for pid in started), 10)  # the pruner too, stopped by Gunicorn
+    assert "Traceback" not in process.stdout.read()
+
+
 def test_serve_runs_gunicorn_alone_without_nginx(open_folder, standin):
     process, env = start_serve(open_folder, standin, NGINX="off")
     try:
@@ -165,17 +183,39 @@ def test_as_root_a_cache_nginx_workers_cannot_read_is_refused(tmp_path, standin)
     assert "cannot read the cache folder" in line and "CACHE_DIR" in line
 
 
-def demo(*extra):
-    ports = [str(free_port()) for _ in range(3)]
-    process = subprocess.Popen([sys.executable, "-m", "devtools.demo", "--port", ports[0], "--app-port", ports[1],
-                                "--standin-port", ports[2], *extra], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+def demo_command(*extra, ports=None):
+    ports = ports or [free_port() for _ in range(3)]
+    return [sys.executable, "-m", "devtools.demo", "--port", str(ports[0]), "--app-port", str(ports[1]),
+            "--standin-port", str(ports[2]), *extra]
+
+
+def demo(*extra, **env):
+    process = subprocess.Popen(demo_command(*extra), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True, env={**os.environ, **env})
     lines = []
     for line in process.stdout:
         lines.append(line)
         if line.startswith("Ctrl-C"):
             break
     return process, lines
+
+
+def failed_demo(ports=None, **env):
+    """A demo that must not start: its lines, after checking it exited non-zero at once, printing no banner."""
+    started = time.monotonic()
+    result = subprocess.run(demo_command(ports=ports), cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, **env})
+    assert result.returncode != 0 and time.monotonic() - started < 20, result
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and "Open the page" not in output and "curl" not in output, output
+    lines = output.splitlines()
+    assert lines and all(line.startswith("Cannot start the demo: ") for line in lines), output
+    return lines
+
+
+def nothing_listens(port):
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
 def test_the_readmes_no_internet_demo_answers_its_own_curl_line(open_folder):
@@ -198,6 +238,66 @@ def test_the_readmes_no_internet_demo_answers_its_own_curl_line(open_folder):
     output = "".join(lines) + process.stdout.read()
     assert "Traceback" not in output
     assert f"Cache: {open_folder / 'cache'}" in output and (open_folder / "cache").is_dir()  # kept, where it said
+
+
+@pytest.mark.parametrize("option", ["--port", "--app-port", "--standin-port"])
+def test_the_demo_with_a_port_in_use_says_which_in_one_line_starts_nothing_and_fails(option):
+    """`cropper serve` (or another demo) already running: no banner pointing at the other service, no traceback."""
+    if option == "--port":
+        find_nginx_or_skip()  # without nginx the demo has no nginx port to check
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        taken = squatter.getsockname()[1]
+        ports = [free_port() for _ in range(3)]
+        ports[["--port", "--app-port", "--standin-port"].index(option)] = taken
+        lines = failed_demo(ports)
+    assert len(lines) == 1 and option in lines[0] and f"127.0.0.1:{taken}" in lines[0], lines
+    assert all(nothing_listens(port) for port in ports if port != taken)
+
+
+def test_the_demo_with_an_nginx_that_cannot_be_run_says_so_in_one_line():
+    lines = failed_demo(NGINX="/nonexistent/sbin/nginx")
+    assert len(lines) == 1 and "NGINX=/nonexistent/sbin/nginx" in lines[0], lines
+
+
+def test_a_second_demo_on_the_same_ports_names_each_port_and_leaves_the_first_running(open_folder):
+    find_nginx_or_skip()
+    process, lines = demo("--folder", str(open_folder))
+    try:
+        ports = [int(process.args[process.args.index(option) + 1])
+                 for option in ("--port", "--app-port", "--standin-port")]
+        second = failed_demo(ports)
+        assert [line.split("(")[1].split(")")[0] for line in second] == ["--standin-port", "--app-port", "--port"]
+        assert requests.get(f"http://127.0.0.1:{ports[0]}/healthz", timeout=10).status_code == 200
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+
+
+def test_the_demo_with_nginx_off_serves_the_page_and_crops_from_gunicorn(open_folder):
+    started = time.monotonic()
+    process, lines = demo("--folder", str(open_folder), NGINX="off")  # waited 30 s for nginx's port, then failed
+    try:
+        app_port = process.args[process.args.index("--app-port") + 1]
+        page = next(line for line in lines if "Open the page" in line).split()[-1]
+        assert page.startswith(f"http://127.0.0.1:{app_port}/?image="), "".join(lines)
+        assert time.monotonic() - started < 25
+        assert requests.get(page, timeout=10).headers["Content-Type"].startswith("text/html")
+        curl = next(line for line in lines if line.strip().startswith("curl"))
+        assert curl.split()[4] == f"http://127.0.0.1:{app_port}/cropper/"
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+
+
+def test_the_demo_fails_when_its_service_stops_on_its_own(open_folder):
+    process, lines = demo("--folder", str(open_folder))
+    started = descendants(process.pid)
+    gunicorn = next(pid for pid in started if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    os.kill(gunicorn, signal.SIGTERM)  # serve stops the rest and says so: the demo must not end as if all went well
+    assert process.wait(timeout=60) == 1
+    assert wait_until(lambda: not any(alive(pid) for pid in started), 10)
 
 
 def test_the_demo_in_the_background_stops_on_sigterm(open_folder):

@@ -1,12 +1,19 @@
 """The access-log report: numbers from known logs, odd lines, inputs, the CLI and the HTML."""
 
 import gzip
+import html
 import json
+import math
 import random
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from html.parser import HTMLParser
 from pathlib import Path
+
+import pytest
+from PIL import ImageFont
 
 from cropper.ops.logstats import MAX_BARS, LogStats, main, percentile, read_entries, render_html, render_text
 
@@ -229,3 +236,72 @@ def test_a_stray_time_years_away_keeps_the_chart_within_its_bars(tmp_path):
     assert timeline["unit"].endswith(" days") and len(timeline["bars"]) <= MAX_BARS + 1
     assert sum(sum(bar[1:]) for bar in timeline["bars"]) == 3
     assert len(render_html(summary)) < 500_000
+
+
+class Tables(HTMLParser):
+    """Every table of a page: rows of (cell text, the cell's class)."""
+
+    def __init__(self, page):
+        super().__init__()
+        self.tables, self.cell = [], None
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self.cell = ["", dict(attrs).get("class")]
+            self.tables[-1][-1].append(self.cell)
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell[0] += data
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.cell = None
+
+
+def test_html_tables_have_no_empty_rows_and_sub_rows_are_indented(tmp_path):
+    summary = summarize(tmp_path, [entry(), image(UUID_A), image(UUID_B, cache="regenerated")])
+    page = render_html(summary)
+    for table in Tables(page).tables:
+        assert all(any(text.strip() for text, _ in row) for row in table), table  # no empty first row
+    latency = next(table for table in Tables(page).tables if table[0][0][0] == "requests" and len(table[0]) == 6)
+    names = {row[0][0]: row[0][1] for row in latency[1:]}
+    assert names["GET /crops/"] is None and names["cache hit"] == names["regenerated"] == "sub"  # no leading spaces
+    assert re.search(r"td\.sub\{padding-left:[1-9]", page)
+
+
+def label_font():
+    """Chromium's sans-serif on Debian, which draws the report; Pillow's own if it is not installed."""
+    dejavu = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+    return ImageFont.truetype(str(dejavu), 10) if dejavu.exists() else ImageFont.load_default(10)
+
+
+def charts(page):
+    """(width, height, [(x, y, angle, label)]) of every inline SVG chart."""
+    found = []
+    for svg in re.findall(r"<svg .*?</svg>", page):
+        width, height = map(float, re.search(r'width="([\d.]+)" height="([\d.]+)"', svg).groups())
+        labels = [(float(x), float(y), float(angle), html.unescape(text)) for x, y, angle, text in re.findall(
+            r'<text transform="translate\(([\d.]+),([\d.]+)\) rotate\(([\d.]+)\)">([^<]*)</text>', svg)]
+        found.append((width, height, labels))
+    return found
+
+
+@pytest.mark.parametrize("seconds_apart", [1, 30, 600, 7200, 86400 * 3, 86400 * 40])
+def test_every_axis_label_is_drawn_inside_its_chart(tmp_path, seconds_apart):
+    """The last label was cut off at the chart's right edge (and a several-days bar's at its bottom)."""
+    lines = [entry(i * seconds_apart, request_time=10 ** (i % 6 - 3)) for i in range(60)] + [image(UUID_A)]
+    font = label_font()
+    for width, height, labels in charts(render_html(summarize(tmp_path, lines))):
+        assert labels
+        for x, y, angle, text in labels:
+            left, top, right, bottom = font.getbbox(text, anchor="ls")  # around the baseline's start
+            a = math.radians(angle)
+            corners = [(x + cx * math.cos(a) - cy * math.sin(a), y + cx * math.sin(a) + cy * math.cos(a))
+                       for cx in (left, right) for cy in (top, bottom)]
+            assert all(0 <= cx <= width and 0 <= cy <= height for cx, cy in corners), (text, width, height, corners)
