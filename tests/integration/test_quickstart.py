@@ -4,7 +4,7 @@ The commands are read from the README itself (the shell blocks under "Quick star
 in a copy of the files git would clone (tracked, or new and not ignored), with the tester's
 environment less the service's settings: set-up makes the clone's own .venv, the demo answers the
 curl line with the crop the README shows, and the page address it gives opens in Chromium with the
-image's annotations listed. `serve` is then started as step 4 says, and its crops of real FathomNet
+image's annotations listed. `serve` is then started as step 3 says, and its crops of real FathomNet
 images are either crops (with a network) or the 502/504 the README describes (without).
 
 The README's ports are 8080, 8000 and 8001. When something else on this machine holds one, the demo
@@ -60,10 +60,11 @@ def busy(ports):
 class Terminal:
     """A command run in a terminal of its own: its output collected as it comes, Ctrl-C to stop it."""
 
-    def __init__(self, command, cwd, env):
+    def __init__(self, command, cwd, env, shell=False):
         self.command, self.lines = command, []
-        self.process = subprocess.Popen(shlex.split(command), cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        argv = ["bash", "-c", command] if shell else shlex.split(command)  # shell: a line with && runs as typed
+        self.process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, start_new_session=True)
         self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True)
         self.reader.start()
 
@@ -118,18 +119,14 @@ def shell_env():
             if name not in settings and name not in ("VIRTUAL_ENV", "PYTHONPATH", "CROPPER_TEST_TOOLS")}
 
 
-@pytest.mark.timeout(900)  # the set-up installs the requirements into the clone's own .venv
+@pytest.mark.timeout(1200)  # the set-up installs the requirements into the clone's own .venv
 def test_the_quick_start_word_for_word_ends_with_a_crop_and_the_page_open(clone, shell_env):
     find_nginx_or_skip()
-    setup, demo, curl, tests, serve, real_crops, cache_and_logs = blocks("Quick start")
+    setup_and_demo, curl, tests, serve, real_crops, cache_and_logs = blocks("Quick start")
 
-    # 1. Set up
-    assert setup == "bash .ci/setup"
-    shell(setup, clone, shell_env)
-    assert (clone / ".venv/bin/python").exists()
-
-    # 2. The demo, in the foreground; the curl line and the page from a second terminal
-    assert demo == ".venv/bin/python -m devtools.demo"
+    # 1. Set up and start the demo, one line in the foreground; the curl line and the page from a second terminal
+    assert setup_and_demo == "bash .ci/setup && .venv/bin/python -m devtools.demo"
+    demo = setup_and_demo
     address = "127.0.0.1:8080"
     taken = busy(DEMO_PORTS.values())
     if taken:
@@ -139,9 +136,10 @@ def test_the_quick_start_word_for_word_ends_with_a_crop_and_the_page_open(clone,
         warnings.warn(f"ports {taken} are in use on this machine: the quick start ran with `{demo}`, and its "
                       f"curl lines and addresses on {address}")
     page = re.search(r"<http://127\.0\.0\.1:8080/(\?image=[0-9a-f-]+)>", section("Quick start"))[1]
-    running = Terminal(demo, clone, shell_env)
+    running = Terminal(demo, clone, shell_env, shell=True)
     try:
-        running.wait_for("Ctrl-C stops everything.")
+        running.wait_for("Ctrl-C stops everything.", seconds=780)  # the set-up installs into the clone's .venv
+        assert (clone / ".venv/bin/python").exists()
         assert f"http://{address}/{page}" in running.output()  # the page the README gives, as the demo prints it
         answer = json.loads(shell(curl.replace("127.0.0.1:8080", address), clone, shell_env))
         shown = json.loads(blocks("The API in brief", "json")[0])
@@ -158,11 +156,11 @@ def test_the_quick_start_word_for_word_ends_with_a_crop_and_the_page_open(clone,
     assert stopped == 0 and "Traceback" not in running.output(), running.output()
     assert "crops:" in shell(printed_stats, clone, shell_env)  # the cache command the demo printed
 
-    # 3. The tests: the command is CI's own (tests/test_docs.py checks what it names); not run from a test
+    # 2. The tests: the command is CI's own (tests/test_docs.py checks what it names); not run from a test
     assert tests == "bash .ci/run"
     assert ".venv/bin/python -m pytest -q -p no:cacheprovider" in (clone / ".ci/run").read_text()
 
-    # 4. serve against the real FathomNet, which this machine may not reach: a crop, or the README's 502/504
+    # 3. serve against the real FathomNet, which this machine may not reach: a crop, or the README's 502/504
     assert serve == ".venv/bin/python -m cropper serve"
     env, address = shell_env, "127.0.0.1:8080"
     if busy([8080, 8000]):
