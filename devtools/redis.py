@@ -6,12 +6,11 @@
 """
 
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
-from .servers import free_port, wait_until
+from .servers import free_port, stop_process, wait_until
 
 
 def find_redis():
@@ -54,13 +53,7 @@ class RedisServer:
 
     def stop(self):
         """SIGTERM, as a deploy stops it; its data stays in the folder for start()."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         time.sleep(0.05)
 
     def __enter__(self):

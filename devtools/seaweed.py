@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cropper.storage.s3 import S3CropStore
 
-from .servers import wait_for
+from .servers import stop_process, wait_for
 
 PORTS = 5  # s3, master, volume, filer, admin
 GRPC_OFFSET = 10000  # weed's fixed offset from each HTTP port to its gRPC port
@@ -120,12 +120,7 @@ class SeaweedFS:
 
     def stop(self):
         """SIGTERM, as a deploy stops it; the data stays in the folder for start()."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.process)
 
     def freeze(self):
         """SIGSTOP it, as a paused VM: it still takes connections (the kernel does), and answers nothing.

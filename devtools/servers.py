@@ -132,6 +132,17 @@ def service_env(standin, cache_dir, **extra):
     }
 
 
+def stop_process(process, seconds=15):
+    """SIGTERM, as a deploy stops a server, and SIGKILL if it has not exited within seconds."""
+    if process and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class Gunicorn:
     """Real Gunicorn with the package's settings serving `app` (the service by default); env holds the settings."""
 
@@ -173,13 +184,7 @@ class Gunicorn:
         return [pid for pid in children(self.process.pid) if b"prune" in _cmdline(pid)]
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, seconds=20)
 
     def log(self):
         return self.log_path.read_text(errors="replace")

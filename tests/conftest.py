@@ -4,6 +4,7 @@ import pytest
 
 from cropper import create_app
 from cropper.config import Settings
+from devtools.redis import RedisServer, find_redis
 from devtools.standin import FathomNetStandIn
 from tests.fakeservers import RawHandler, serving
 
@@ -57,4 +58,13 @@ def client(app):
 def tiny():
     """A minimal HTTP/1.0 server on 127.0.0.1; set tiny.routes[path] = (status, headers, body)."""
     with serving(RawHandler) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A real redis-server (Debian's) for the module's tests, on loopback with a password."""
+    if not find_redis():
+        pytest.skip("redis-server is not installed (apt-get install redis-server): .ci/setup installs it")
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
         yield server

@@ -21,25 +21,17 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from cropper.storage.redis import RedisJobStore
 from devtools.cluster import LocalCluster
-from devtools.redis import RedisServer, find_redis
 from devtools.servers import wait_until
 from devtools.standin import BENCH_DATASET_CONCEPT, DATASET_GENUS, DATASET_OUTSIDE_BOXES, find_boxes
+from tests.jobs import finished_job, job_answer
 
 TIMEOUT = 30
 
 
 @pytest.fixture(scope="module")
-def redis(tmp_path_factory):
-    if not find_redis():
-        pytest.skip("redis-server is not installed (apt-get install redis-server): .ci/setup installs it")
-    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def cluster(store, redis, standin, tmp_path_factory):  # noqa: F811
+def cluster(store, redis_server, standin, tmp_path_factory):  # noqa: F811
     # Downloads the stand-in holds half-way (to catch a job mid-way) wait for the test, not for a timeout.
-    env = {"DATASET_QUEUE": redis.url, "DATASET_WORKERS": "2", "READ_TIMEOUT": "60", "DOWNLOAD_TIMEOUT": "60"}
+    env = {"DATASET_QUEUE": redis_server.url, "DATASET_WORKERS": "2", "READ_TIMEOUT": "60", "DOWNLOAD_TIMEOUT": "60"}
     with LocalCluster(tmp_path_factory.mktemp("cluster"), standin, store, hosts=3, env=env) as running:
         assert wait_until(lambda: all(worker_ready(host) for host in running.hosts), timeout=60)
         yield running
@@ -67,22 +59,6 @@ def start(base, **body):
     return answer.json()
 
 
-def job_at(base, job_id):
-    return requests.get(f"{base}/datasets/{job_id}", timeout=TIMEOUT).json()
-
-
-def finished(base, job_id, timeout=240):
-    answer = {}
-
-    def ended():
-        nonlocal answer
-        answer = job_at(base, job_id)
-        return answer.get("status") not in ("queued", "running")
-
-    assert wait_until(ended, timeout=timeout), answer
-    return answer
-
-
 def images_of(concept, **constraints):
     return list(dict.fromkeys(box["imageUuid"] for box in find_boxes(concept=concept, **constraints)))
 
@@ -101,7 +77,7 @@ def path_of(url):
 def test_a_job_through_the_front_downloads_each_image_once_and_every_host_serves_it(cluster, standin):
     job = start(cluster.front_url, concepts=[DATASET_GENUS], descendants=True, split={"train": 0.8, "test": 0.2},
                 crop={"format": "png"})
-    done = finished(cluster.front_url, job["id"])
+    done = finished_job(cluster.front_url, job["id"])
     assert done["status"] == "done", done
     made = done["progress"]["crops_done"]
     failed = listed_in(cluster.front_url, done, "failures.csv")
@@ -116,7 +92,7 @@ def test_a_job_through_the_front_downloads_each_image_once_and_every_host_serves
     assert len({cluster.owner_of(uuid) for uuid in images}) > 1  # (ports, so the ring, differ from run to run)
     assert crops_cut(cluster) == made
     # The same answer from every host, and the same bytes of every file from each one's nginx.
-    answers = [job_at(host.url, job["id"]) for host in cluster.hosts]
+    answers = [job_answer(host.url, job["id"]) for host in cluster.hosts]
     assert all(answer == answers[0] for answer in answers) and answers[0]["files"] == done["files"]
     for file in done["files"]:
         for base in [cluster.front_url, *(host.url for host in cluster.hosts)]:
@@ -136,7 +112,7 @@ def held_job(cluster, standin, images, filters, held, **body):
     """A job over images whose download of images[held] the stand-in holds half-way: running, not done."""
     standin.set_fault("hold", target="image", uuid=images[held], times=1)
     job = start(cluster.front_url, concepts=[BENCH_DATASET_CONCEPT], filters=filters, **body)
-    assert standin.wait_until_held(1, timeout=120), job_at(cluster.front_url, job["id"])
+    assert standin.wait_until_held(1, timeout=120), job_answer(cluster.front_url, job["id"])
     return job
 
 
@@ -144,7 +120,7 @@ def test_any_host_answers_for_a_job_and_cancels_it(cluster, standin):
     images, filters = bench_images(70, 79)
     job = held_job(cluster, standin, images, filters, held=2, crop={"format": "png", "pad": 2})
     try:
-        answers = [job_at(host.url, job["id"]) for host in cluster.hosts]
+        answers = [job_answer(host.url, job["id"]) for host in cluster.hosts]
         assert {answer["status"] for answer in answers} <= {"queued", "running"}
         assert all(answer["request"] == answers[0]["request"] for answer in answers)
         cancelled = requests.delete(f"{cluster.hosts[1].url}/datasets/{job['id']}", timeout=TIMEOUT)
@@ -157,13 +133,13 @@ def test_any_host_answers_for_a_job_and_cancels_it(cluster, standin):
     settled(lambda: crops_cut(cluster))  # the round under way when it was cancelled ends (its crops are kept)
 
 
-def test_redis_stopped_mid_job_delays_it_and_loses_nothing(cluster, standin, redis):
+def test_redis_stopped_mid_job_delays_it_and_loses_nothing(cluster, standin, redis_server):
     """While Redis is down: every host says so in /readyz, a new job is a 503 with Retry-After, crops are
     made as ever; the job pauses, and finishes once Redis is back, with every box."""
     images, filters = bench_images(40, 59)
     cut_before = settled(lambda: crops_cut(cluster))
     job = held_job(cluster, standin, images, filters, held=3, crop={"format": "png", "pad": 4})
-    redis.stop()
+    redis_server.stop()
     try:
         for host in cluster.hosts:
             ready = requests.get(f"{host.url}/readyz", timeout=TIMEOUT).json()
@@ -180,8 +156,8 @@ def test_redis_stopped_mid_job_delays_it_and_loses_nothing(cluster, standin, red
         time.sleep(5)  # the job's crops go on; its reports wait for Redis
     finally:
         standin.release()
-        redis.start()
-    done = finished(cluster.front_url, job["id"])
+        redis_server.start()
+    done = finished_job(cluster.front_url, job["id"])
     assert done["status"] == "done" and done["progress"]["crops_done"] == 10 * len(images), done
     assert crops_cut(cluster) - cut_before == 1 + 10 * len(images)  # the crop asked for meanwhile, and the job's
 
@@ -197,29 +173,29 @@ def settled(count, pause=1.0, timeout=30):
     raise AssertionError(f"still changing after {timeout} s")
 
 
-def runner_of(cluster, redis, job_id):
+def runner_of(cluster, redis_server, job_id):
     """The host whose data-set worker holds the job's lease (a worker names itself host:pid:thread)."""
-    record = RedisJobStore(redis.url, "test", lock_timeout=5).get(job_id)
+    record = RedisJobStore(redis_server.url, "test", lock_timeout=5).get(job_id)
     assert record["lease_owner"], record
     pid = int(record["lease_owner"].split(":")[1])
     return next(host for host in cluster.hosts if pid in host.processes())
 
 
-def test_a_host_killed_mid_job_leaves_it_to_another_worker_and_no_crop_is_made_twice(cluster, standin, redis):
+def test_a_host_killed_mid_job_leaves_it_to_another_worker_and_no_crop_is_made_twice(cluster, standin, redis_server):
     images, filters = bench_images(0, 29)
     cut_before = settled(lambda: crops_cut(cluster))
     job = held_job(cluster, standin, images, filters, held=20, crop={"format": "png", "pad": 8})
     try:
-        assert wait_until(lambda: job_at(cluster.front_url, job["id"])["progress"].get("crops_done", 0) > 0,
+        assert wait_until(lambda: job_answer(cluster.front_url, job["id"])["progress"].get("crops_done", 0) > 0,
                           timeout=60)
         settled(lambda: crops_cut(cluster))  # a crop under way when its host dies would be cut again: let them end
-        victim = runner_of(cluster, redis, job["id"])
+        victim = runner_of(cluster, redis_server, job["id"])
         cluster.kill(victim)
     finally:
         standin.release()
-    done = finished(cluster.front_url, job["id"])
+    done = finished_job(cluster.front_url, job["id"])
     assert done["status"] == "done" and done["progress"]["crops_done"] == 10 * len(images), done
     assert crops_cut(cluster) - cut_before == 10 * len(images)  # each crop once, across the hosts and the kill
     for host in cluster.hosts:
         if host is not victim:
-            assert job_at(host.url, job["id"]) == done
+            assert job_answer(host.url, job["id"]) == done

@@ -34,7 +34,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from cropper.http.crops import CSV_COLUMNS
 from cropper.pages import docs_policy, page_policy
 from cropper.spreadsheets import csv_text
-from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip, forget_image, service_env, wait_until
+from devtools.servers import Gunicorn, NginxServer, find_nginx_or_skip, forget_image, service_env
 from devtools.standin import (
     DATASET_CONCEPTS,
     DATASET_GENUS,
@@ -45,6 +45,7 @@ from devtools.standin import (
     find_boxes,
     uuid_for,
 )
+from tests.jobs import finished_job, job_answer
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -420,7 +421,7 @@ def test_axe_finds_no_serious_or_critical_violations(page, standin, nginx, viewp
     size(page.driver, viewport)
     name = "framegrab-6"
     job_id = start_job(nginx, concepts=[DATASET_GENUS], crop={"width": 40, "height": 40})  # both sizes: one job
-    assert finished_job(nginx, job_id)["status"] == "done"
+    assert finished_job(nginx.url, job_id, seconds=90)["status"] == "done"
     page.open(f"?image={uuid_for(name)}&box={EDGE_BOXES['full-frame']}&dataset={job_id}")
     page.wait_for_image(len(boxes(name)))
     page.wait_for_result()
@@ -745,22 +746,6 @@ def start_job(service, **body):
     return answer.json()["id"]
 
 
-def job_answer(service, job_id):
-    return requests.get(f"{service.url}/datasets/{job_id}", timeout=10).json()
-
-
-def finished_job(service, job_id, timeout=90):
-    answer = {}
-
-    def ended():
-        nonlocal answer
-        answer = job_answer(service, job_id)
-        return answer.get("status") not in ("queued", "running")
-
-    assert wait_until(ended, timeout=timeout), answer
-    return answer
-
-
 def panel_ready(page):
     """Until the data-set panel shows with its choices (splits, formats) in: a request can be sent."""
     page.wait(lambda: page.el("#dataset-panel").is_displayed() and page.el("#ds-start-button").is_enabled(),
@@ -826,7 +811,7 @@ def test_the_data_set_panel_starts_a_job_follows_its_progress_and_shows_its_file
     page.wait(lambda: "dataset=" in page.driver.current_url and page.el("#ds-job-id").text in page.driver.current_url,
               message="the job in the address")
     job_id = page.el("#ds-job-id").text
-    running = job_answer(nginx, job_id)
+    running = job_answer(nginx.url, job_id)
     assert running["status"] == "running" and running["progress"]["boxes_total"] > 0, running
     progress = running["progress"]
     page.wait(lambda: page.el("#ds-status").text == "Running: cropping.", message="the running job")
@@ -846,7 +831,7 @@ def test_the_data_set_panel_starts_a_job_follows_its_progress_and_shows_its_file
     # Done: the files with their sizes, and the counts per split and label.
     standin.release()
     page.wait(lambda: page.el("#ds-status").text == "Done: the files are ready.", timeout=60, message="the job done")
-    answer = job_answer(nginx, job_id)
+    answer = job_answer(nginx.url, job_id)
     assert answer["status"] == "done"
     done = answer["progress"]
     failed = f" · {done['crops_failed']} failed (failures.csv says why)" if done["crops_failed"] else ""
@@ -876,7 +861,7 @@ def test_a_shared_job_address_reopens_the_job_as_asked_and_says_when_it_is_gone(
                        split={"train": 0.5, "test": 0.5}, filters={"maxDepth": 2000, "includeRejected": True},
                        crop={"width": 48, "height": 48, "fit": "cover", "format": "png"},
                        formats=["imagefolder", "webdataset"])
-    answer = finished_job(nginx, job_id)
+    answer = finished_job(nginx.url, job_id, seconds=90)
     assert answer["status"] == "done", answer
     page.open(f"?dataset={job_id}")
     page.wait(lambda: page.el("#ds-status").text == "Done: the files are ready.", message="the finished job")

@@ -6,18 +6,9 @@ import pytest
 from cropper.errors import BusyError, QueueUnavailableError
 from cropper.storage.files import FileJobStore
 from cropper.storage.locks import Locks
-from devtools.redis import RedisServer, find_redis
 from tests.processes import HeldInChild
 
 JOB = "0123456789abcdef0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    if not find_redis():
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
-        yield server
 
 
 @pytest.fixture(params=["file", "redis"])
