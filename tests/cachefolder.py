@@ -56,6 +56,11 @@ class Usage:
         return sum(entry.size for entry in entries)
 
 
+def files_under(folder):
+    """Every file under folder now. os.walk, not rglob: a purge or the pruner may remove folders as it walks."""
+    return sorted(Path(parent, name) for parent, _, names in os.walk(folder) for name in names)
+
+
 def scan(cache):
     crops, sources = cache.crop_store.listing(), cache.source_store.listing()
     for entry in crops.entries:

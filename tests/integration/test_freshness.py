@@ -10,7 +10,6 @@ with ADMIN_TOKEN, want it, and nginx lets only ADMIN_ALLOW reach them.
 import http.client
 import json
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,6 +17,7 @@ import requests
 
 from devtools.servers import Gunicorn, NginxServer, StandInProcess, find_nginx_or_skip, service_env, wait_until
 from devtools.standin import boxes
+from tests.cachefolder import files_under
 
 TTL = 3  # seconds: long enough for the "not before" checks on a loaded machine, short enough to wait out
 TOKEN = "an-operators-long-random-token"
@@ -54,7 +54,7 @@ def region_path(region):
 
 
 def files_of(cache_dir, uuid):
-    return sorted(path for path in Path(cache_dir).rglob("*") if path.is_file() and uuid in str(path))
+    return [path for path in files_under(cache_dir) if uuid in str(path)]
 
 
 def ask_from(source, method, url, headers=None):

@@ -19,6 +19,7 @@ from cropper.storage.nginx_cache import KEY_MARK
 from devtools.cluster import LocalCluster
 from devtools.servers import wait_until
 from devtools.standin import SURVEY_NAMES, boxes
+from tests.cachefolder import files_under
 
 TTL = 3
 TOKEN = "an-operators-long-random-token"
@@ -40,17 +41,19 @@ def stored(store, uuid):
 def nginx_cached(host, uuid):
     """The keys of the crops of an image this host's nginx keeps from the store."""
     keys = []
-    for path in Path(host.cache_dir, "store-cache").rglob("*"):
-        if path.is_file():
+    for path in files_under(Path(host.cache_dir, "store-cache")):
+        try:
             key = path.read_bytes()[:4096].partition(KEY_MARK)[2].partition(b"\n")[0].decode()
-            if f"/{uuid}/" in key:
-                keys.append(key)
+        except FileNotFoundError:  # removed by a purge as we read
+            continue
+        if f"/{uuid}/" in key:
+            keys.append(key)
     return sorted(keys)
 
 
 def kept_of(host, uuid):
     """What a host's folder keeps of an image besides nginx's cache: records, pixels, the note it is withdrawn."""
-    return sorted(path.name for path in Path(host.cache_dir, "sources").rglob("*") if uuid in path.name)
+    return sorted(path.name for path in files_under(Path(host.cache_dir, "sources")) if uuid in path.name)
 
 
 def make_and_read_everywhere(cluster, record):
