@@ -694,13 +694,15 @@ SURVEY_NAMES = tuple(f"survey-{i}" for i in range(10))
 SURVEY_CONCEPT = "Benthocodon pedunculata"
 
 
-def _survey_boxes(name: str) -> list[dict]:
-    """Ten seeded boxes of SURVEY_CONCEPT inside the image, 120-480 by 80-320 pixels."""
+def _seeded_boxes(name: str, concept: str, image_size, widths, heights) -> list[dict]:
+    """Ten boxes of one concept inside the image, their sides drawn from widths and heights (min, max),
+    seeded by the image's name."""
     rng = random.Random(name)
     out = []
     for i in range(10):
-        bw, bh = rng.randint(120, 480), rng.randint(80, 320)
-        out.append(_box(name, i, SURVEY_CONCEPT, rng.randrange(1920 - bw), rng.randrange(1080 - bh), bw, bh))
+        bw, bh = rng.randint(*widths), rng.randint(*heights)
+        out.append(_box(name, i, concept, rng.randrange(image_size[0] - bw), rng.randrange(image_size[1] - bh),
+                        bw, bh))
     return out
 
 
@@ -761,15 +763,6 @@ def _dataset_boxes(name: str) -> tuple[list[dict], dict[str, str]]:
 BENCH_DATASET_CONCEPT = "Solmissus"
 
 
-def _bench_boxes(name: str) -> list[dict]:
-    rng = random.Random(name)
-    out = []
-    for i in range(10):
-        bw, bh = rng.randint(60, 260), rng.randint(60, 220)
-        out.append(_box(name, i, BENCH_DATASET_CONCEPT, rng.randrange(1280 - bw), rng.randrange(720 - bh), bw, bh))
-    return out
-
-
 def _all_boxes() -> tuple[dict[str, list[dict]], dict[str, str]]:
     by_image, edge_boxes, dataset_boxes = {}, {}, {}
     for name in CATALOG_NAMES:
@@ -777,12 +770,12 @@ def _all_boxes() -> tuple[dict[str, list[dict]], dict[str, str]]:
             by_image[name], labels = _annotated_boxes(name)
             edge_boxes.update(labels)
         elif name in SURVEY_NAMES:
-            by_image[name] = _survey_boxes(name)
+            by_image[name] = _seeded_boxes(name, SURVEY_CONCEPT, (1920, 1080), (120, 480), (80, 320))
         elif name in DATASET_NAMES:
             by_image[name], labels = _dataset_boxes(name)
             dataset_boxes.update(labels)
         elif name in BENCH_NAMES:
-            by_image[name] = _bench_boxes(name)
+            by_image[name] = _seeded_boxes(name, BENCH_DATASET_CONCEPT, (1280, 720), (60, 260), (60, 220))
         else:
             by_image[name] = _random_boxes(name)
     return (by_image, {label: edge_boxes[label] for label in _EDGE_SPECS},
