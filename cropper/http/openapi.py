@@ -30,6 +30,7 @@ from ..datasets.jobs import STATUSES as DATASET_STATUSES
 from ..datasets.request import OUTPUT_FORMATS, SPLIT_NAMES, DatasetSchema
 from ..iiif import image as iiif
 from ..iiif import presentation
+from ..purges import MAX_CONCEPT
 from .crops import CSV_COLUMNS
 
 bp = Blueprint("openapi", __name__)
@@ -524,7 +525,14 @@ def build(app):
     spec.components.header("RetryAfterMaybe", {"description": "Seconds to wait before retrying, when said.",
                                                "schema": {"type": "string", "pattern": "^[0-9]+$"}})
     options = copy.deepcopy(spec.to_dict()["components"]["schemas"]["CropOptions"]["properties"])
-    for path, operations in paths(settings, options).items():
+    described = paths(settings, options)
+    if settings.admin_token:  # the operator endpoints exist only then (http/admin.py)
+        spec.tag({"name": "admin", "description": "Purges, made on every host: for operators, from the networks "
+                                                  "`ADMIN_ALLOW` names, with `ADMIN_TOKEN` (docs/freshness.md)."})
+        spec.components.security_scheme("adminToken", {"type": "http", "scheme": "bearer",
+                                                       "description": "`ADMIN_TOKEN`."})
+        described.update(admin_paths())
+    for path, operations in described.items():
         spec.path(path=path, operations=operations)
     description = spec.to_dict()
     del description["components"]["schemas"]["CropOptions"]  # only the query parameters of /boxes/ use it
@@ -762,6 +770,39 @@ def paths(settings, options):
         "/mirador": {"get": {"tags": ["service"], "summary": "Mirador on an image's manifest (?image=<uuid>)",
                              "responses": {"200": {"description": "The viewer page.",
                                                    "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+    }
+
+
+def admin_paths():
+    """DELETE /admin/...: what is purged, and the answer (what was removed, in the store and per host)."""
+    report = json_ok("What was removed: in the crop store, and on each host (a host that could not be reached "
+                     "says so, `pending`: it applies the purge when it can).", {"type": "object"})
+    refused = {"e401": "`unauthorized`: no `Authorization: Bearer <ADMIN_TOKEN>`, or another token.",
+               "e403": "`forbidden`: the client is not on the networks `ADMIN_ALLOW` names (nginx, then the app).",
+               "e503": "`store_unavailable`: the shared crop store (`CACHE_BACKEND=s3`) cannot be reached; retry "
+                       "after `Retry-After`."}
+
+    def purge(summary, description, parameters, *errors, **texts):
+        return {"delete": {"tags": ["admin"], "summary": summary, "description": description,
+                           "security": [{"adminToken": []}], "parameters": parameters,
+                           "responses": answers({200: report}, 401, 403, *errors, 503, *PROXIED, **refused,
+                                                **texts)}}
+
+    return {
+        "/admin/images/{uuid}": purge(
+            "Purge an image", "Every crop of the image in every size and format, its IIIF tiles, its pixels and "
+            "what is remembered of it and its boxes, in the store and on every host, nginx's copies included.",
+            [uuid_param("uuid", "The FathomNet image's uuid.", FRAMEGRAB)], 404, e404="`image_not_found`."),
+        "/admin/boxes/{box_uuid}": purge(
+            "Purge what is remembered of a box", "On every host, so FathomNet is asked for it again; crops stay "
+            "(their URLs name their region).", [uuid_param("box_uuid", "The bounding box's uuid.", FRAMEGRAB_BOX)],
+            404, e404="`box_not_found`."),
+        "/admin/concepts": purge(
+            "Purge what is remembered of a concept's boxes", "On every host, so FathomNet is asked for them again.",
+            [query_param("name", "The concept's exact name.",
+                         {"type": "string", "minLength": 1, "maxLength": MAX_CONCEPT}, "Bathochordaeus mcnutti",
+                         required=True)], 422,
+            e422=f"`validation_error`: no concept named, or a name of more than {MAX_CONCEPT} characters."),
     }
 
 

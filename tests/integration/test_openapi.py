@@ -104,13 +104,31 @@ def test_the_description_lists_every_route(description, gunicorn):
     """Each Flask route is a documented path, for the same methods, and each path is a route.
 
     Not /static/, nor /_cluster/make and /_cluster/purge: the hosts of a cluster ask each other with them,
-    with their key; to anyone else they are not there (a 404). The operator endpoints (/admin/, only with
-    ADMIN_TOKEN) are described in docs/freshness.md.
+    with their key; to anyone else they are not there (a 404). The operator endpoints (/admin/) exist only
+    with ADMIN_TOKEN: the next test.
     """
     from cropper import create_app
     from cropper.config import Settings
 
-    app = create_app(Settings(cache_dir=gunicorn.cache_dir))
+    documented, routes = documented_and_routes(description, create_app(Settings(cache_dir=gunicorn.cache_dir)))
+    assert documented == routes and not any(path.startswith("/admin/") for path in description["paths"])
+
+
+def test_with_admin_token_the_operator_endpoints_are_described_too(tmp_path):
+    from cropper import create_app
+    from cropper.config import Settings
+
+    app = create_app(Settings(cache_dir=tmp_path, admin_token="t" * 40))
+    with app.test_client() as client:
+        description = client.get("/openapi.json").get_json()
+    schemathesis.openapi.from_dict(description).validate()
+    documented, routes = documented_and_routes(description, app)
+    assert documented == routes and {"admin.purge_image", "admin.purge_box", "admin.purge_concept"} <= set(routes)
+    assert description["paths"]["/admin/images/{uuid}"]["delete"]["security"] == [{"adminToken": []}]
+
+
+def documented_and_routes(description, app):
+    """(endpoint: methods) the description documents, and (endpoint: methods) the app routes."""
     adapter = app.url_map.bind("cropper.test")
     documented = {}
     for path, item in description["paths"].items():
@@ -125,7 +143,7 @@ def test_the_description_lists_every_route(description, gunicorn):
     for rule in app.url_map.iter_rules():
         if rule.endpoint not in ("static", "cropper.make_for_another_host", "cropper.purge_for_another_host"):
             routes.setdefault(rule.endpoint, set()).update(rule.methods - {"HEAD", "OPTIONS"})
-    assert documented == routes
+    return documented, routes
 
 
 def test_the_reference_page_is_served(nginx, gunicorn):
