@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from . import metrics
 from .crops import Crop, CropRequest, check_box
-from .errors import CropperError, StoreUnavailableError, as_cropper_error
+from .errors import CropperError, StoreUnavailableError, as_cropper_error, or_error
 from .service import CropResult, Resolved
 from .upstream import BoxInfo
 
@@ -114,15 +114,8 @@ def resolve_many(service, requests, concurrency, annotations=None):
         elif isinstance(info, CropperError):
             results.append(info)
         else:
-            results.append(_or_error(service.resolve, request, info, annotation))
+            results.append(or_error(service.resolve, request, info, annotation))
     return results
-
-
-def _or_error(call, *args):
-    try:
-        return call(*args)
-    except CropperError as error:
-        return error
 
 
 def get_or_create_many(service, crops, concurrency, here=False):
@@ -161,9 +154,9 @@ def get_or_create_many(service, crops, concurrency, here=False):
 def _found(store, crops, outage):
     """Whether each crop is stored: a stat each on disk, HEADs side by side in a shared store."""
     if not store.shared or len(crops) < 2:
-        return [_or_error(outage.call, store.find, crop) for crop in crops]
+        return [or_error(outage.call, store.find, crop) for crop in crops]
     with ThreadPoolExecutor(min(16, len(crops))) as pool:
-        return list(pool.map(lambda crop: _or_error(outage.call, store.find, crop), crops))
+        return list(pool.map(lambda crop: or_error(outage.call, store.find, crop), crops))
 
 
 def _make_elsewhere(service, elsewhere, results):
@@ -214,4 +207,4 @@ def _fetch_pixels(sources, info):
 
 def _problem_before_download(crop, info):
     """The error an item meets before anything is downloaded (no image, box outside), or None."""
-    return info if isinstance(info, CropperError) else _or_error(check_box, crop.region, info.size)
+    return info if isinstance(info, CropperError) else or_error(check_box, crop.region, info.size)

@@ -228,6 +228,14 @@ def as_cropper_error(error):
     return CropperError("Something went wrong on our side.")
 
 
+def or_error(call, *args):
+    """call(*args), or the CropperError it raised: an answer for one item of many, which must not stop the rest."""
+    try:
+        return call(*args)
+    except CropperError as error:
+        return error
+
+
 def body_of(error):
     """The JSON body that reports a CropperError."""
     return error_body(error.code, error.message, error.details)

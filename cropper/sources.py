@@ -32,6 +32,7 @@ from .errors import (
     ImageNotFoundError,
     ImageWithdrawnError,
     UpstreamError,
+    or_error,
 )
 from .storage import Removed
 from .upstream import BoxInfo, BoxQuery, ImageInfo
@@ -258,10 +259,10 @@ class ImageSources:
         for box_uuid, remembered in older.items():
             answers[box_uuid] = self._box_in(images[remembered.value.image_uuid], remembered)
         if len(unknown) < 2 or concurrency < 2:
-            answers.update((box_uuid, _or_error(self._looked_up_box, box_uuid)) for box_uuid in unknown)
+            answers.update((box_uuid, or_error(self._looked_up_box, box_uuid)) for box_uuid in unknown)
         else:
             with ThreadPoolExecutor(min(concurrency, len(unknown))) as pool:
-                answers.update(zip(unknown, pool.map(lambda box_uuid: _or_error(self._looked_up_box, box_uuid),
+                answers.update(zip(unknown, pool.map(lambda box_uuid: or_error(self._looked_up_box, box_uuid),
                                                      unknown)))
         return answers
 
@@ -460,13 +461,6 @@ def _fetched_at(data):
     """When a stored record was fetched: 0 (long ago) for one stored before fetch times were kept."""
     fetched_at = data.get(FETCHED)
     return fetched_at if type(fetched_at) in (int, float) and math.isfinite(fetched_at) else 0.0
-
-
-def _or_error(call, *args):
-    try:
-        return call(*args)
-    except CropperError as error:
-        return error
 
 
 def _read_back(make, data):

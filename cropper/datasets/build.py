@@ -121,12 +121,12 @@ class Builder:
     def run(self, job_id, request, report):
         """Make the data set; return (files, counts, progress). JobFailed, JobStopped, or a CropperError."""
         started = time.monotonic()
-        listing = {"boxes_total": None, "crops_done": 0, "crops_failed": 0, "images_downloaded": 0}
-        selected = select(request, self.sources, lambda: self._report(report, listing, started))
+        progress = {"boxes_total": None, "crops_done": 0, "crops_failed": 0, "images_downloaded": 0}
+        selected = select(request, self.sources, lambda: self._report(report, progress, started))
         if not selected:
             raise JobFailed("No box matches this request: FathomNet has none of these concepts under these filters.")
         listed = time.monotonic()
-        progress = {"boxes_total": len(selected), "crops_done": 0, "crops_failed": 0, "images_downloaded": 0}
+        progress["boxes_total"] = len(selected)
         self._report(report, progress, started)
         # The images' records, in bulk (and remembered for the crops); an image FathomNet fails to describe now
         # is asked for again as its crops are made.
@@ -163,10 +163,9 @@ class Builder:
             first = failures[0][1].error
             raise JobFailed(f"Every box failed; the first: {first.message}", first_code=first.code)
         cropped = time.monotonic()
-        files, counts = self._write(job_id, request, made, failures)
+        files, counts = self._write(job_id, request, made, failures, infos)
         log.info("data-set job %s: %d boxes listed in %.2f s, cropped in %.2f s, written in %.2f s", job_id,
                  len(selected), listed - started, cropped - listed, time.monotonic() - cropped)
-        progress.pop("eta_seconds", None)
         return files, counts, progress
 
     def _fetch(self, info):
@@ -187,10 +186,17 @@ class Builder:
         if not report(dict(progress)):
             raise JobStopped()
 
-    def _write(self, job_id, request, made, failures):
-        """Write the files of each format asked (each a temp file, then stored whole); return (files, counts)."""
+    def _write(self, job_id, request, made, failures, infos):
+        """Write the files of each format asked (each a temp file, then stored whole); return (files, counts).
+
+        infos: the images' records as the job read them first (uuid -> ImageInfo, or the error it met then:
+        those are asked for again, as their crops were).
+        """
         options = request.to_dict()["crop"]
-        infos = self.sources.infos(sorted({item.box.image_uuid for item, _ in made}))  # remembered by now
+        undescribed = sorted({item.box.image_uuid for item, _ in made
+                              if not isinstance(infos.get(item.box.image_uuid), ImageInfo)})
+        if undescribed:
+            infos = {**infos, **self.sources.infos(undescribed)}
         rows = [self._row(item, request, options, outcome.resolved, infos.get(item.box.image_uuid))
                 for item, outcome in made]
         rows.sort(key=lambda row: (SPLIT_NAMES.index(row["split"]), row["label"], row["box_uuid"]))

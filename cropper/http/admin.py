@@ -10,13 +10,13 @@ the app again (when Gunicorn answers alone).
 """
 
 import hmac
-import ipaddress
 
 from flask import Blueprint, current_app, request
 
 from ..errors import BoxNotFoundError, ForbiddenError, ImageNotFoundError, InvalidRequestError, UnauthorizedError
 from ..purges import MAX_CONCEPT
 from .crops import path_uuid, settings
+from .hooks import client_in
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -27,8 +27,7 @@ def purges():
 
 @bp.before_request
 def operators_only():
-    client = ipaddress.ip_address(request.remote_addr or "0.0.0.0")
-    if not any(client in ipaddress.ip_network(network) for network in settings().admin_allow):
+    if not client_in(settings().admin_allow):
         raise ForbiddenError("The operator endpoints are only for the networks ADMIN_ALLOW names.")
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings().admin_token.encode()):

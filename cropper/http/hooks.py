@@ -1,11 +1,18 @@
-"""What happens around every request: metrics, CORS, and the headers every answer carries."""
+"""What happens around every request: metrics, CORS, the headers every answer carries, and whether its client may."""
 
+import ipaddress
 import time
 
 from flask import current_app, g, request
 from flask_cors import CORS
 
 from .. import metrics, pages, sources
+
+
+def client_in(networks):
+    """Whether this request's client (as the proxy in front reported it) is on one of networks."""
+    client = ipaddress.ip_address(request.remote_addr or "0.0.0.0")
+    return any(client in ipaddress.ip_network(network) for network in networks)
 
 
 def answers_crops(view):

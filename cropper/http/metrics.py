@@ -1,12 +1,12 @@
 """GET /metrics: the service's metrics summed over every Gunicorn worker, for the monitoring networks only."""
 
-import ipaddress
 import os
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app
 
 from .. import metrics
 from ..errors import ForbiddenError
+from .hooks import client_in
 
 bp = Blueprint("metrics", __name__)
 
@@ -14,9 +14,7 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics")
 def scrape():
     """The metrics in Prometheus' text format, for the networks METRICS_ALLOW names only."""
-    allowed = current_app.config["SETTINGS"].metrics_allow
-    client = ipaddress.ip_address(request.remote_addr or "0.0.0.0")
-    if not any(client in ipaddress.ip_network(network) for network in allowed):
+    if not client_in(current_app.config["SETTINGS"].metrics_allow):
         raise ForbiddenError("Metrics are only for the monitoring networks (METRICS_ALLOW).")
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 

@@ -16,6 +16,7 @@ the same expectations. A new backend is a module in this folder implementing the
 one line in `cropper/wiring.py`'s table of backends.
 """
 
+import json
 import re
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -25,6 +26,24 @@ from .. import crops
 from ..crops import UUID, Crop
 
 PURGE_ID = re.compile(r"[0-9a-z-]{1,64}")  # what a purge's id may be: it names a file or an object
+PURGE_BYTES = 64 * 1024  # a recorded purge is far smaller: more is not one of ours
+
+
+def checked_purge_id(purge):
+    """The id of a purge to record, refused unless it may name a file or an object."""
+    if not PURGE_ID.fullmatch(str(purge.get("id", ""))):
+        raise ValueError(f"not a purge's id: {purge.get('id')!r}")
+    return purge["id"]
+
+
+def read_purge(file):
+    """The purge a recorded file holds (read at most PURGE_BYTES), or None if it is larger or not one."""
+    data = file.read(PURGE_BYTES + 1)
+    try:
+        purge = json.loads(data) if len(data) <= PURGE_BYTES else None
+    except ValueError:
+        return None
+    return purge if isinstance(purge, dict) else None
 
 
 def check_uuid(uuid):

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .. import crops, imaging
 from ..errors import BusyError
-from . import PURGE_ID, Entry, Listing, NewFile, OpenedCrop, Removed, TempFile, check_uuid
+from . import Entry, Listing, NewFile, OpenedCrop, Removed, TempFile, check_uuid, checked_purge_id, read_purge
 from .disk import atomic_writer, is_temp, scratch, storing, unlink, write_bytes
 from .locks import Locks, crop_lock, eviction_lock
 
@@ -45,7 +45,6 @@ BLOCK = 4096  # what a file of n bytes takes on disk is counted in blocks of thi
 SPOOL_BYTES = 16 * 1024 * 1024  # downloads up to this stay in memory: no write and read back of a framegrab
 SOURCE_NAME = re.compile(rf"([0-9a-f]{{2}})/({crops.UUID})\.(json|pix|box)")  # what eviction may remove
 RECORDS = {"info": ".json", "box": ".box"}
-PURGE_BYTES = 64 * 1024  # a recorded purge is far smaller: more is not one of ours
 # Refreshing atime at most this often keeps a hit to one stat in the common case. nginx's reads
 # refresh it too, under the usual relatime mount option, once a day at most.
 MARK_USED_EVERY = 3600
@@ -191,16 +190,20 @@ class FileCropStore(_FileStore):
     def record_purge(self, purge):
         """Keep a purge made here (this folder is this host's: every purge in it is made, and applied, here)."""
         with storing(self.name):
-            write_bytes(self.root / "purges" / f"{_purge_id(purge)}.json", json.dumps(purge).encode())
+            write_bytes(self.root / "purges" / f"{checked_purge_id(purge)}.json", json.dumps(purge).encode())
 
     def purges(self, known=frozenset()):
         """Every purge recorded here but those known, oldest first."""
         found = []
         for path in sorted((self.root / "purges").glob("*.json")):
             if path.stem not in known:
-                data = _read_small_json(path, PURGE_BYTES)
-                if isinstance(data, dict):
-                    found.append(data)
+                try:
+                    with open(path, "rb") as file:
+                        purge = read_purge(file)
+                except FileNotFoundError:  # removed meanwhile
+                    continue
+                if purge:
+                    found.append(purge)
         return found
 
     def listing(self):
@@ -345,7 +348,7 @@ class FileSourceStore(_FileStore):
 
     def note_purge_applied(self, purge_id):
         with storing(self.name):
-            write_bytes(self.root / "purges-applied" / _purge_id({"id": purge_id}), b"")
+            write_bytes(self.root / "purges-applied" / checked_purge_id({"id": purge_id}), b"")
 
     def open_pixels(self, uuid):
         """The image's raw pixels, memory-mapped, or None when not stored (or damaged).
@@ -550,22 +553,6 @@ def file_stores(cache_dir, lock_timeout):
     root = Path(cache_dir).resolve()
     locks = Locks(root / "locks", lock_timeout)
     return FileCropStore(root, locks), FileSourceStore(root, locks)
-
-
-def _purge_id(purge):
-    if not PURGE_ID.fullmatch(str(purge.get("id", ""))):
-        raise ValueError(f"not a purge's id: {purge.get('id')!r}")
-    return purge["id"]
-
-
-def _read_small_json(path, limit):
-    """The JSON in a file of at most limit bytes, or None (missing, larger, or not JSON)."""
-    try:
-        with open(path, "rb") as file:
-            data = file.read(limit + 1)
-        return json.loads(data) if len(data) <= limit else None
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 def _mark_used(path, stat):

@@ -37,7 +37,7 @@ from botocore.exceptions import (
 
 from .. import crops
 from ..errors import BusyError, StoreUnavailableError
-from . import PURGE_ID, Listing, NewFile, OpenedCrop, Removed, check_uuid
+from . import PURGE_ID, Listing, NewFile, OpenedCrop, Removed, check_uuid, checked_purge_id, read_purge
 from .breaker import StoreBreaker
 from .disk import scratch, storing
 from .files import size_and_sha256
@@ -49,7 +49,6 @@ CACHE_CONTROL = "public, max-age=31536000, immutable"  # a crop's key names its 
 TIMEOUTS = (ConnectTimeoutError, ReadTimeoutError)
 # What says the store cannot be reached at all (a connection closed or reset is tried again, as usual).
 UNREACHABLE = (*TIMEOUTS, EndpointConnectionError)
-PURGE_BYTES = 64 * 1024  # a recorded purge is far smaller: more is not one of ours
 DELETE_BATCH = 1000  # S3's most keys per DeleteObjects
 
 
@@ -198,10 +197,9 @@ class S3CropStore:
 
     def record_purge(self, purge):
         """Add a purge to the list in the bucket, where every host (one down now, when it starts) finds it."""
-        if not PURGE_ID.fullmatch(str(purge.get("id", ""))):
-            raise ValueError(f"not a purge's id: {purge.get('id')!r}")
+        key = f"{self.prefix}purges/{checked_purge_id(purge)}"
         with self._reaching("record a purge in"):
-            self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}purges/{purge['id']}",
+            self.client.put_object(Bucket=self.bucket, Key=key,
                                    Body=json.dumps(purge).encode(), ContentType="application/json")
 
     def purges(self, known=frozenset()):
@@ -222,12 +220,8 @@ class S3CropStore:
                         continue
                     raise
                 with answer["Body"] as body:
-                    data = body.read(PURGE_BYTES + 1)
-                try:
-                    purge = json.loads(data) if len(data) <= PURGE_BYTES else None
-                except ValueError:
-                    purge = None
-                if isinstance(purge, dict):
+                    purge = read_purge(body)
+                if purge:
                     found.append(purge)
         return found
 
@@ -295,10 +289,8 @@ class S3CropStore:
 
     def _unavailable(self, outage):
         """The error of a call refused at once: the store was found unreachable and has not answered since."""
-        return StoreUnavailableError(
-            f"The crop store (S3 bucket {self.bucket} at {self.endpoint_url}) cannot be reached: {outage.why} "
-            f"({time.time() - outage.since:.0f} s ago; this host tries it again every {self.breaker.every} s). "
-            "Try again shortly.", store=self.name)
+        return self._cannot_reach(f"{outage.why} ({time.time() - outage.since:.0f} s ago; this host tries it again "
+                                  f"every {self.breaker.every} s)")
 
     def ensure_bucket(self):
         """Create the bucket if missing, and let anyone read (only) the crops in it. Safe to repeat.
