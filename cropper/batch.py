@@ -6,6 +6,7 @@ never do the same work twice.
 
 import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 
 from . import metrics
@@ -39,6 +40,28 @@ class StoreOutage:
 
 
 @dataclass(frozen=True)
+class Pools:
+    """The threads batches make crops with: `fetch` downloads images, `crop` cuts and stores their crops.
+
+    A batch makes its own; several batches under way at once (a data-set job's rounds) share one, so
+    they download DATASET_WORKERS images at a time between them, and one round's crops start while
+    the last crops of the round before are still being cut.
+    """
+
+    fetch: ThreadPoolExecutor
+    crop: ThreadPoolExecutor
+    turn: object = None  # a context its batch hands its downloads to `fetch` in (batches in order: rounds.InTurn)
+
+
+@contextmanager
+def pools(fetches):
+    """Pools fetching `fetches` images at a time, cutting CROP_THREADS crops at a time."""
+    with ThreadPoolExecutor(fetches, thread_name_prefix="fetch") as fetch, \
+            ThreadPoolExecutor(CROP_THREADS, thread_name_prefix="crop") as crop:
+        yield Pools(fetch, crop)
+
+
+@dataclass(frozen=True)
 class Item:
     """One item of a batch: the crop it asks for, or the error it already met (an invalid body)."""
 
@@ -55,10 +78,11 @@ class Outcome:
     error: CropperError | None = None
 
 
-def make_all(service, items, concurrency, annotations=None):
+def make_all(service, items, concurrency, annotations=None, shared=None):
     """The Outcome of each Item, in order, making every valid item's crop in one go (grouped by image).
 
     annotations: box uuid -> BoxInfo already known (a concept page's), so they are not looked up again.
+    shared: the Pools to make them with, when other batches share them.
     """
     outcomes = [Outcome(error=item.error) for item in items]
     valid = [index for index, item in enumerate(items) if item.error is None]
@@ -66,7 +90,8 @@ def make_all(service, items, concurrency, annotations=None):
     for index, resolved in zip(valid, found):
         outcomes[index] = Outcome(resolved=resolved) if isinstance(resolved, Resolved) else Outcome(error=resolved)
     to_make = [index for index in valid if outcomes[index].resolved]
-    made = get_or_create_many(service, [outcomes[index].resolved.crop for index in to_make], concurrency)
+    made = get_or_create_many(service, [outcomes[index].resolved.crop for index in to_make], concurrency,
+                              shared=shared)
     for index, result in zip(to_make, made):
         outcomes[index] = Outcome(outcomes[index].resolved, result.cached) if isinstance(result, CropResult) \
             else Outcome(error=result.error)
@@ -118,13 +143,13 @@ def resolve_many(service, requests, concurrency, annotations=None):
     return results
 
 
-def get_or_create_many(service, crops, concurrency, here=False):
+def get_or_create_many(service, crops, concurrency, here=False, shared=None):
     """Results for many crops, in order: a CropResult, or a CropFailure saying why not.
 
     Work is grouped by image: one metadata query for every image not seen before, each source
     downloaded and decoded at most once, and all its boxes cut from those pixels, with
     `concurrency` images fetched at once. In a cluster, images another host owns are made there,
-    meanwhile (here: make them all on this host, as the owner asked to).
+    meanwhile (here: make them all on this host, as the owner asked to). shared: Pools other batches share.
     """
     results = [None] * len(crops)
     pending = {}  # uuid -> [(index, crop)] of crops not stored yet
@@ -142,11 +167,11 @@ def get_or_create_many(service, crops, concurrency, here=False):
         asked = asking.submit(_make_elsewhere, service, elsewhere, results) if elsewhere else None
         if mine:
             with service.admission.slot():  # a batch is one request: one slot, however many images
-                _make_pending(service, mine, results, concurrency, outage)
+                _make_pending(service, mine, results, concurrency, outage, shared)
         left_to_us = asked.result() if asked else {}
     if left_to_us:  # their owners could not be reached, and the ring gave them to this host
         with service.admission.slot():
-            _make_pending(service, left_to_us, results, concurrency, outage)
+            _make_pending(service, left_to_us, results, concurrency, outage, shared)
     return [result if isinstance(result, CropResult) else CropFailure(crop, result)
             for crop, result in zip(crops, results)]
 
@@ -173,21 +198,23 @@ def _make_elsewhere(service, elsewhere, results):
     return left_to_us
 
 
-def _make_pending(service, pending, results, concurrency, outage):
+def _make_pending(service, pending, results, concurrency, outage, shared):
     infos = service.sources.infos(list(pending))
     # Two pools, so an image's crops start as soon as its pixels are ready, while other
     # downloads are still waiting on the network.
-    with ThreadPoolExecutor(min(concurrency, len(pending))) as fetch_pool, \
-            ThreadPoolExecutor(CROP_THREADS) as crop_pool:
+    with ExitStack() as own:
+        threads = shared or own.enter_context(pools(min(concurrency, len(pending))))
+        fetch_pool, crop_pool = threads.fetch, threads.crop
         fetches = {}
-        for uuid, items in pending.items():
-            fitting = []
-            for index, crop in items:
-                results[index] = _problem_before_download(crop, infos[uuid])
-                if results[index] is None:
-                    fitting.append((index, crop))
-            if fitting:
-                fetches[fetch_pool.submit(_fetch_pixels, service.sources, infos[uuid])] = fitting
+        with threads.turn or nullcontext():
+            for uuid, items in pending.items():
+                fitting = []
+                for index, crop in items:
+                    results[index] = _problem_before_download(crop, infos[uuid])
+                    if results[index] is None:
+                        fitting.append((index, crop))
+                if fitting:
+                    fetches[fetch_pool.submit(_fetch_pixels, service.sources, infos[uuid])] = fitting
         made = []
         for fetch in as_completed(fetches):
             for index, crop in fetches[fetch]:

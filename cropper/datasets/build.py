@@ -5,8 +5,9 @@ The boxes come from FathomNet's box query, one paged query per concept asked (wi
 tree's size, where asking for each descendant would be one query each). FathomNet's taxa endpoint
 is asked only to order two concepts asked when one lies below the other (`label: "asked"`).
 
-Crops are made as batches make them (batch.make_all): grouped by image, one download and one
-decode per image, DATASET_WORKERS images at a time, the crop cache's own locks. A crop already in
+Crops are made as batches make them (batch.make_all), a round of images at a time with the next
+round under way: grouped by image, one download and one decode per image, DATASET_WORKERS images
+at a time, the crop cache's own locks. A crop already in
 the cache is found there, so a job that is taken up again after its worker died goes on from where
 it stopped. A failing box never fails the job: it is listed in failures.csv.
 """
@@ -14,9 +15,11 @@ it stopped. A failing box never fails the job: it is listed in failures.csv.
 import hashlib
 import json
 import logging
+import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from .. import batch
@@ -30,7 +33,25 @@ log = logging.getLogger(__name__)
 
 PAGE = 500  # boxes per query page: a few hundred kB of JSON
 IMAGES_PER_ROUND = 8  # images made between two progress reports (times DATASET_WORKERS)
+ROUNDS_UNDER_WAY = 2  # rounds being made at once (see Builder.run)
 ZIP_NAME = "imagefolder.zip"
+
+
+class InTurn:
+    """A round's turn to queue its downloads (batch.Pools.turn): it starts when the round before's is over, and
+    is over once the round has queued them (or has ended). A turn never waits on a later round's."""
+
+    def __init__(self, before):
+        self.before = before
+        self.over = threading.Event()
+
+    def __enter__(self):
+        if self.before is not None:
+            self.before.over.wait()
+        return self
+
+    def __exit__(self, *exc):
+        self.over.set()
 
 
 class JobStopped(Exception):
@@ -138,17 +159,36 @@ class Builder:
         size = IMAGES_PER_ROUND * self.workers
         rounds = [images[start:start + size] for start in range(0, len(images), size)]
         made, failures, fetches = [], [], self.sources.fetches
-        # Rounds of images, the next round's downloads running while this round's crops are cut, so the
-        # crops never wait for a round's last download: DATASET_WORKERS downloads at a time, one round ahead.
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="dataset-fetch") as fetching:
-            ahead = [fetching.submit(self._fetch, infos.get(uuid)) for uuid in rounds[0]]
-            for number, round_images in enumerate(rounds):
-                if number + 1 < len(rounds):
-                    ahead = [fetching.submit(self._fetch, infos.get(uuid)) for uuid in rounds[number + 1]]
-                chunk = [item for uuid in round_images for item in by_image[uuid]]
-                outcomes = batch.make_all(self.service, [batch.Item(CropRequest(box_uuid=item.box.uuid,
-                                                                                **request.crop)) for item in chunk],
-                                          self.workers, annotations={item.box.uuid: item.box for item in chunk})
+
+        def make(round_images, threads):
+            chunk = [item for uuid in round_images for item in by_image[uuid]]
+            requests = [batch.Item(CropRequest(box_uuid=item.box.uuid, **request.crop)) for item in chunk]
+            try:
+                return chunk, batch.make_all(self.service, requests, self.workers,
+                                             annotations={item.box.uuid: item.box for item in chunk}, shared=threads)
+            finally:
+                threads.turn.over.set()  # over as the round ends, also when it had nothing to download
+
+        def in_turn(threads):
+            """The threads for the next round, whose downloads are queued after the round before's."""
+            return replace(threads, turn=InTurn(threads.turn))
+
+        # ROUNDS_UNDER_WAY rounds at once, sharing one set of threads (DATASET_WORKERS downloads at a time between
+        # them): the next round's images are downloaded while this round's crops are cut, and its crops start
+        # while this round's last are still being cut, so neither the downloads nor the cores wait at a round's end.
+        # Their downloads are queued in the order of the images, round after round, so a job taken up again after
+        # its worker died finds every image before the one it was downloading whole in the cache.
+        with batch.pools(self.workers) as threads, ThreadPoolExecutor(ROUNDS_UNDER_WAY) as rounds_pool:
+            under_way = deque()
+            for first in rounds[:ROUNDS_UNDER_WAY]:
+                threads = in_turn(threads)
+                under_way.append(rounds_pool.submit(make, first, threads))
+            waiting = deque(rounds[ROUNDS_UNDER_WAY:])
+            while under_way:
+                chunk, outcomes = under_way.popleft().result()
+                if waiting:
+                    threads = in_turn(threads)
+                    under_way.append(rounds_pool.submit(make, waiting.popleft(), threads))
                 for item, outcome in zip(chunk, outcomes):
                     (failures if outcome.error else made).append((item, outcome))
                 progress.update(crops_done=len(made), crops_failed=len(failures),
@@ -156,7 +196,7 @@ class Builder:
                 try:
                     self._report(report, progress, started)
                 except JobStopped:
-                    for future in ahead:
+                    for future in under_way:
                         future.cancel()
                     raise
         if not made:
@@ -167,16 +207,6 @@ class Builder:
         log.info("data-set job %s: %d boxes listed in %.2f s, cropped in %.2f s, written in %.2f s", job_id,
                  len(selected), listed - started, cropped - listed, time.monotonic() - cropped)
         return files, counts, progress
-
-    def _fetch(self, info):
-        """Have an image's pixels at hand for its crops (downloaded and stored once), when this host makes its
-        crops (with several hosts, its owner does); its failure is its crops' to report, as they meet it again."""
-        if isinstance(info, ImageInfo) and self.service.cluster.is_mine(info.uuid):
-            try:
-                with self.sources.pixels(info):
-                    pass
-            except CropperError:
-                pass
 
     def _report(self, report, progress, started):
         done = progress["crops_done"] + progress["crops_failed"]

@@ -39,12 +39,14 @@ def storing(what):
 
 
 @contextmanager
-def atomic_writer(path, mode="wb"):
+def atomic_writer(path, mode="wb", durable=True):
     """Yield a temp file beside path (opened in mode: "w+b" to read it back too) that replaces path only once
     fully written.
 
     Readers see the old file or the whole new one, never a part, even if this process is
-    killed mid-write; a killed writer leaves only a *.tmp file for the pruner.
+    killed mid-write; a killed writer leaves only a *.tmp file for the pruner. durable: its bytes reach
+    the disk before it takes path's name, so not even a power cut leaves an empty or partial file there;
+    only files read back as they are (crops nginx sends, pixels cut by offset) need that.
     """
     for attempt in range(3):
         try:
@@ -58,7 +60,8 @@ def atomic_writer(path, mode="wb"):
         with os.fdopen(fd, mode) as out:
             yield out
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         os.chmod(temp, 0o644)  # mkstemp makes 0600; nginx runs as another user
         os.replace(temp, path)
     except BaseException:
@@ -74,8 +77,8 @@ def scratch(folder, spool_bytes=0):
         yield file
 
 
-def write_bytes(path, data):
-    with atomic_writer(path) as out:
+def write_bytes(path, data, durable=True):
+    with atomic_writer(path, durable=durable) as out:
         out.write(data)
 
 

@@ -106,15 +106,15 @@ class _FileStore:
     def remove_temp_file(self, temp):
         unlink(temp.path)
 
-    def _write(self, path, data):
+    def _write(self, path, data, durable=True):
         """Write a file atomically, and count it against the store's budget (less the file it replaces: records
-        are written again as FathomNet is asked again)."""
+        are written again as FathomNet is asked again). durable: see disk.atomic_writer."""
         try:
             replaced = _disk_size(os.stat(path))
         except FileNotFoundError:
             replaced = 0
         with storing(self.name):
-            write_bytes(path, data)
+            write_bytes(path, data, durable)
         self.count(blocks(len(data)) - replaced)
 
     def _remove(self, path):
@@ -252,27 +252,29 @@ class FileSourceStore(_FileStore):
 
     def sole_pruner(self):
         """The cache folder's pruner lock: one process prunes the folder, the others stand by."""
-        return self.locks.hold("pruner", "prune", timeout=0)
+        return self.locks.turn("pruner", wait=False)
 
     def read_info(self, uuid):
         """The image's stored metadata (a dict), or None."""
         return self._read_json(uuid, ".json")
 
+    # Records need no fsync: one a power cut left empty or partial does not parse, and is asked for again.
+
     def write_info(self, uuid, info):
-        self._write(self._path(uuid, ".json"), json.dumps(info).encode())
+        self._write(self._path(uuid, ".json"), json.dumps(info).encode(), durable=False)
 
     def read_box(self, box_uuid):
         """A stored annotation (a dict), or None."""
         return self._read_json(box_uuid, ".box")
 
     def write_box(self, box_uuid, box):
-        self._write(self._path(box_uuid, ".box"), json.dumps(box).encode())
+        self._write(self._path(box_uuid, ".box"), json.dumps(box).encode(), durable=False)
 
     def read_document(self, name):
         return self._read_json_at(self.folder / "documents" / f"{name}.json")
 
     def write_document(self, name, document):
-        self._write(self.folder / "documents" / f"{name}.json", json.dumps(document).encode())
+        self._write(self.folder / "documents" / f"{name}.json", json.dumps(document).encode(), durable=False)
 
     def _read_json(self, uuid, suffix):
         return self._read_json_at(self._path(uuid, suffix))

@@ -458,7 +458,7 @@ def test_the_pruner_stands_by_while_another_process_prunes_and_takes_over_when_i
     paths = [make_crop(cache, n, used=time.time() - HOUR + n) for n in range(4)]
     settings = settings.replace(cache_max_bytes=1)
 
-    with HeldInChild(lambda: cache.locks.hold("pruner")) as other, running_pruner(cache, settings):
+    with HeldInChild(lambda: cache.source_store.sole_pruner()) as other, running_pruner(cache, settings):
         time.sleep(1.0)  # about five of the pruner's turns
         assert all(path.exists() for path in paths)
         other.kill()

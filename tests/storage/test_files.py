@@ -186,11 +186,47 @@ def test_other_keys_are_not_blocked(tmp_path):
                 pass
 
 
-def test_lock_files_are_removed_by_their_last_holder(tmp_path):
+def test_holding_locks_creates_and_removes_no_file_per_key(tmp_path):
+    """A file made and removed per crop cost a new inode each (and a scan past freed ones on ext4): keys are
+    bytes of one file, which stays."""
     locks = Locks(tmp_path, timeout=1)
-    with locks.hold("k"):
-        assert locks.path("k").exists()
-    assert not locks.path("k").exists()
+    with locks.hold("first"):
+        pass
+    before = sorted((path.name, path.stat().st_ino) for path in tmp_path.rglob("*"))
+    for n in range(500):
+        with locks.hold(f"crop:{n}"):
+            pass
+    assert sorted((path.name, path.stat().st_ino) for path in tmp_path.rglob("*")) == before
+    assert len(before) == 1
+
+
+def test_a_turn_is_held_on_a_read_only_descriptor_and_taken_once_its_holder_goes(tmp_path):
+    """The pruner holds its turn for its whole life: a descriptor open for writing would keep the cache folder
+    from being remounted read-only."""
+    locks = Locks(tmp_path, timeout=0)
+    with HeldInChild(lambda: locks.turn("pruner")) as holder:
+        with pytest.raises(BusyError):
+            with locks.turn("pruner", wait=False):
+                pass
+        holder.kill()
+        with locks.turn("pruner", wait=False):
+            opened = open_files_below(tmp_path)
+            assert opened and all(flags & os.O_ACCMODE == os.O_RDONLY for flags in opened.values())
+
+
+def open_files_below(folder):
+    """path -> open flags of each descriptor of this process on a file below folder."""
+    opened = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+            with open(f"/proc/self/fdinfo/{fd}") as info:
+                flags = int(info.read().split("flags:")[1].split()[0], 8)
+        except OSError:  # the descriptor listdir itself used, closed since
+            continue
+        if path.startswith(f"{folder}/"):
+            opened[path] = flags
+    return opened
 
 
 def in_threads(count, work):
@@ -214,8 +250,8 @@ def in_threads(count, work):
 
 @pytest.mark.parametrize("threads, rounds, pause", [(6, 5, 0.005), (8, 30, 0.0005)])
 def test_threads_of_one_process_exclude_each_other(tmp_path, threads, rounds, pause):
-    """Many short holds: each holder removes its file, and a waiter that had opened the removed one
-    must take the one in place instead of thinking it holds the key."""
+    """Many short holds by threads of one process: a lock belongs to an open file, not to the process, so no
+    two threads are ever inside together."""
     locks = Locks(tmp_path, timeout=10)
     inside, most = [0], [0]
     counter_lock = threading.Lock()
@@ -231,7 +267,6 @@ def test_threads_of_one_process_exclude_each_other(tmp_path, threads, rounds, pa
                     inside[0] -= 1
 
     assert in_threads(threads, work) == [] and most[0] == 1
-    assert not locks.path("k").exists()
 
 
 def test_a_thread_holding_the_lock_makes_another_thread_busy(locks):
