@@ -16,11 +16,12 @@ from pathlib import Path
 from . import wiring
 from .cluster import check_key_at_start, cluster_of
 from .config import ConfigError, Settings, env_example
+from .crops import canonical_uuid
 from .datasets.worker import run_worker
 from .errors import CropperError
 from .ops.nginx import FrontSite, NginxProcess, NginxSite, render_front, render_nginx
 from .ops.serve import StartError, prepare_store, serve, served_cache_dir
-from .purges import MAX_CONCEPT, canonical_uuid
+from .purges import MAX_CONCEPT
 from .storage.eviction import run_pruner
 
 
@@ -93,7 +94,7 @@ def main(argv=None):
         if settings.cache_backend != "s3":
             parser.exit(2, f"{parser.prog}: store init is for the shared crop store: set CACHE_BACKEND=s3\n")
         try:
-            prepare_store(settings)
+            prepare_store(settings.replace(cache_dir=served_cache_dir(settings)))  # serve's breaker file
         except StartError as error:
             parser.exit(1, f"{parser.prog}: {error}\n")
         print(f"bucket {settings.s3_bucket} ready: crops/ and iiif/ readable by anyone, written only with credentials")

@@ -6,7 +6,7 @@ never do the same work twice.
 
 import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from . import metrics
@@ -50,7 +50,7 @@ class Pools:
 
     fetch: ThreadPoolExecutor
     crop: ThreadPoolExecutor
-    turn: object = None  # a context its batch hands its downloads to `fetch` in (batches in order: rounds.InTurn)
+    turn: object = nullcontext()  # entered to queue downloads on `fetch` in batches' order (datasets.build.InTurn)
 
 
 @contextmanager
@@ -166,14 +166,20 @@ def get_or_create_many(service, crops, concurrency, here=False, shared=None):
     with ThreadPoolExecutor(1) as asking:
         asked = asking.submit(_make_elsewhere, service, elsewhere, results) if elsewhere else None
         if mine:
-            with service.admission.slot():  # a batch is one request: one slot, however many images
+            with _slot(service, shared):
                 _make_pending(service, mine, results, concurrency, outage, shared)
         left_to_us = asked.result() if asked else {}
     if left_to_us:  # their owners could not be reached, and the ring gave them to this host
-        with service.admission.slot():
+        with _slot(service, shared):
             _make_pending(service, left_to_us, results, concurrency, outage, shared)
     return [result if isinstance(result, CropResult) else CropFailure(crop, result)
             for crop, result in zip(crops, results)]
+
+
+def _slot(service, shared):
+    """A batch is one request: one admission slot, however many images. Batches sharing Pools share the slot
+    their owner holds (a round waiting its turn must not hold one the round before needs)."""
+    return service.admission.slot() if shared is None else nullcontext()
 
 
 def _found(store, crops, outage):
@@ -202,11 +208,10 @@ def _make_pending(service, pending, results, concurrency, outage, shared):
     infos = service.sources.infos(list(pending))
     # Two pools, so an image's crops start as soon as its pixels are ready, while other
     # downloads are still waiting on the network.
-    with ExitStack() as own:
-        threads = shared or own.enter_context(pools(min(concurrency, len(pending))))
+    with nullcontext(shared) if shared else pools(min(concurrency, len(pending))) as threads:
         fetch_pool, crop_pool = threads.fetch, threads.crop
         fetches = {}
-        with threads.turn or nullcontext():
+        with threads.turn:
             for uuid, items in pending.items():
                 fitting = []
                 for index, crop in items:

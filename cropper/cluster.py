@@ -133,7 +133,8 @@ class Cluster:
     """This host's view of the cluster: who owns an image, and asking the owner to make crops."""
 
     def __init__(self, hosts, me, key, timeout, most_per_request=1000):
-        self.hosts, self.ring, self.me, self.key, self.timeout = tuple(hosts), Ring(hosts), me, key, timeout
+        self.ring, self.me, self.key, self.timeout = Ring(hosts), me, key, timeout
+        self.others = tuple(host for host in hosts if host != me)
         self.most_per_request = most_per_request  # the owner's BATCH_MAX_CROPS: more in one request is a 400
         self.session = requests.Session()
         # One kept-alive connection per thread that may be asking a host at once (Gunicorn's threads).
@@ -197,17 +198,17 @@ class Cluster:
     def purge_elsewhere(self, purge):
         """Have every other host apply a purge (a Purge's dict): each one's answer, or why it was not reached (then
         it applies the purge from the store's list when it starts)."""
-        others = [host for host in self.hosts if host != self.me]
-        with ThreadPoolExecutor(max(1, len(others))) as pool:
-            return list(pool.map(lambda host: self._purge_at(host, purge), others))
+        return self._each_other(lambda host: self._purge_at(host, purge))
+
+    def _each_other(self, ask):
+        """ask(host) of every other host, side by side: the answers in their order."""
+        with ThreadPoolExecutor(max(1, len(self.others))) as pool:
+            return list(pool.map(ask, self.others))
 
     def _purge_at(self, host, purge):
-        try:
-            answer = self.session.post(f"http://{host}/_cluster/purge", json=purge, headers={KEY_HEADER: self.key},
-                                       timeout=(min(CONNECT_SECONDS, self.timeout), self.timeout))
-            body = answer.json()
-        except (requests.RequestException, ValueError) as error:
-            return {"host": host, "error": f"not reached ({type(error).__name__})", "pending": True}
+        answer, body, why, _ = self._post(host, "purge", purge)
+        if answer is None:
+            return {"host": host, "error": f"not reached ({why})", "pending": True}
         if answer.status_code != 200 or not isinstance(body, dict) or \
                 not all(type(body.get(count)) is int for count in ("files", "bytes")):
             log.warning("cluster host %s answered HTTP %s when asked to apply purge %s", host, answer.status_code,
@@ -224,7 +225,7 @@ class Cluster:
             # A host that is down fails again as fast.
             if attempt:
                 time.sleep(RETRY_PAUSE_SECONDS)  # for the closes under way to be seen, by us and by its nginx
-            answer, body, why, again = self._post(host, crops_wanted)
+            answer, body, why, again = self._post(host, "make", self._paths(crops_wanted))
             if why is None or not again:
                 break
         if why is not None:
@@ -261,11 +262,9 @@ class Cluster:
 
         The question is an empty /_cluster/make, which a host answers [] with the key and 404 without.
         """
-        others = [host for host in self.hosts if host != self.me]
-        with ThreadPoolExecutor(max(1, len(others))) as pool:
-            answers = list(pool.map(lambda host: self._post(host, [], timeout), others))
+        answers = self._each_other(lambda host: self._post(host, "make", self._paths([]), timeout))
         took, refused, unreachable = [], [], []
-        for host, (answer, body, why, _) in zip(others, answers):
+        for host, (answer, body, why, _) in zip(self.others, answers):
             if why is None and answer.status_code == 200 and body == []:
                 took.append(host)
             elif why is None and answer.status_code == 404:
@@ -274,13 +273,17 @@ class Cluster:
                 unreachable.append((host, why or f"it answered HTTP {answer.status_code}"))
         return KeyCheck(tuple(took), tuple(refused), tuple(unreachable))
 
-    def _post(self, host, crops_wanted, timeout=None):
-        """(answer, its JSON or None, why host looks down or None, whether to try again at once)."""
+    @staticmethod
+    def _paths(crops_wanted):
+        return {"paths": [crop.store_path for crop in crops_wanted]}
+
+    def _post(self, host, route, body, timeout=None):
+        """POST body to host's /_cluster/<route>: (answer, its JSON or None, why host looks down or None, whether
+        to try again at once)."""
         timeout = timeout or self.timeout
         try:
             answer = self.session.post(
-                f"http://{host}/_cluster/make", json={"paths": [crop.store_path for crop in crops_wanted]},
-                headers={KEY_HEADER: self.key, FROM_HEADER: self.me},
+                f"http://{host}/_cluster/{route}", json=body, headers={KEY_HEADER: self.key, FROM_HEADER: self.me},
                 timeout=(min(CONNECT_SECONDS, timeout), timeout))
         except requests.RequestException as error:  # a timeout is not tried again: it would wait as long again
             return None, None, type(error).__name__, not isinstance(error, requests.Timeout)

@@ -20,6 +20,7 @@ so every link handed out names exactly one file:
 import functools
 import math
 import re
+import uuid as uuidlib
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
@@ -28,6 +29,11 @@ from . import formats
 from .errors import BoxOutsideImageError
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def canonical_uuid(text):
+    """A uuid in its one spelling (lower case, dashed), as paths and records hold it; ValueError if it is none."""
+    return str(uuidlib.UUID(str(text)))
 MAX_DIGITS = 9  # no image is a billion pixels wide
 NUMBER = rf"(?:0|[1-9][0-9]{{0,{MAX_DIGITS - 1}}})"  # no sign, no leading zeros: one spelling per number
 POSITIVE = rf"(?:[1-9][0-9]{{0,{MAX_DIGITS - 1}}})"

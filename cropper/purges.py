@@ -19,6 +19,7 @@ import uuid as uuidlib
 from dataclasses import asdict, dataclass, field
 
 from . import metrics
+from .crops import canonical_uuid
 from .errors import CropperError
 from .storage import PURGE_ID, Removed
 
@@ -26,11 +27,6 @@ log = logging.getLogger(__name__)
 
 KINDS = ("image", "box", "concept")
 MAX_CONCEPT = 256  # as FathomNet's box answers are read (upstream/fathomnet.py)
-
-
-def canonical_uuid(text):
-    """A uuid in its one spelling (lower case, dashed); ValueError if it is none."""
-    return str(uuidlib.UUID(text))
 
 
 def _new_id():
@@ -57,7 +53,7 @@ class Purge:
             if not isinstance(target, str) or not 0 < len(target) <= MAX_CONCEPT:
                 raise ValueError(f"a concept is a name of 1 to {MAX_CONCEPT} characters")
         else:
-            target = canonical_uuid(target) if isinstance(target, str) else None  # ValueError if not a uuid
+            target = canonical_uuid(target)  # ValueError if not a uuid
         if not isinstance(withdrawn, bool) or (withdrawn and kind != "image"):
             raise ValueError("only an image is withdrawn")
         if not isinstance(data.get("id"), str) or not PURGE_ID.fullmatch(data["id"]):

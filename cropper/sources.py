@@ -91,9 +91,9 @@ class ImageSources:
         self.on_withdrawn = None
         self._fresh = {}  # uuid -> MemorySource: pixels just decoded, cropped from while they are stored
         self._fresh_lock = threading.Lock()
-        self._writer = None
         self.fetches = 0  # images this process downloaded (a data-set job reports its share)
-        self._purging = None
+        self._writer = self._purging = None  # thread pools, started at first use (_started)
+        self._pools_lock = threading.Lock()
         self._ask_again_at = 0.0  # clock(): until then, remembered records are not asked about
 
     # -- image records
@@ -112,11 +112,6 @@ class ImageSources:
         Returns uuid -> ImageInfo, or the CropperError that every crop of that image gets.
         """
         return {uuid: _value_of(uuid, known) for uuid, known in self._known(uuids, math.inf).items()}
-
-    def infos_with_boxes(self, uuids):
-        """Records of many images with their annotations as FathomNet had them within METADATA_TTL, those older
-        asked again in one query per QUERY_CHUNK images: uuid -> ImageInfo or CropperError."""
-        return {uuid: _value_of(uuid, known) for uuid, known in self._known(uuids, self.metadata_ttl).items()}
 
     def _one(self, uuid, max_age):
         known = self._usable(self._remembered_info(uuid), max_age)
@@ -211,9 +206,8 @@ class ImageSources:
             except Exception:  # the 410 stands; the purge is in the purge list for another try
                 log.exception("purging withdrawn image %s failed", uuid)
 
-        if self._purging is None:  # its own thread: a slow purge (hosts to reach) never holds up pixel writes
-            self._purging = ThreadPoolExecutor(1, thread_name_prefix="purge-withdrawn")
-        self._purging.submit(run)
+        # its own thread: a slow purge (hosts to reach) never holds up pixel writes
+        self._started("_purging", 1, "purge-withdrawn").submit(run)
 
     def _remembered_info(self, uuid):
         data = self.store.read_info(uuid)
@@ -400,9 +394,15 @@ class ImageSources:
         return fresh or self.store.open_pixels(uuid)
 
     def _background(self):
-        if self._writer is None:  # started at first use: the app factory starts no thread
-            self._writer = ThreadPoolExecutor(2, thread_name_prefix="store-pixels")
-        return self._writer
+        return self._started("_writer", 2, "store-pixels")
+
+    def _started(self, name, workers, prefix):
+        """The thread pool kept as attribute name, started at its first use (the app factory starts no thread);
+        once, whichever threads ask first."""
+        with self._pools_lock:
+            if getattr(self, name) is None:
+                setattr(self, name, ThreadPoolExecutor(workers, thread_name_prefix=prefix))
+            return getattr(self, name)
 
     def _keep(self, uuid, image, held):
         """Store a fetched image's pixels for later crops, then let go of its lock."""

@@ -96,14 +96,13 @@ def purges(settings, service):
     return made
 
 
-def dataset_store(settings):
+def dataset_store(settings, crop_store):
     """Where finished data sets' files are kept: this host's folder, or the S3 store every host shares (each
-    host's nginx serves them from there)."""
+    host's nginx serves them from there), through the crop store's client and breaker."""
     if settings.cache_backend == "s3":
         from .storage.s3 import S3DatasetStore
 
-        # the crops' bucket, and its client (with its breaker, whose prober takes a turn of the host's locks)
-        return S3DatasetStore(_s3_crop_store(settings, host_locks(settings)), settings.cache_dir)
+        return S3DatasetStore(crop_store, settings.cache_dir)
     return FileDatasetStore(settings.cache_dir)
 
 
@@ -122,10 +121,11 @@ def jobs(settings, enqueue=None):
     return Jobs(job_store(settings), enqueue, settings.dataset_queue_max)
 
 
-def datasets(settings, sources):
+def datasets(settings, service):
     """Data-set jobs as the web API asks them; the queue is opened at the first job (the factory writes nothing)."""
     queue = Lazy(lambda: DatasetQueue(queue_storage(settings)))
-    return Datasets(jobs(settings, lambda job_id: queue.get().enqueue(job_id)), dataset_store(settings), sources,
+    return Datasets(jobs(settings, lambda job_id: queue.get().enqueue(job_id)),
+                    dataset_store(settings, service.crop_store), service.sources,
                     unavailable=datasets_unavailable(settings))
 
 
@@ -139,7 +139,8 @@ def datasets_unavailable(settings):
 
 def dataset_worker(settings):
     """The data-set worker's parts: (Worker, DatasetQueue whose task runs its jobs)."""
-    worker = Worker(settings, crop_service(settings), jobs(settings), dataset_store(settings))
+    service = crop_service(settings)
+    worker = Worker(settings, service, jobs(settings), dataset_store(settings, service.crop_store))
     return worker, DatasetQueue(queue_storage(settings), run=worker.run)
 
 

@@ -51,6 +51,9 @@ class InTurn:
         return self
 
     def __exit__(self, *exc):
+        self.end()
+
+    def end(self):
         self.over.set()
 
 
@@ -167,38 +170,38 @@ class Builder:
                 return chunk, batch.make_all(self.service, requests, self.workers,
                                              annotations={item.box.uuid: item.box for item in chunk}, shared=threads)
             finally:
-                threads.turn.over.set()  # over as the round ends, also when it had nothing to download
-
-        def in_turn(threads):
-            """The threads for the next round, whose downloads are queued after the round before's."""
-            return replace(threads, turn=InTurn(threads.turn))
+                threads.turn.end()  # also when the round had nothing to download
 
         # ROUNDS_UNDER_WAY rounds at once, sharing one set of threads (DATASET_WORKERS downloads at a time between
-        # them): the next round's images are downloaded while this round's crops are cut, and its crops start
-        # while this round's last are still being cut, so neither the downloads nor the cores wait at a round's end.
-        # Their downloads are queued in the order of the images, round after round, so a job taken up again after
-        # its worker died finds every image before the one it was downloading whole in the cache.
-        with batch.pools(self.workers) as threads, ThreadPoolExecutor(ROUNDS_UNDER_WAY) as rounds_pool:
-            under_way = deque()
-            for first in rounds[:ROUNDS_UNDER_WAY]:
-                threads = in_turn(threads)
-                under_way.append(rounds_pool.submit(make, first, threads))
-            waiting = deque(rounds[ROUNDS_UNDER_WAY:])
+        # them) and one admission slot: the next round's images are downloaded while this round's crops are cut,
+        # and its crops start while this round's last are still being cut, so neither the downloads nor the cores
+        # wait at a round's end. Their downloads are queued in the order of the images, round after round, so a
+        # job taken up again after its worker died finds every image before the one it was downloading whole.
+        with self.service.admission.slot(), batch.pools(self.workers) as threads, \
+                ThreadPoolExecutor(ROUNDS_UNDER_WAY) as rounds_pool:
+            under_way, waiting, turn = deque(), deque(rounds), None
+
+            def start_next():
+                nonlocal turn
+                turn = InTurn(turn)
+                under_way.append(rounds_pool.submit(make, waiting.popleft(), replace(threads, turn=turn)))
+
+            while waiting and len(under_way) < ROUNDS_UNDER_WAY:
+                start_next()
             while under_way:
                 chunk, outcomes = under_way.popleft().result()
-                if waiting:
-                    threads = in_turn(threads)
-                    under_way.append(rounds_pool.submit(make, waiting.popleft(), threads))
                 for item, outcome in zip(chunk, outcomes):
                     (failures if outcome.error else made).append((item, outcome))
                 progress.update(crops_done=len(made), crops_failed=len(failures),
                                 images_downloaded=self.sources.fetches - fetches)
                 try:
                     self._report(report, progress, started)
-                except JobStopped:
+                except JobStopped:  # the round under way finishes; none waits on a round that never started
                     for future in under_way:
                         future.cancel()
                     raise
+                if waiting:  # after the report: a stopped job starts no other round
+                    start_next()
         if not made:
             first = failures[0][1].error
             raise JobFailed(f"Every box failed; the first: {first.message}", first_code=first.code)

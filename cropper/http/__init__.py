@@ -53,7 +53,7 @@ def register_services(app, settings, service):
     """The crop service, its purges, data-set jobs, and the schemas requests are read with."""
     app.extensions["cropper"] = service
     app.extensions["cropper.purges"] = wiring.purges(settings, service)
-    app.extensions["cropper.datasets"] = wiring.datasets(settings, service.sources)
+    app.extensions["cropper.datasets"] = wiring.datasets(settings, service)
     limits = {"max_side": settings.max_crop_side, "max_pixels": settings.max_crop_pixels,
               "default_format": settings.default_format}
     crop_schema = app.extensions["cropper.schema.crop"] = CropSchema(**limits)

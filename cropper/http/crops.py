@@ -7,14 +7,13 @@ import functools
 import hmac
 import json
 import math
-import uuid as uuidlib
 
 from flask import Blueprint, current_app, jsonify, redirect, request, send_file
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from .. import batch, cluster, crops, spreadsheets
-from ..crops import CropRequest
+from ..crops import CropRequest, canonical_uuid
 from ..datasets.worker import HOUSEKEEPING_SECONDS as DATASET_HEARTBEAT
 from ..errors import (
     BoxNotFoundError,
@@ -216,7 +215,7 @@ def box_crop(box_uuid, extension):
 
 def path_uuid(text, not_found, what):
     try:
-        return str(uuidlib.UUID(text))
+        return canonical_uuid(text)
     except ValueError:
         raise not_found(f"{text[:64]!r} is not the uuid of a FathomNet {what}.") from None
 

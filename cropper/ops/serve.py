@@ -287,9 +287,9 @@ def _serve(settings):
         problems = check_tls_files(settings.tls_cert_file, settings.tls_key_file)
         if problems:
             raise StartError("TLS: " + "; ".join(problems))
-    if settings.cache_backend == "s3":
-        prepare_store(settings)
     nginx, settings = prepared_nginx(settings)
+    if settings.cache_backend == "s3":  # with the cache folder the workers use: the store's breaker file is there
+        prepare_store(settings)
     check_free(settings.gunicorn_bind, "GUNICORN_BIND")
     if nginx:
         check_free(settings.nginx_listen, "NGINX_LISTEN")

@@ -14,7 +14,8 @@ Layout under the cache folder:
     sources/f1/f11816b8-....gone                  FathomNet no longer has the image (JSON: since when)
     purges/<id>.json                              the purges made here (the crop store's purge list)
     purges-applied/<id>                           the purges this host has applied
-    locks/3a/3a5f....lock                         one lock file per key being made, removed after
+    locks/keys.lock                               every key's lock, a byte of it each (locks.Locks.hold)
+    locks/3a/3a5f....lock                         a long turn's lock (the pruner's), a file that stays
     usage/crops, usage/sources                    what each store counts it holds
     store-unreachable                             CACHE_BACKEND=s3: the shared store's breaker, when open (breaker.py)
 
@@ -37,7 +38,7 @@ from .. import crops, imaging
 from ..errors import BusyError
 from . import Entry, Listing, NewFile, OpenedCrop, Removed, TempFile, check_uuid, checked_purge_id, read_purge
 from .disk import atomic_writer, is_temp, scratch, storing, unlink, write_bytes
-from .locks import Locks, crop_lock, eviction_lock
+from .locks import crop_lock, eviction_lock
 
 log = logging.getLogger(__name__)
 
@@ -548,13 +549,6 @@ def size_and_sha256(file):
         digest.update(block)
         size += len(block)
     return size, digest.hexdigest()
-
-
-def file_stores(cache_dir, lock_timeout):
-    """The crop store and the source store of one cache folder, sharing its locks."""
-    root = Path(cache_dir).resolve()
-    locks = Locks(root / "locks", lock_timeout)
-    return FileCropStore(root, locks), FileSourceStore(root, locks)
 
 
 def _mark_used(path, stat):

@@ -27,7 +27,7 @@ class Locks:
     every inode freed in the last seconds for each new file: that made a file a millisecond.) These
     locks belong to an open file, like flock's, so threads of one process exclude each other and the
     kernel drops them when a holder dies, even by SIGKILL: a killed worker never blocks anyone.
-    Offsets are 60 bits of the hash, so two keys never share a lock.
+    Offsets are 60 bits of the hash, so two keys share a lock with odds of one in 2**60.
     """
 
     def __init__(self, folder, timeout):

@@ -49,8 +49,24 @@ CACHE_CONTROL = "public, max-age=31536000, immutable"  # a crop's key names its 
 TIMEOUTS = (ConnectTimeoutError, ReadTimeoutError)
 # What says the store cannot be reached at all (a connection closed or reset is tried again, as usual).
 UNREACHABLE = (*TIMEOUTS, EndpointConnectionError)
-DELETE_BATCH = 1000  # S3's most keys per DeleteObjects
 
+
+
+def _delete_under(client, bucket, prefix):
+    """Delete every object whose key starts with prefix, a listing page (at most 1,000 keys, as many as one
+    DeleteObjects takes) at a time: what was removed (a key the store refused to delete is kept, and logged)."""
+    removed = Removed()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        sizes = {item["Key"]: item["Size"] for item in page.get("Contents", [])}
+        if not sizes:
+            continue
+        answer = client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key} for key in sizes],
+                                                              "Quiet": True})
+        for error in answer.get("Errors", []):
+            log.warning("store %s did not remove %s: %s", bucket, error.get("Key"), error.get("Code"))
+            sizes.pop(error.get("Key"), None)
+        removed += Removed(len(sizes), sum(sizes.values()))
+    return removed
 
 class S3CropStore:
     """Crops as objects <prefix><store path> in one bucket, shared by every host."""
@@ -178,22 +194,11 @@ class S3CropStore:
     def remove_image(self, uuid):
         """Remove every crop of an image (both families), whoever made them; what was removed."""
         check_uuid(uuid)
-        found = {}
+        removed = Removed()
         with self._reaching("remove the crops of an image from"):
             for family in crops.FAMILIES:
-                pages = self.client.get_paginator("list_objects_v2").paginate(
-                    Bucket=self.bucket, Prefix=f"{self.prefix}{family}/{uuid[:2]}/{uuid}/")
-                for page in pages:
-                    found.update((item["Key"], item["Size"]) for item in page.get("Contents", []))
-            keys = sorted(found)
-            for start in range(0, len(keys), DELETE_BATCH):
-                batch = keys[start:start + DELETE_BATCH]
-                answer = self.client.delete_objects(Bucket=self.bucket, Delete={
-                    "Objects": [{"Key": key} for key in batch], "Quiet": True})
-                for error in answer.get("Errors", []):  # kept: not counted as removed
-                    log.warning("crop store %s did not remove %s: %s", self.bucket, error.get("Key"), error.get("Code"))
-                    found.pop(error.get("Key"), None)
-        return Removed(len(found), sum(found.values()))
+                removed += _delete_under(self.client, self.bucket, f"{self.prefix}{family}/{uuid[:2]}/{uuid}/")
+        return removed
 
     def record_purge(self, purge):
         """Add a purge to the list in the bucket, where every host (one down now, when it starts) finds it."""
@@ -383,17 +388,8 @@ class S3DatasetStore:
                     "ContentDisposition": f'attachment; filename="{name}"', "CacheControl": DATASET_CACHE_CONTROL})
 
     def remove(self, job_id):
-        freed = 0
         with self._reaching("remove a data set"):
-            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
-                                                                         Prefix=self._key(job_id))
-            for page in pages:
-                objects = page.get("Contents", [])
-                if objects:
-                    self.client.delete_objects(Bucket=self.bucket, Delete={
-                        "Objects": [{"Key": item["Key"]} for item in objects], "Quiet": True})
-                    freed += sum(item["Size"] for item in objects)
-        return freed
+            return _delete_under(self.client, self.bucket, self._key(job_id)).bytes
 
     @staticmethod
     def url_path(job_id, name):

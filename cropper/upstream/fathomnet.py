@@ -10,13 +10,13 @@ import hashlib
 import json
 import logging
 import math
-import uuid as uuidlib
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from urllib3.util.retry import Retry
 
 from .. import metrics
+from ..crops import canonical_uuid
 from ..errors import ImageNotFoundError, ImageTooLargeError, UpstreamError, UpstreamTimeoutError
 from . import BoxInfo, BoxPage, ImageInfo
 from .deadlines import DeadlineAdapter, deadline
@@ -117,11 +117,6 @@ def box_constraints(query):
     """The JSON body of FathomNet's box query for a BoxQuery: the constraints it sets, by FathomNet's names."""
     return {name: getattr(query, field) for field, name in CONSTRAINT_NAMES.items()
             if getattr(query, field) is not None}
-
-
-def canonical_uuid(text):
-    """A UUID in canonical lower-case form, or ValueError."""
-    return str(uuidlib.UUID(str(text)))
 
 
 def origin(url):

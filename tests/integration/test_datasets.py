@@ -34,6 +34,7 @@ from devtools.standin import (
     taxon_descendants,
     uuid_for,
 )
+from tests.jobs import finished_job
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # the loader must read the folder, never a hub
 datasets = pytest.importorskip("datasets")
@@ -65,16 +66,7 @@ def start(service, **body):
 
 def finished(service, job, timeout=120):
     """The job's answer once it is no longer queued or running."""
-    url = job["url"].replace(job["url"].split("/datasets/")[0], service.url)
-    answer = {}
-
-    def ended():
-        nonlocal answer
-        answer = requests.get(url, timeout=10).json()
-        return answer.get("status") not in ("queued", "running")
-
-    assert wait_until(ended, timeout=timeout), answer
-    return answer
+    return finished_job(service.url, job["id"], timeout)
 
 
 def unpacked(service, job, folder):
@@ -335,7 +327,7 @@ def test_a_worker_killed_mid_job_is_taken_over_and_no_image_is_downloaded_twice(
         before = requests.get(url, timeout=10).json()
         assert before["status"] == "running" and 0 < before["progress"]["crops_done"] < 200
         worker = run_worker(without_worker)
-        answer = finished(without_worker, {"url": url}, timeout=180)
+        answer = finished(without_worker, job, timeout=180)
     finally:
         standin.release()
         worker.kill()
